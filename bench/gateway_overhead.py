@@ -1,0 +1,253 @@
+"""What Switchyard adds on top of calling the upstream directly.
+
+Starts a fast fake OpenAI upstream (bench/fast_upstream.py), an embedded
+Redis, and Switchyard as `make run` runs it (uvicorn + one Celery worker,
+threads pool, SQLite under a temporary folder), then runs the same load
+direct to the upstream and through Switchyard and prints requests/s,
+latency p50/p99, time to first token, the CPU milliseconds per request of
+our processes, and the overhead (through minus direct). Finally it reports
+the resident memory of the web and worker processes after 1,000 and 20,000
+calls.
+
+Run:  .venv/bin/python bench/gateway_overhead.py [--quick]
+
+Bounded: every phase stops after its request count or its time limit,
+whichever comes first; everything runs on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import PhaseResult, run_phase  # noqa: E402
+from switchyard import devstack  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+SETUP = """
+from decimal import Decimal
+from django.contrib.auth import get_user_model
+from billing.services import api_key_create
+from routing.models import LanguageModel, ModelPrice, Provider
+p = Provider.objects.create(name="bench", kind="openai", base_url="{base_url}", timeout_seconds=30)
+for name in ("bench-json", "bench-stream", "bench-paced"):
+    m = LanguageModel.objects.create(public_id="bench/" + name, provider=p, upstream_name=name,
+                                     context_window=128000, max_output_tokens=4096)
+    ModelPrice.objects.create(model=m, input_per_million=Decimal("0.15"), output_per_million=Decimal("0.60"))
+user = get_user_model().objects.create_user("bench")
+print(api_key_create(user=user, name="bench")[1])
+"""
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    model: str
+    stream: bool
+    concurrency: int
+    requests: int
+    time_limit: float
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def payload(model: str, stream: bool) -> dict[str, object]:
+    body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "Say twenty words."}]}
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+async def phase(port: int, model: str, p: Phase, headers: dict[str, str]) -> PhaseResult:
+    return await run_phase(
+        host="127.0.0.1",
+        port=port,
+        path="/v1/chat/completions",
+        payload=payload(model, p.stream),
+        headers=headers,
+        concurrency=p.concurrency,
+        requests=p.requests,
+        time_limit=p.time_limit,
+    )
+
+
+@contextlib.contextmanager
+def profiling(folder: str | None, label: str, pids: dict[str, int]) -> Iterator[None]:
+    """Sample `pids` with py-spy (if asked) while the block runs; raw collapsed stacks go to `folder`."""
+    if not folder:
+        yield
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    spies = [
+        subprocess.Popen(
+            ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--nonblocking",
+             "--output", str(Path(folder) / f"{label}-{name}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for name, pid in pids.items()
+    ]
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(timeout=30)
+
+
+def fmt(value: float) -> str:
+    return f"{value:8.1f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of the requests, for a smoke run")
+    parser.add_argument("--concurrency", type=int, default=256, help="worker threads (CELERY_CONCURRENCY)")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="record py-spy profiles (collapsed stacks) of the web and worker processes during the phases",
+    )
+    args = parser.parse_args()
+    scale = 0.1 if args.quick else 1.0
+
+    def n(count: int) -> int:
+        return max(20, int(count * scale))
+
+    phases = [
+        Phase("non-streaming", "json", False, 1, n(1000), 60),
+        Phase("non-streaming", "json", False, 10, n(3000), 60),
+        Phase("non-streaming", "json", False, 100, n(6000), 90),
+        Phase("stream 20 chunks", "stream", True, 10, n(3000), 60),
+        Phase("stream 20 chunks", "stream", True, 100, n(4000), 90),
+        Phase("paced stream", "paced", True, 100, n(2000), 120),
+        Phase("paced stream", "paced", True, 200, n(2000), 120),
+    ]
+
+    workdir = Path(tempfile.mkdtemp(prefix="switchyard-bench-"))
+    children: list[devstack.Child] = []
+    try:
+        upstream_port = devstack.free_port()
+        devstack.spawn(
+            "fake upstream", [sys.executable, str(ROOT / "bench" / "fast_upstream.py"), str(upstream_port)],
+            dict(os.environ), into=children,
+        )  # fmt: skip
+        redis_url = devstack.start_redis(devstack.free_port(), port_hint="", into=children)
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+            "REDIS_URL": redis_url,
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+        devstack.manage("migrate", "--noinput", "-v", "0", env=env)
+        key = devstack.manage(
+            "shell", "-c", SETUP.format(base_url=f"http://127.0.0.1:{upstream_port}/v1"), env=env, capture=True
+        ).strip().splitlines()[-1]
+        web_port = devstack.free_port()
+        devstack.spawn(
+            "worker",
+            [sys.executable, "-m", "celery", "-A", "switchyard", "worker", "--pool=threads",
+             f"--concurrency={args.concurrency}", "--loglevel=WARNING", "--without-mingle", "--without-gossip"],
+            env, into=children,
+        )  # fmt: skip
+        devstack.spawn(
+            "web",
+            [sys.executable, "-m", "uvicorn", "switchyard.asgi:application", "--host", "127.0.0.1",
+             "--port", str(web_port), "--lifespan", "off", "--no-access-log", "--log-level", "warning"],
+            env, into=children,
+        )  # fmt: skip
+        devstack.wait_until_serving(f"http://127.0.0.1:{web_port}/accounts/login/", children)
+        worker_pid = children[2].process.pid
+        web_pid = children[3].process.pid
+        redis_pid = children[1].process.pid
+        auth = {"Authorization": f"Bearer {key}"}
+        print(f"Switchyard bench: worker threads {args.concurrency}, {os.cpu_count()} CPUs, scale {scale:g}\n")
+
+        # Warm-up, also at the highest concurrency: the worker's thread pool
+        # grows lazily up to its size, and each new thread brings a database
+        # connection; memory is compared after that one-time growth.
+        through_calls = 0
+        for warm in (Phase("warm-up", "json", False, 10, 300, 60), Phase("warm-up", "paced", True, 200, 400, 60)):
+            result = asyncio.run(phase(web_port, f"bench/bench-{warm.model}", warm, auth))
+            through_calls += result.completed + result.errors
+        header = (
+            f"{'phase':<18}{'conc':>5} {'path':<8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ttft50':>9}"
+            f"{'errors':>7}{'cpu ms/req web+worker+redis':>30}"
+        )
+        print(header)
+        print("-" * len(header))
+        memory: dict[int, tuple[float, float]] = {}
+        for number, p in enumerate(phases):
+            direct = asyncio.run(phase(upstream_port, f"bench-{p.model}", p, {}))
+            before = {pid: cpu_seconds(pid) for pid in (web_pid, worker_pid, redis_pid)}
+            with profiling(args.profile, f"{number}-{p.model}-c{p.concurrency}", {"web": web_pid, "worker": worker_pid}):
+                through = asyncio.run(phase(web_port, f"bench/bench-{p.model}", p, auth))
+            spent = {pid: (cpu_seconds(pid) - before[pid]) * 1000 / max(1, through.completed) for pid in before}
+            through_calls += through.completed + through.errors
+            for label, result in (("direct", direct), ("through", through)):
+                cpu = ""
+                if label == "through":
+                    cpu = f"{spent[web_pid]:.2f}+{spent[worker_pid]:.2f}+{spent[redis_pid]:.2f}"
+                print(
+                    f"{p.name:<18}{p.concurrency:>5} {label:<8}{result.rps:>9.0f}"
+                    f"{fmt(result.p50)} {fmt(result.p99)} {fmt(result.ttft_p50)}{result.errors:>7}{cpu:>30}"
+                )
+                for sample in result.error_samples:
+                    print(f"    error: {sample}")
+            print(
+                f"{'':<18}{'':>5} {'overhead':<8}{'':>9}{fmt(through.p50 - direct.p50)} "
+                f"{fmt(through.p99 - direct.p99)} {fmt(through.ttft_p50 - direct.ttft_p50)}"
+                f"   p50 through/direct = {through.p50 / direct.p50:.2f}x"
+            )
+            if through_calls >= 1000 and 1000 not in memory:
+                memory[1000] = (rss_mb(web_pid), rss_mb(worker_pid))
+        target = int(20000 * scale)
+        while through_calls < target:
+            left = target - through_calls
+            extra = asyncio.run(
+                phase(web_port, "bench/bench-json", Phase("memory", "json", False, 50, min(left, 5000), 120), auth)
+            )
+            through_calls += extra.completed + extra.errors
+            if extra.completed == 0:
+                break
+        memory[through_calls] = (rss_mb(web_pid), rss_mb(worker_pid))
+        print("\nResident memory (MB) after N calls through Switchyard:")
+        for calls, (web_mb, worker_mb) in sorted(memory.items()):
+            print(f"  after {calls:>6} calls: web {web_mb:7.1f}   worker {worker_mb:7.1f}")
+        if len(memory) == 2:
+            (w1, k1), (w2, k2) = (memory[c] for c in sorted(memory))
+            print(f"  growth: web {100 * (w2 - w1) / w1:+.1f}%   worker {100 * (k2 - k1) / k1:+.1f}%")
+        return 0
+    finally:
+        devstack.stop(children, grace=5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

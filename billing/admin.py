@@ -1,0 +1,261 @@
+"""The billing admin: teams and their members, API keys, spend caps, and the usage ledger.
+
+Two promises it keeps: an API key shows nothing but its prefix (the hash
+stays in the database), and usage records are read-only, since each is
+what one call cost.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import redis
+from django.contrib import admin, messages
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.http import HttpRequest
+from django.utils import timezone
+
+from billing import caps
+from billing.models import ApiKey, SpendCap, Team, TeamMembership, UsageRecord
+from billing.services import api_key_revoke
+
+
+def exact_usd(amount: Decimal | None) -> str:
+    """Every digit a cost has, at least cents: `Decimal("0.0000088500")` → "$0.00000885"."""
+    if amount is None:
+        return "–"
+    places = max(2, -int(amount.normalize().as_tuple().exponent))
+    return f"${amount:,.{places}f}"
+
+
+class TeamMembershipInline(admin.TabularInline):
+    model = TeamMembership
+    extra = 0
+    autocomplete_fields = ("user",)
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("created_at",)
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "member_count", "active_key_count", "spent_this_month", "cap_count")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("created_at",)
+    inlines = (TeamMembershipInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+        month_start, _ = caps.period_bounds(SpendCap.Period.MONTH, timezone.now())
+        spend = (
+            UsageRecord.objects.filter(team=OuterRef("pk"), created_at__gte=month_start, cost_usd__isnull=False)
+            .order_by()
+            .values("team")
+            .annotate(units=Sum(caps.COST_UNITS))
+            .values("units")
+        )
+        # Subqueries, not joins: joined counts would multiply each other.
+        members = TeamMembership.objects.filter(team=OuterRef("pk")).order_by().values("team").annotate(n=Count("pk"))
+        keys = (
+            ApiKey.objects.filter(team=OuterRef("pk"), revoked_at__isnull=True)
+            .order_by()
+            .values("team")
+            .annotate(n=Count("pk"))
+        )
+        caps_set = SpendCap.objects.filter(team=OuterRef("pk")).order_by().values("team").annotate(n=Count("pk"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                month_units=Subquery(spend),
+                members=Subquery(members.values("n"), output_field=IntegerField()),
+                active_keys=Subquery(keys.values("n"), output_field=IntegerField()),
+                caps=Subquery(caps_set.values("n"), output_field=IntegerField()),
+            )
+        )
+
+    @admin.display(description="members", ordering="members")
+    def member_count(self, obj: Team) -> int:
+        return obj.members or 0
+
+    @admin.display(description="active API keys", ordering="active_keys")
+    def active_key_count(self, obj: Team) -> int:
+        return obj.active_keys or 0
+
+    @admin.display(description="spent this month (UTC)", ordering="month_units")
+    def spent_this_month(self, obj: Team) -> str:
+        return caps.format_usd(caps.from_units(int(obj.month_units or 0)))
+
+    @admin.display(description="spend caps", ordering="caps")
+    def cap_count(self, obj: Team) -> int:
+        return obj.caps or 0
+
+
+class KeyStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are created where their plain value can be shown once (`manage.py create_api_key`), not here."""
+
+    list_display = ("key", "name", "user", "team", "created_at", "last_used_at", "status")
+    list_filter = (KeyStatusFilter, "team")
+    list_select_related = ("user", "team")
+    search_fields = ("name", "prefix", "user__username", "team__name")
+    fields = ("key", "name", "user", "team", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("key", "user", "created_at", "last_used_at", "revoked_at")
+    autocomplete_fields = ("team",)
+    actions = ("revoke",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="key", ordering="prefix")
+    def key(self, obj: ApiKey) -> str:
+        return f"{obj.prefix}…"
+
+    @admin.display(description="status", ordering="revoked_at")
+    def status(self, obj: ApiKey) -> str:
+        return "active" if obj.is_active else f"revoked {obj.revoked_at:%Y-%m-%d %H:%M}"
+
+    @admin.action(description="Revoke selected API keys", permissions=("change",))
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        active = list(queryset.filter(revoked_at__isnull=True))
+        for key in active:
+            api_key_revoke(key=key)
+        self.message_user(request, f"Revoked {len(active)} API key(s); they stop working at once.", messages.SUCCESS)
+
+
+@admin.register(SpendCap)
+class SpendCapAdmin(admin.ModelAdmin):
+    list_display = (
+        "applies_to",
+        "period",
+        "limit",
+        "spent_this_period",
+        "used",
+        "warns_at",
+        "resets_at",
+        "enabled",
+    )
+    list_filter = ("period", "enabled")
+    list_select_related = ("user", "team", "api_key")
+    search_fields = ("user__username", "team__name", "team__slug", "api_key__name", "api_key__prefix")
+    autocomplete_fields = ("user", "team", "api_key")
+    readonly_fields = ("spent_this_period", "resets_at", "created_at")
+    fieldsets = (
+        ("Applies to", {"fields": ("user", "team", "api_key"), "description": "Exactly one of them."}),
+        (None, {"fields": ("limit_usd", "period", "soft_threshold", "enabled")}),
+        ("This period", {"fields": ("spent_this_period", "resets_at", "created_at")}),
+    )
+
+    @admin.display(description="applies to")
+    def applies_to(self, obj: SpendCap) -> str:
+        return obj.subject_label
+
+    @admin.display(description="limit", ordering="limit_usd")
+    def limit(self, obj: SpendCap) -> str:
+        return caps.format_usd(obj.limit_usd)
+
+    def _spent(self, obj: SpendCap) -> Decimal | None:
+        if obj.pk is None:
+            return None
+        try:
+            return caps.cap_spent(obj)
+        except redis.RedisError:
+            return None
+
+    @admin.display(description="spent this period")
+    def spent_this_period(self, obj: SpendCap) -> str:
+        spent = self._spent(obj)
+        return "–" if spent is None else caps.format_usd(spent)
+
+    @admin.display(description="used")
+    def used(self, obj: SpendCap) -> str:
+        spent = self._spent(obj)
+        if spent is None:
+            return "–"
+        if spent >= obj.limit_usd:
+            return "used up"
+        return f"{int(spent * 100 / obj.limit_usd)}%"
+
+    @admin.display(description="warns at", ordering="soft_threshold")
+    def warns_at(self, obj: SpendCap) -> str:
+        return f"{(obj.soft_threshold * 100).normalize():f}%"
+
+    @admin.display(description="resets at (UTC)")
+    def resets_at(self, obj: SpendCap) -> str:
+        if obj.pk is None:
+            return "–"
+        return f"{caps.period_bounds(obj.period, timezone.now())[1]:%Y-%m-%d %H:%M}"
+
+
+class UsageStatusFilter(admin.SimpleListFilter):
+    """Status, plus "unpriced": answered, but no price was known, so no cost was booked."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [*UsageRecord.Status.choices, ("unpriced", "Unpriced")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[UsageRecord]) -> QuerySet[UsageRecord]:
+        value = self.value()
+        if value == "unpriced":
+            return queryset.filter(~Q(model=""), cost_usd__isnull=True)
+        if value in UsageRecord.Status.values:
+            return queryset.filter(status=value)
+        return queryset
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "request_id",
+        "user",
+        "team",
+        "requested",
+        "model",
+        "status",
+        "tokens",
+        "cost",
+        "latency_ms",
+    )
+    list_filter = (UsageStatusFilter, "model", "provider", "source")
+    list_select_related = ("user", "team")
+    date_hierarchy = "created_at"
+    search_fields = ("=request_id",)
+    # An exact count of millions of rows costs more than the page itself.
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
+        return False
+
+    @admin.display(description="tokens in / out")
+    def tokens(self, obj: UsageRecord) -> str:
+        text = f"{obj.input_tokens:,} / {obj.output_tokens:,}"
+        return f"{text} (estimated)" if obj.tokens_estimated else text
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost(self, obj: UsageRecord) -> str:
+        if obj.cost_usd is None:
+            return "unpriced" if obj.model else "–"
+        return exact_usd(obj.cost_usd)

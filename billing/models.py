@@ -1,0 +1,184 @@
+"""Who calls (teams, API keys) and what every call cost (usage records)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=50, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TeamMembership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="one_membership_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+
+class ApiKey(models.Model):
+    """A bearer key for /v1. Only its SHA-256 is stored; the plain key is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    team = models.ForeignKey(Team, on_delete=models.SET_NULL, null=True, blank=True, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=20, help_text="The visible start of the key, to recognise it.")
+    hashed = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class UsageRecord(models.Model):
+    """Exactly one per call, written by the worker that ran it.
+
+    Unit prices are copied from the price book at the moment of the call, so
+    a later price edit never rewrites what a call cost.
+    """
+
+    class Status(models.TextChoices):
+        OK = "ok", "OK"
+        ERROR = "error", "Error"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Source(models.TextChoices):
+        API = "api", "API"
+        PLAYGROUND = "playground", "Playground"
+
+    request_id = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    source = models.CharField(max_length=12, choices=Source.choices, default=Source.API)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="usage_records"
+    )
+    team = models.ForeignKey(Team, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage_records")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage_records")
+    requested = models.CharField(max_length=200, help_text="The model or route the client asked for.")
+    route = models.CharField(max_length=50, blank=True)
+    model = models.CharField(max_length=200, blank=True, help_text="Public id of the model that answered.")
+    provider = models.CharField(max_length=50, blank=True)
+    attempts = models.JSONField(default=list, blank=True)
+    trace = models.JSONField(default=dict, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    tokens_estimated = models.BooleanField(default=False)
+    input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    output_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cost_usd = models.DecimalField(
+        max_digits=18, decimal_places=10, null=True, blank=True, help_text="Empty when no price was known."
+    )
+    latency_ms = models.PositiveIntegerField(default=0)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error_kind = models.CharField(max_length=30, blank=True)
+    finish_reason = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "created_at"]),
+            models.Index(fields=["team", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model or self.requested} {self.status}"
+
+
+class SpendCap(models.Model):
+    """A spending limit in USD per UTC calendar day or month, on exactly one user, team or API key.
+
+    Spend reaching `limit_usd` blocks further calls of that subject until the
+    period ends; reaching `soft_threshold` of it adds a warning to answers.
+    The spend itself is kept in Redis counters (billing/caps.py).
+    """
+
+    class Period(models.TextChoices):
+        DAY = "day", "Daily"
+        MONTH = "month", "Monthly"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="spend_caps"
+    )
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, null=True, blank=True, related_name="spend_caps")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, null=True, blank=True, related_name="spend_caps")
+    limit_usd = models.DecimalField("limit (USD)", max_digits=12, decimal_places=4)
+    period = models.CharField(max_length=5, choices=Period.choices, default=Period.MONTH)
+    soft_threshold = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.8"),
+        help_text="Fraction of the limit from which answers carry a warning (0.8 = 80%).",
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "spend cap"
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(user__isnull=False, team__isnull=True, api_key__isnull=True)
+                    | models.Q(user__isnull=True, team__isnull=False, api_key__isnull=True)
+                    | models.Q(user__isnull=True, team__isnull=True, api_key__isnull=False)
+                ),
+                name="spend_cap_one_subject",
+                violation_error_message="A cap applies to exactly one of: a user, a team, an API key.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(limit_usd__gte=0),
+                name="spend_cap_limit_not_negative",
+                violation_error_message="The limit cannot be negative.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(soft_threshold__gt=0, soft_threshold__lte=1),
+                name="spend_cap_soft_threshold_fraction",
+                violation_error_message="The soft threshold is a fraction of the limit: above 0, at most 1.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_period_display()} cap of ${self.limit_usd} on {self.subject_label}"
+
+    @property
+    def subject_label(self) -> str:
+        if self.team_id is not None:
+            return f"team {self.team.slug}"
+        if self.api_key_id is not None:
+            return f"API key {self.api_key.prefix}…"
+        if self.user_id is not None:
+            return f"user {self.user.get_username()}"
+        return "nobody"

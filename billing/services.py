@@ -1,0 +1,120 @@
+"""Writes of the billing app: API keys and usage records."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing import caps
+from billing.models import ApiKey, Team, UsageRecord
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from routing.call_spec import CallSpec
+    from routing.catalog import CatalogModel
+
+API_KEY_PREFIX = "sk-sy-"
+VISIBLE_PREFIX_LENGTH = 12
+MILLION = Decimal(1_000_000)
+COST_PLACES = Decimal("0.0000000001")
+
+
+def api_key_hash(raw: str) -> str:
+    # Keys are 256 random bits, so a fast hash is as safe as a slow one here.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_key_create(*, user: User, name: str = "", team: Team | None = None) -> tuple[ApiKey, str]:
+    """Create a key; returns it with the plain key, which is never available again."""
+    raw = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        user=user, team=team, name=name, prefix=raw[:VISIBLE_PREFIX_LENGTH], hashed=api_key_hash(raw)
+    )
+    return key, raw
+
+
+def api_key_revoke(*, key: ApiKey) -> None:
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+
+
+@dataclass(frozen=True)
+class UsageBooking:
+    spec: CallSpec
+    model: CatalogModel | None
+    status: str
+    attempts: list[dict[str, Any]]
+    input_tokens: int
+    output_tokens: int
+    tokens_estimated: bool
+    latency_ms: int
+    ttft_ms: int | None
+    error_kind: str
+    finish_reason: str
+
+
+def usage_cost(
+    *, input_tokens: int, output_tokens: int, input_per_million: Decimal, output_per_million: Decimal
+) -> Decimal:
+    cost = (Decimal(input_tokens) * input_per_million + Decimal(output_tokens) * output_per_million) / MILLION
+    return cost.quantize(COST_PLACES)
+
+
+def usage_record_book(booking: UsageBooking) -> UsageRecord:
+    """Write the one usage record of a call, at the prices in force when it was made.
+
+    Idempotent on the call id: a second booking of the same call returns the first record.
+    """
+    spec = booking.spec
+    price = booking.model.price_at(spec.created_at) if booking.model else None
+    cost = None
+    if price is not None:
+        cost = usage_cost(
+            input_tokens=booking.input_tokens,
+            output_tokens=booking.output_tokens,
+            input_per_million=price.input_per_million,
+            output_per_million=price.output_per_million,
+        )
+    record = UsageRecord(
+        request_id=spec.call_id,
+        created_at=spec.created_at,
+        source=spec.source,
+        user_id=spec.user_id,
+        team_id=spec.team_id,
+        api_key_id=spec.api_key_id,
+        requested=spec.requested,
+        route=spec.route,
+        model=booking.model.public_id if booking.model else "",
+        provider=booking.model.provider_name if booking.model else "",
+        attempts=booking.attempts,
+        trace={"chain": list(spec.chain), "skipped": list(spec.skipped)},
+        input_tokens=booking.input_tokens,
+        output_tokens=booking.output_tokens,
+        tokens_estimated=booking.tokens_estimated,
+        input_price_per_million=price.input_per_million if price else None,
+        output_price_per_million=price.output_per_million if price else None,
+        cost_usd=cost,
+        latency_ms=booking.latency_ms,
+        ttft_ms=booking.ttft_ms,
+        status=booking.status,
+        error_kind=booking.error_kind,
+        finish_reason=booking.finish_reason,
+    )
+    try:
+        with transaction.atomic():
+            record.save(force_insert=True)
+    except IntegrityError:
+        return UsageRecord.objects.get(request_id=spec.call_id)
+    # Here, not on call_finished: only the first insert may count, and every
+    # booking path (worker, lost run, playground) passes through here.
+    transaction.on_commit(functools.partial(caps.spend_book, record))
+    return record

@@ -1,0 +1,173 @@
+"""Which kind of task a prompt is: coding, writing, reasoning or a quick question.
+
+Local and instant (regular expressions, no model call), and free of Django so
+that routing strategies can call it on every request.
+
+Scoring rules
+-------------
+Every rule below that matches the prompt adds its weight to its category,
+once: a cue counts for being present, not for how often it repeats, so a long
+prompt does not win by sheer length.
+
+- Strong cues weigh 3: a code fence, an error trace, code-like lines, a
+  programming language or library name, "write a function/script/query";
+  "write/draft a poem/email/essay/…", "rewrite/proofread/paraphrase";
+  "prove", "why", "step by step", "calculate/solve/derive".
+- Weaker cues weigh 1 or 2: coding words ("bug", "compile", "API"), a bare
+  genre word ("poem", "story"), "summarise/translate/tone", maths vocabulary,
+  arithmetic like "17 * 23", puzzles, trade-offs.
+- A short prompt (at most SHORT_WORDS words, with no code fence) scores 2 for
+  quick, and 1 more when it reads as a question (a question mark, or a
+  leading what/who/when/…). So "Who wrote the novel 1984?" stays quick
+  despite "novel", while a strong cue ("Why is the sky blue?") or a weaker
+  cue in a short statement ("A haiku about the sea") takes it over.
+
+Only the first HEAD_CHARS and last TAIL_CHARS characters are read: the
+instruction is nearly always at the start or the end of a long paste, and the
+time stays under a few milliseconds whatever the prompt's size.
+
+The highest total wins. Ties go to the more demanding category, in the order
+coding, reasoning, writing, quick: sending a hard task to a small model costs
+more than the reverse. A long prompt that matches nothing is reasoning, for
+the same reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# The values of playground.models.Category, repeated so that this module needs no Django.
+CODING = "coding"
+WRITING = "writing"
+REASONING = "reasoning"
+QUICK = "quick"
+CATEGORIES = (CODING, REASONING, WRITING, QUICK)
+"""Every category, most demanding first: the tie-break order."""
+
+SHORT_WORDS = 12
+HEAD_CHARS = 3000
+TAIL_CHARS = 1000
+
+STRONG = 3
+MEDIUM = 2
+WEAK = 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    category: str
+    weight: int
+    pattern: re.Pattern[str]
+
+
+def _rule(category: str, weight: int, pattern: str, flags: int = re.IGNORECASE) -> Rule:
+    return Rule(category, weight, re.compile(pattern, flags))
+
+
+_LANGUAGES = (
+    r"python|javascript|typescript|java|kotlin|scala|golang|c\+\+|c#|\.net|ruby|php|perl|haskell|elixir|"
+    r"erlang|clojure|ocaml|fortran|cobol|matlab|lua|swiftui|objective-c|assembly|sql|postgres(?:ql)?|"
+    r"mysql|sqlite|bash|zsh|powershell|shell script|regex|regexp|html|css|json|yaml|dockerfile|docker|kubernetes|"
+    r"terraform|svelte|django|flask|fastapi|node\.?js|npm|pandas|numpy|pytorch|tensorflow|git|"
+    # Names that are also English words count only when capitalised.
+    r"(?-i:React|Vue|Angular|Rust|Dart)"
+)
+
+_GENRES = (
+    r"poem|haiku|sonnet|limerick|song|lyrics|story|stories|essay|e-?mail|letter|cover letter|blog(?: post)?|"
+    r"article|speech|toast|tweet|linkedin post|bio|slogan|tagline|press release|eulogy|fairy tale|novel|"
+    r"chapter|dialogue|screenplay|newsletter|product description|ad copy|caption|invitation|apology"
+)
+
+RULES: tuple[Rule, ...] = (
+    # Coding
+    _rule(CODING, STRONG, r"```"),
+    _rule(
+        CODING,
+        STRONG,
+        r"Traceback \(most recent call last\)|^\s*File \".+\", line \d+|(?-i:\b[A-Z]\w*(?:Error|Exception)\b)"
+        r"|^\s+at \S+ \(.+:\d+:\d+\)|segmentation fault|core dumped|panicked at|undefined is not a function"
+        r"|\bstack ?trace\b|\bexit (?:code|status) \d+",
+        re.IGNORECASE | re.MULTILINE,
+    ),
+    _rule(
+        CODING,
+        STRONG,
+        r"^\s*(?:def |class \w+[:(]|import \w|from \w+(?:\.\w+)* import |#include|function \w+\(|"
+        r"(?:const|let|var) \w+ =|fn \w+\(|func \w+\(|public (?:static )?\w+|SELECT .+ FROM )"
+        r"|[;{}]\s*$",
+        re.MULTILINE,
+    ),
+    _rule(CODING, STRONG, rf"(?<![\w+#.])(?:{_LANGUAGES})(?![\w+#])"),
+    _rule(
+        CODING,
+        STRONG,
+        r"\b(?:write|implement|fix|debug|refactor|optimi[sz]e|review)\b.{0,40}"
+        r"\b(?:function|method|class|script|program|query|regex|endpoint|unit tests?|code|bug|loop|algorithm)\b",
+    ),
+    _rule(
+        CODING,
+        WEAK,
+        r"\b(?:code|coding|bug|debug|compile[rd]?|refactor|api|sdk|library|variable|recursion|runtime"
+        r"|big-?o|repository|pull request|unit tests?|linter|cli)\b",
+    ),
+    # Writing
+    _rule(
+        WRITING,
+        STRONG,
+        rf"\b(?:write|draft|compose|pen|craft|create|give me|come up with)\b.{{0,40}}\b(?:{_GENRES})\b",
+    ),
+    _rule(
+        WRITING,
+        STRONG,
+        r"\b(?:rewrite|re-?word|rephrase|paraphrase|proof-?read|copy-?edit|polish|make (?:it|this) (?:sound )?"
+        r"(?:more |less )?(?:formal|casual|concise|friendly|persuasive|professional)|in the style of)\b",
+    ),
+    _rule(WRITING, MEDIUM, rf"\b(?:{_GENRES})\b"),
+    _rule(WRITING, MEDIUM, r"\b(?:summari[sz]e|summary of|translate|tone|wording|outline for|rhym\w*)\b"),
+    # Reasoning
+    _rule(
+        REASONING,
+        STRONG,
+        r"\b(?:prove|proof|show that|why|step[- ]by[- ]step|explain (?:how|why)|calculate|compute|solve"
+        r"|derive|work out|how (?:many|much|long|far) would)\b",
+    ),
+    _rule(
+        REASONING,
+        MEDIUM,
+        r"\b(?:probability|odds|expected value|theorem|lemma|equation|integral|derivative|matrix|prime"
+        r"|puzzle|riddle|logic(?:al)?|paradox|trade-?offs?|pros and cons|compare|estimate|reason(?:ing)?"
+        r"|think (?:it )?through|how many)\b",
+    ),
+    _rule(REASONING, MEDIUM, r"\d\s*[-+*/^×÷]\s*\(?\d|\bx\s*[=<>]\s*\d|\d\s*%"),
+)
+
+_QUESTION_START = re.compile(
+    r"^\s*(?:what|who|whom|whose|when|where|which|how|is|are|was|were|do|does|did|can|could|should|will|name)\b",
+    re.IGNORECASE,
+)
+
+
+def score_prompt(text: str) -> dict[str, int]:
+    """The score of every category for this prompt, under the rules in the module docstring."""
+    scores = dict.fromkeys(CATEGORIES, 0)
+    sample = text if len(text) <= HEAD_CHARS + TAIL_CHARS else f"{text[:HEAD_CHARS]}\n{text[-TAIL_CHARS:]}"
+    for rule in RULES:
+        if rule.pattern.search(sample):
+            scores[rule.category] += rule.weight
+    if len(text.split()) <= SHORT_WORDS and "```" not in text:
+        scores[QUICK] += 2
+        if text.rstrip().endswith("?") or _QUESTION_START.match(text):
+            scores[QUICK] += 1
+    return scores
+
+
+def classify_prompt(text: str) -> str:
+    """The category of a prompt: one of "coding", "writing", "reasoning", "quick"."""
+    scores = score_prompt(text)
+    best = max(scores.values())
+    if best == 0:
+        return REASONING
+    # max() returns the first of equals, and CATEGORIES lists the most demanding first.
+    return max(CATEGORIES, key=lambda category: scores[category])

@@ -1,0 +1,226 @@
+"""One SSE stream per run, multiplexing every column's call events for htmx.
+
+A browser allows about six connections per origin, so a six-column run must
+not open six EventSources: this reads all the calls' Redis streams with one
+XREAD and names each SSE event after its column:
+
+    text-<n>     the answer so far, escaped (replaces the column's body: the
+                 first text of a connection that did not resume)
+    delta-<n>    more answer text, escaped (appended)
+    start-<n>    a model started answering (which one, for a route)
+    final-<n>    the whole answer as rendered markdown (replaces the body)
+    done-<n>     the column's figures, once its call succeeded
+    error-<n>    the failure in words and the figures, once it failed or stopped
+    summary      the run's total, once every column has ended
+    done         last; the page closes the EventSource on it (sse-close)
+
+Each event's SSE id lists every column's last Redis entry id, so a browser
+that reconnects with Last-Event-ID resumes each column where it was. When
+the last viewer of a run goes away before the end, every unfinished call is
+cancelled, after CANCEL_GRACE_SECONDS: a reload or a reconnect within that
+time keeps the run going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from playground.render import escape_text
+from routing.call_events import STREAM_BLOCK_MS, TERMINAL, raise_if_cancelled, request_cancel, stream_key
+from switchyard.redis_clients import get_async_redis
+
+logger = logging.getLogger(__name__)
+
+_ENTRY_ID = re.compile(r"\d{1,20}-\d{1,20}")
+CANCEL_GRACE_SECONDS = 3.0
+# Browsers reconnect a dropped stream after this long (the default is about 3 s).
+RETRY_MS = 1000
+# Delayed cancellations still pending; held so that they are not garbage collected.
+_pending: set[asyncio.Task[None]] = set()
+
+
+def viewers_key(run_id: str) -> str:
+    return f"sy:playground:run:{run_id}:viewers"
+
+
+@dataclass
+class Column:
+    position: int
+    call_id: str
+    # Ended according to the database when the stream opened.
+    ended: bool = False
+    last_id: str = "0-0"
+    # Whether the body already holds this connection's text (else the next text replaces it).
+    has_text: bool = False
+    closed: bool = False
+
+
+@dataclass(frozen=True)
+class Ending:
+    """The fragments of a column that has ended."""
+
+    body_html: str
+    foot_html: str
+    failed: bool
+
+
+@dataclass
+class Fragments:
+    """The HTML pieces a stream sends; each may read the database, so each is awaited."""
+
+    ending: Callable[[int], Awaitable[Ending]]
+    started: Callable[[int, dict[str, Any]], Awaitable[str]]
+    timed_out: Callable[[int], Awaitable[str]]
+    summary: Callable[[], Awaitable[str]]
+
+
+def sse_event(event: str, data: str, event_id: str | None = None) -> bytes:
+    """One SSE message. Every line of `data` gets its own data: field (CR and CRLF are line ends too)."""
+    lines = [f"event: {event}"]
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    text = data.replace("\r\n", "\n").replace("\r", "\n")
+    lines.extend(f"data: {line}" for line in text.split("\n"))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def cursor_format(columns: list[Column]) -> str:
+    return ",".join(f"{c.position}={c.last_id}" for c in columns)
+
+
+def cursor_parse(value: str | None) -> dict[int, str]:
+    """Last-Event-ID back to {position: last entry id}; anything malformed is ignored."""
+    cursor: dict[int, str] = {}
+    for part in (value or "").split(","):
+        position, _, entry_id = part.partition("=")
+        if position.isdigit() and _ENTRY_ID.fullmatch(entry_id):
+            cursor[int(position)] = entry_id
+    return cursor
+
+
+async def _cancel_if_abandoned(run_id: str, call_ids: list[str], grace: float) -> None:
+    await asyncio.sleep(grace)
+    try:
+        viewers = int(await get_async_redis().get(viewers_key(run_id)) or 0)
+        if viewers <= 0:
+            for call_id in call_ids:
+                await request_cancel(call_id)
+    except redis.RedisError:
+        logger.warning("could not cancel the calls of abandoned run %s", run_id)
+
+
+@dataclass
+class RunRelay:
+    run_id: str
+    columns: list[Column]
+    fragments: Fragments
+    deadline: float
+    cancel_grace: float = CANCEL_GRACE_SECONDS
+    finished: bool = False
+    _by_key: dict[bytes, Column] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_key = {stream_key(c.call_id).encode(): c for c in self.columns}
+
+    def resume(self, cursor: dict[int, str]) -> None:
+        for column in self.columns:
+            if column.position in cursor:
+                column.last_id = cursor[column.position]
+                column.has_text = column.last_id != "0-0"
+
+    def _id(self) -> str:
+        return cursor_format(self.columns)
+
+    async def events(self) -> AsyncIterator[bytes]:
+        try:
+            # Counted out in _leave, whichever way the stream ends.
+            pipe = get_async_redis().pipeline(transaction=False)
+            pipe.incr(viewers_key(self.run_id))
+            pipe.expire(viewers_key(self.run_id), 3600)
+            await pipe.execute()
+            yield f"retry: {RETRY_MS}\n\n".encode()
+            for column in self.columns:
+                if column.ended:
+                    async for chunk in self._close(column):
+                        yield chunk
+            while open_columns := [c for c in self.columns if not c.closed]:
+                remaining_ms = int((self.deadline - time.monotonic()) * 1000)
+                if remaining_ms <= 0:
+                    async for chunk in self._time_out(open_columns):
+                        yield chunk
+                    break
+                streams = {stream_key(c.call_id): c.last_id for c in open_columns}
+                response = await get_async_redis().xread(streams, block=min(STREAM_BLOCK_MS, remaining_ms), count=512)
+                raise_if_cancelled()
+                if not response:
+                    yield b": keepalive\n\n"
+                    continue
+                for key, entries in response:
+                    async for chunk in self._relay(self._by_key[key], entries):
+                        yield chunk
+            yield sse_event("summary", await self.fragments.summary(), self._id())
+            yield sse_event("done", "done", self._id())
+            self.finished = True
+        finally:
+            await self._leave()
+
+    async def _leave(self) -> None:
+        try:
+            await get_async_redis().decr(viewers_key(self.run_id))
+        except redis.RedisError:
+            logger.warning("could not count a viewer of run %s out", self.run_id)
+        open_calls = [c.call_id for c in self.columns if not c.closed]
+        if not self.finished and open_calls:
+            task = asyncio.get_running_loop().create_task(
+                _cancel_if_abandoned(self.run_id, open_calls, self.cancel_grace)
+            )
+            _pending.add(task)
+            task.add_done_callback(_pending.discard)
+
+    async def _relay(self, column: Column, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> AsyncIterator[bytes]:
+        text: list[str] = []
+        for entry_id, fields in entries:
+            column.last_id = entry_id.decode()
+            kind = fields[b"t"].decode()
+            if kind == "delta":
+                text.append(json.loads(fields[b"d"])["c"])
+            elif kind == "start":
+                if text:
+                    yield self._text(column, text)
+                    text = []
+                started = await self.fragments.started(column.position, json.loads(fields[b"d"]))
+                yield sse_event(f"start-{column.position}", started, self._id())
+            elif kind in TERMINAL:
+                if text:
+                    yield self._text(column, text)
+                async for chunk in self._close(column):
+                    yield chunk
+                return
+        if text:
+            yield self._text(column, text)
+
+    def _text(self, column: Column, text: list[str]) -> bytes:
+        name = "delta" if column.has_text else "text"
+        column.has_text = True
+        return sse_event(f"{name}-{column.position}", escape_text("".join(text)), self._id())
+
+    async def _close(self, column: Column) -> AsyncIterator[bytes]:
+        column.closed = True
+        ending = await self.fragments.ending(column.position)
+        yield sse_event(f"final-{column.position}", ending.body_html, self._id())
+        yield sse_event(f"{'error' if ending.failed else 'done'}-{column.position}", ending.foot_html, self._id())
+
+    async def _time_out(self, columns: list[Column]) -> AsyncIterator[bytes]:
+        for column in columns:
+            await request_cancel(column.call_id)
+            column.closed = True
+            yield sse_event(f"error-{column.position}", await self.fragments.timed_out(column.position), self._id())

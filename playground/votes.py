@@ -1,0 +1,66 @@
+"""Blind votes: the one vote of a blind run, and when its model names may be shown."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import IntegrityError, transaction
+
+from playground.classify import classify_prompt
+from playground.models import PlaygroundRun, RunPanel, Vote
+
+
+class VoteError(Exception):
+    """A vote the rules refuse. The message is written for the person voting."""
+
+
+def panel_reveal(run: PlaygroundRun) -> bool:
+    """Whether the run's model names may be shown: always for an open run, after the vote for a blind one."""
+    return not run.blind or Vote.objects.filter(run=run).exists()
+
+
+def vote_cast(
+    *,
+    run: PlaygroundRun,
+    user: AbstractBaseUser | AnonymousUser,
+    outcome: str,
+    winner_panel: RunPanel | None = None,
+) -> Vote:
+    """Record the one vote of a blind run, by its owner, once every answer is in.
+
+    The category is the run's own, or else the classifier's reading of the
+    prompt; the team is the run's. Raises VoteError for anything the rules
+    refuse, with nothing written.
+    """
+    if not run.blind:
+        raise VoteError("Only blind runs take votes: the names were visible, so the vote would not be blind.")
+    if run.user_id != user.pk:
+        raise VoteError("Only the person who made this run can vote on it.")
+    if outcome not in Vote.Outcome.values:
+        raise VoteError("Choose one answer as best, a tie, or all bad.")
+    panels = list(run.panels.all())
+    if any(panel.status == RunPanel.Status.RUNNING for panel in panels):
+        raise VoteError("Wait until every answer has finished, then vote.")
+    winner = None
+    if outcome == Vote.Outcome.BEST:
+        if winner_panel is None:
+            raise VoteError("Say which answer is best.")
+        winner = next((panel for panel in panels if panel.pk == winner_panel.pk), None)
+        if winner is None:
+            raise VoteError("The best answer must be one of this run's answers.")
+        if winner.status != RunPanel.Status.OK:
+            raise VoteError(f"{winner.label} has no answer to judge: it {winner.get_status_display().lower()}.")
+    if Vote.objects.filter(run=run).exists():
+        raise VoteError("This run already has a vote: there is one vote per run.")
+    try:
+        with transaction.atomic():
+            return Vote.objects.create(
+                run=run,
+                user_id=user.pk,
+                team_id=run.team_id,
+                outcome=outcome,
+                winner=winner,
+                category=run.category or classify_prompt(run.prompt),
+            )
+    except IntegrityError as exc:
+        # Two clicks at once: the one-to-one on run lets only the first through.
+        raise VoteError("This run already has a vote: there is one vote per run.") from exc

@@ -1,0 +1,277 @@
+"""The admin: where people edit providers, models, prices and routes.
+
+Rules live in routing/services.py and the forms in routing/forms.py; this
+module only lays out pages. Two promises it keeps: a provider's API key never
+leaves the server (not in pages, history or logs), and the price book is
+append-only.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from adminsortable2.admin import SortableAdminBase, SortableTabularInline
+from django.contrib import admin, messages
+from django.db.models import Field, ForeignKey, QuerySet, URLField
+from django.forms import Form, ModelChoiceField, ModelForm
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.utils.text import Truncator
+from django.views.decorators.debug import sensitive_post_parameters
+
+from routing import selectors, services
+from routing.forms import (
+    LanguageModelAdminForm,
+    ModelPriceAdminForm,
+    ModelPriceInlineFormSet,
+    ProviderAdminForm,
+    RouteAdminForm,
+    RouteStepFormSet,
+)
+from routing.models import Capability, LanguageModel, ModelPrice, Provider, Route, RouteStep
+
+
+def usd(amount: Decimal | None) -> str:
+    """`Decimal("2.5")` → "$2.50"; sub-cent prices keep their digits (`0.075` → "$0.075")."""
+    if amount is None:
+        return "–"
+    places = max(2, -amount.normalize().as_tuple().exponent)
+    return f"${amount:,.{places}f}"
+
+
+def _warn_about_broken_chains(request: HttpRequest, what: str, routes: list[Route]) -> None:
+    if routes:
+        names = ", ".join(route.name for route in routes)
+        messages.warning(
+            request,
+            f"{what} is in the fallback chain of: {names}. Those chains now hold a model that cannot be used, "
+            "and the routes cannot be saved again until it is removed from them or enabled again.",
+        )
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderAdminForm
+    list_display = ("name", "display_name", "kind", "base_url", "key_status", "enabled", "model_count")
+    list_filter = ("kind", "enabled")
+    search_fields = ("name", "display_name")
+    readonly_fields = ("key_status", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "display_name", "kind", "base_url", "enabled")}),
+        ("API key", {"fields": ("api_key_env", "key_status", "api_key", "clear_api_key")}),
+        ("Connection", {"fields": ("timeout_seconds", "connect_timeout_seconds", "options")}),
+        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Provider]:
+        return selectors.providers_with_model_count()
+
+    def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs: Any) -> Any:
+        if isinstance(db_field, URLField):
+            kwargs.setdefault("assume_scheme", "https")
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    @admin.display(description="key status")
+    def key_status(self, obj: Provider) -> str:
+        return obj.key_status()
+
+    @admin.display(description="models", ordering="model_count")
+    def model_count(self, obj: Provider) -> int:
+        return obj.model_count
+
+    # The key must not appear in Django's error reports either.
+    @method_decorator(sensitive_post_parameters("api_key"))
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: Provider, form: Form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        new_key = form.cleaned_data.get("api_key")
+        if new_key:
+            services.provider_api_key_set(provider=obj, plain_key=new_key)
+            if not obj.enabled:
+                messages.info(request, f"The key of {obj.name} is stored. Enable the provider to route calls to it.")
+        elif form.cleaned_data.get("clear_api_key") and obj.has_stored_key:
+            services.provider_api_key_set(provider=obj, plain_key="")
+        if change and "enabled" in form.changed_data and not obj.enabled:
+            _warn_about_broken_chains(
+                request, f"Provider {obj.name} is disabled; at least one of its models", _routes_of_provider(obj)
+            )
+
+
+def _routes_of_provider(provider: Provider) -> list[Route]:
+    return selectors.routes_using(models=LanguageModel.objects.filter(provider=provider))
+
+
+class CapabilityFilter(admin.SimpleListFilter):
+    title = "capability"
+    parameter_name = "capability"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return list(Capability.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[LanguageModel]) -> QuerySet[LanguageModel]:
+        if self.value() not in Capability.values:
+            return queryset
+        return queryset.filter(pk__in=selectors.model_ids_with_capability(capability=self.value()))
+
+
+class ModelPriceInline(admin.TabularInline):
+    """The price book of one model: past rows read-only, one empty row for a new price."""
+
+    model = ModelPrice
+    formset = ModelPriceInlineFormSet
+    fields = ("valid_from", "input_per_million", "output_per_million")
+    ordering = ("-valid_from",)
+    extra = 1
+    can_delete = False
+    verbose_name_plural = "prices (history is read-only: a new price is a new row)"
+
+    def get_max_num(self, request: HttpRequest, obj: LanguageModel | None = None, **kwargs: Any) -> int:
+        return (obj.prices.count() if obj else 0) + 1
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(LanguageModel)
+class LanguageModelAdmin(admin.ModelAdmin):
+    form = LanguageModelAdminForm
+    inlines = [ModelPriceInline]
+    list_display = (
+        "public_id",
+        "provider",
+        "upstream_name",
+        "context",
+        "price",
+        "capability_list",
+        "enabled",
+    )
+    list_filter = ("provider", "provider__kind", "enabled", CapabilityFilter)
+    search_fields = ("public_id", "upstream_name", "display_name")
+    readonly_fields = ("created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("public_id", "provider", "upstream_name", "display_name", "enabled")}),
+        ("Limits and capabilities", {"fields": ("context_window", "max_output_tokens", "capabilities")}),
+        ("Adapter options", {"fields": ("options",)}),
+        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LanguageModel]:
+        return selectors.models_with_current_price()
+
+    @admin.display(description="context window", ordering="context_window")
+    def context(self, obj: LanguageModel) -> str:
+        return f"{obj.context_window:,}"
+
+    @admin.display(description="USD / 1M in / out")
+    def price(self, obj: LanguageModel) -> str:
+        if obj.current_input_per_million is None:
+            return "no price"
+        return f"{usd(obj.current_input_per_million)} / {usd(obj.current_output_per_million)}"
+
+    @admin.display(description="capabilities")
+    def capability_list(self, obj: LanguageModel) -> str:
+        return ", ".join(obj.capabilities or [])
+
+    def save_model(self, request: HttpRequest, obj: LanguageModel, form: Form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "enabled" in form.changed_data and not obj.enabled:
+            _warn_about_broken_chains(request, f"Model {obj.public_id} is disabled; it", selectors.routes_using(models=[obj]))
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    """The whole price book. Rows can be added (through model_price_set), never changed or deleted."""
+
+    form = ModelPriceAdminForm
+    list_display = ("model", "provider", "valid_from", "input_price", "output_price", "created_at")
+    list_filter = ("model__provider", "model")
+    list_select_related = ("model__provider",)
+    search_fields = ("model__public_id",)
+    date_hierarchy = "valid_from"
+    ordering = ("model__public_id", "-valid_from")
+
+    @admin.display(description="provider", ordering="model__provider__name")
+    def provider(self, obj: ModelPrice) -> Provider:
+        return obj.model.provider
+
+    @admin.display(description="input USD / 1M", ordering="input_per_million")
+    def input_price(self, obj: ModelPrice) -> str:
+        return usd(obj.input_per_million)
+
+    @admin.display(description="output USD / 1M", ordering="output_per_million")
+    def output_price(self, obj: ModelPrice) -> str:
+        return usd(obj.output_per_million)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: ModelPrice, form: ModelForm, change: bool) -> None:
+        price = services.model_price_set(
+            model=obj.model,
+            input_per_million=obj.input_per_million,
+            output_per_million=obj.output_per_million,
+            valid_from=obj.valid_from,
+        )
+        # The admin goes on to log and redirect to `obj`: make it the saved row.
+        obj.pk, obj.created_at = price.pk, price.created_at
+        obj._state.adding = False
+
+
+class RouteStepInline(SortableTabularInline):
+    model = RouteStep
+    formset = RouteStepFormSet
+    fields = ("model",)
+    verbose_name = "step"
+    verbose_name_plural = "fallback chain (first model first; drag to reorder)"
+
+    def get_extra(self, request: HttpRequest, obj: Route | None = None, **kwargs: Any) -> int:
+        return 0 if obj else 1
+
+    def formfield_for_foreignkey(self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "model":
+            kwargs["queryset"] = LanguageModel.objects.select_related("provider").order_by("public_id")
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if isinstance(field, ModelChoiceField):
+            field.label_from_instance = lambda m: m.public_id if m.is_usable else f"{m.public_id} (disabled)"
+        return field
+
+
+@admin.register(Route)
+class RouteAdmin(SortableAdminBase, admin.ModelAdmin):
+    form = RouteAdminForm
+    inlines = [RouteStepInline]
+    list_display = ("name", "short_description", "chain", "enabled")
+    list_filter = ("enabled",)
+    search_fields = ("name", "description")
+    readonly_fields = ("created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "description", "enabled", "strategy")}),
+        ("Default parameters", {"fields": ("temperature", "max_tokens", "system_prompt")}),
+        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Route]:
+        return selectors.routes_with_chains()
+
+    @admin.display(description="description")
+    def short_description(self, obj: Route) -> str:
+        return Truncator(obj.description).chars(80)
+
+    @admin.display(description="fallback chain")
+    def chain(self, obj: Route) -> str:
+        return " → ".join(model.public_id for model in selectors.route_chain_for(route=obj)) or "(empty)"

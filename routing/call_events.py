@@ -1,0 +1,186 @@
+"""The events of one call on a Redis stream, from the worker to whoever relays them.
+
+A stream (not pub/sub) because the reader often connects after the worker
+has started: reading from 0-0 replays everything, and an entry id resumes
+after a reconnect. Entry fields: `t` (type) and `d` (JSON data). Types:
+
+    start  {model, provider, attempts}            a model is answering
+    delta  {c}                                    answer text
+    tool   {i, id, n, a}                          a piece of a tool call
+    done   {model, provider, finish, usage, …}    the call ended well; last
+    error  {kind, message, status, attempts, …}   the call failed; last
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from django.conf import settings
+
+from switchyard.redis_clients import get_async_redis, get_redis
+
+logger = logging.getLogger(__name__)
+
+STREAM_TTL_SECONDS = 3600
+STREAM_MAXLEN = 20000
+# Below the client's socket timeout (switchyard/redis_clients.py).
+STREAM_BLOCK_MS = 2000
+TERMINAL = frozenset({"done", "error"})
+
+
+def stream_key(call_id: str) -> str:
+    return f"sy:call:{call_id}"
+
+
+def cancel_key(call_id: str) -> str:
+    return f"sy:call:{call_id}:cancel"
+
+
+def run_key(call_id: str) -> str:
+    return f"sy:call:{call_id}:run"
+
+
+class CallPublisher:
+    """Writes one call's events (worker side, sync)."""
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self.key = stream_key(call_id)
+        self.redis = get_redis()
+        self._expiry_set = False
+        self._cancel_checked_at = time.monotonic()
+        self._cancelled = False
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(self.key, {"t": kind, "d": json.dumps(data, separators=(",", ":"))}, maxlen=STREAM_MAXLEN)
+        if not self._expiry_set or kind in TERMINAL:
+            pipe.expire(self.key, STREAM_TTL_SECONDS)
+            self._expiry_set = True
+        pipe.execute()
+
+
+    def cancelled(self, every: float = 0.2) -> bool:
+        """Whether the client went away; asks Redis at most once per `every` seconds."""
+        now = time.monotonic()
+        if not self._cancelled and now - self._cancel_checked_at >= every:
+            self._cancel_checked_at = now
+            self._cancelled = bool(self.redis.exists(cancel_key(self.call_id)))
+        return self._cancelled
+
+    def claim_run(self) -> tuple[bool, bool]:
+        """Take the call's run lease, in one round trip.
+
+        Returns (claimed, earlier_output): claimed is false while another live
+        run holds the lease (a duplicate delivery); earlier_output is true when
+        an earlier run already published events (it answered, or it ended).
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(run_key(self.call_id), "1", nx=True, ex=settings.CALL_RUN_LEASE_SECONDS)
+        pipe.xlen(self.key)
+        claimed, length = pipe.execute()
+        return bool(claimed), length > 0
+
+
+class LeaseKeeper:
+    """Keeps the run leases of this process's calls alive while they run.
+
+    A lease outlives its worker by at most CALL_RUN_LEASE_SECONDS, so a task the
+    broker redelivers after a crash can tell a dead run (lease gone) from a
+    live one (lease held), whatever the call's length. One thread per process
+    renews every lease in one round trip.
+    """
+
+    def __init__(self) -> None:
+        self._calls: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def holding(self, call_id: str) -> Iterator[None]:
+        with self._lock:
+            self._calls.add(call_id)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._renew_forever, name="lease-keeper", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._calls.discard(call_id)
+
+    def _renew_forever(self) -> None:
+        while True:
+            time.sleep(settings.CALL_RUN_LEASE_SECONDS / 3)
+            with self._lock:
+                calls = list(self._calls)
+            if not calls:
+                continue
+            try:
+                pipe = get_redis().pipeline(transaction=False)
+                for call_id in calls:
+                    pipe.expire(run_key(call_id), settings.CALL_RUN_LEASE_SECONDS)
+                pipe.execute()
+            except redis.RedisError:
+                logger.warning("could not renew %d run leases", len(calls))
+
+
+lease_keeper = LeaseKeeper()
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    entry_id: str
+    kind: str
+    data: dict[str, Any]
+
+
+async def read_events(call_id: str, *, deadline: float, after: str = "0-0") -> AsyncIterator[CallEvent | None]:
+    """Yield the call's events as they come, and None on each quiet interval (for keepalives).
+
+    Stops after a terminal event, or raises TimeoutError at `deadline` (monotonic).
+    """
+    redis = get_async_redis()
+    key = stream_key(call_id)
+    last = after
+    while True:
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        if remaining_ms <= 0:
+            raise TimeoutError(f"call {call_id} produced no result in time")
+        response = await redis.xread({key: last}, block=min(STREAM_BLOCK_MS, remaining_ms), count=512)
+        raise_if_cancelled()
+        if not response:
+            yield None
+            continue
+        for entry_id, fields in response[0][1]:
+            last = entry_id.decode()
+            kind = fields[b"t"].decode()
+            yield CallEvent(last, kind, json.loads(fields[b"d"]))
+            if kind in TERMINAL:
+                return
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation that a Redis call swallowed.
+
+    redis.asyncio can swallow a CancelledError that lands while it opens a
+    connection (redis/redis-py#2028, #2551): the task still counts the
+    request in `cancelling()`, so a reader that checks after each call stops
+    instead of streaming on to a client that has gone.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def request_cancel(call_id: str) -> None:
+    await get_async_redis().set(cancel_key(call_id), "1", ex=STREAM_TTL_SECONDS)

@@ -1,0 +1,83 @@
+"""What a web process hands to a worker: one call, fully described, as JSON.
+
+The spec travels in the Celery message, so a worker on any host can run the
+call without reading anything the web process wrote first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from routing.providers.types import ChatRequest, Message, ResponseFormat, ToolCall, ToolChoice, ToolSpec
+
+
+@dataclass(frozen=True, slots=True)
+class CallSpec:
+    call_id: str
+    created_at: dt.datetime
+    requested: str
+    chain: tuple[str, ...]
+    request: ChatRequest
+    route: str = ""
+    user_id: int | None = None
+    team_id: int | None = None
+    api_key_id: int | None = None
+    source: str = "api"
+    # When false the worker publishes only the final result, not each delta:
+    # a non-streaming client reads one event instead of hundreds.
+    publish_deltas: bool = True
+    # Models of the chain left out before the call, with the reason (trace).
+    skipped: tuple[dict[str, str], ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CallSpec:
+        return cls(
+            call_id=data["call_id"],
+            created_at=dt.datetime.fromisoformat(data["created_at"]),
+            requested=data["requested"],
+            chain=tuple(data["chain"]),
+            request=chat_request_from_json(data["request"]),
+            route=data.get("route", ""),
+            user_id=data.get("user_id"),
+            team_id=data.get("team_id"),
+            api_key_id=data.get("api_key_id"),
+            source=data.get("source", "api"),
+            publish_deltas=data.get("publish_deltas", True),
+            skipped=tuple(data.get("skipped", ())),
+        )
+
+
+def chat_request_from_json(data: dict[str, Any]) -> ChatRequest:
+    tool_choice = data.get("tool_choice")
+    response_format = data.get("response_format")
+    return ChatRequest(
+        messages=tuple(
+            Message(
+                role=m["role"],
+                content=m.get("content", ""),
+                images=tuple(m.get("images", ())),
+                tool_calls=tuple(ToolCall(**c) for c in m.get("tool_calls", ())),
+                tool_call_id=m.get("tool_call_id"),
+                name=m.get("name"),
+            )
+            for m in data["messages"]
+        ),
+        system=data.get("system"),
+        temperature=data.get("temperature"),
+        max_tokens=data.get("max_tokens"),
+        stop=tuple(data.get("stop", ())),
+        stream=data.get("stream", True),
+        user=data.get("user"),
+        tools=tuple(ToolSpec(**t) for t in data.get("tools", ())),
+        tool_choice=ToolChoice(**tool_choice) if tool_choice else None,
+        response_format=ResponseFormat(**response_format) if response_format else None,
+        seed=data.get("seed", ""),
+    )

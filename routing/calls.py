@@ -1,0 +1,368 @@
+"""Running one call: walk the fallback chain, relay events, book the usage once.
+
+`call_run` is what the Celery task runs. Its rules:
+
+- Before the first token, a retryable failure (rate limited, overloaded,
+  timeout, unavailable; context too long when a later model has a larger
+  window) moves on to the next model. A bad request or a content filter ends
+  the call: another model would refuse it too. An auth failure skips the
+  other models of the same provider (same key) but not the chain.
+- After the first token the model is kept: a failure then ends the stream
+  with an error event, and is booked as such. Text that reached the client
+  is never silently continued by another model.
+- The usage record is written before the terminal event, exactly once per
+  call id. A task the broker delivers twice (acks_late, a worker killed)
+  waits while the first run's lease is alive; once the lease has lapsed
+  the run is known dead: if it had sent text, that run is booked and the
+  stream ended with an error instead of starting the answer again; if not,
+  the call simply runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.dispatch import Signal
+
+from billing.services import UsageBooking, usage_record_book
+from routing import tokens
+from routing.call_events import CallPublisher, lease_keeper
+from routing.call_spec import CallSpec
+from routing.catalog import Catalog, CatalogModel, get_catalog
+from routing.providers.errors import ErrorKind, ProviderError
+from routing.providers.registry import adapter_for
+from routing.providers.types import (
+    ChatRequest,
+    Finish,
+    StreamError,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+# Sent by the worker once a call is booked and before its terminal event is
+# published, so that a receiver's durable write is visible to whoever reacts
+# to the event. Arguments: spec (CallSpec), record (UsageRecord), text (the
+# answer so far), error (a dict with kind and message, or None).
+call_finished = Signal()
+
+# Below this many output tokens left in a model's window, the call is
+# treated as too long for it rather than sent with a useless budget.
+MIN_OUTPUT_TOKENS = 16
+
+
+@dataclass
+class Attempt:
+    model: str
+    provider: str
+    outcome: str  # "ok", an ErrorKind value, "skipped" or "cancelled"
+    message: str = ""
+    status_code: int | None = None
+    retry_after: float | None = None
+    elapsed_ms: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, "")}
+
+
+@dataclass
+class AttemptResult:
+    """What one model did. `error` is set on failure; `answered` once a token was relayed."""
+
+    answered: bool = False
+    cancelled: bool = False
+    error: ProviderError | None = None
+    finish: str = ""
+    usage: Usage | None = None
+    text: list[str] = field(default_factory=list)
+    tool_calls: dict[int, dict[str, str]] = field(default_factory=dict)
+    ttft_ms: int | None = None
+
+
+def call_run(spec: CallSpec) -> None:
+    from billing.models import UsageRecord
+
+    publisher = CallPublisher(spec.call_id)
+    give_up = time.monotonic() + settings.CALL_DEADLINE_SECONDS
+    while True:
+        claimed, earlier_output = publisher.claim_run()
+        if claimed:
+            break
+        # Another delivery of this call holds the lease: wait until it
+        # finishes (its record appears) or dies (its lease lapses).
+        if UsageRecord.objects.filter(request_id=spec.call_id).exists() or time.monotonic() > give_up:
+            return
+        time.sleep(1)
+    with lease_keeper.holding(spec.call_id):
+        if not earlier_output:
+            CallRunner(spec, publisher, get_catalog()).run()
+        elif not UsageRecord.objects.filter(request_id=spec.call_id).exists():
+            _book_lost_run(spec, publisher)
+
+
+class CallRunner:
+    def __init__(self, spec: CallSpec, publisher: CallPublisher, catalog: Catalog) -> None:
+        self.spec = spec
+        self.publisher = publisher
+        self.catalog = catalog
+        self.attempts: list[Attempt] = [
+            Attempt(model=s["model"], provider=s.get("provider", ""), outcome="skipped", message=s["reason"])
+            for s in spec.skipped
+        ]
+        self.started = time.monotonic()
+        self.deadline = self.started + settings.CALL_DEADLINE_SECONDS
+
+    def run(self) -> None:
+        failed_providers: set[str] = set()
+        last_error: ProviderError | None = None
+        for model_id in self.spec.chain:
+            model = self.catalog.models.get(model_id)
+            if model is None or not model.usable:
+                self.attempts.append(Attempt(model_id, "", "skipped", "disabled"))
+                continue
+            if model.provider_name in failed_providers:
+                self.attempts.append(Attempt(model_id, model.provider_name, "skipped", "provider refused our key"))
+                continue
+            if time.monotonic() >= self.deadline:
+                last_error = ProviderError(ErrorKind.TIMEOUT, "the call ran out of time")
+                break
+            request = self._fit(model)
+            if request is None:
+                error = ProviderError(ErrorKind.CONTEXT_TOO_LONG, f"the prompt does not fit {model_id}'s window")
+                self.attempts.append(Attempt(model_id, model.provider_name, "skipped", error.message))
+                last_error = error
+                continue
+            attempt_started = time.monotonic()
+            result = self._attempt(model, request)
+            elapsed = int((time.monotonic() - attempt_started) * 1000)
+            if result.cancelled:
+                self.attempts.append(Attempt(model_id, model.provider_name, "cancelled", elapsed_ms=elapsed))
+                self._book(model, result, status="cancelled")
+                return
+            if result.error is None:
+                self.attempts.append(Attempt(model_id, model.provider_name, "ok", elapsed_ms=elapsed))
+                self._book(model, result, status="ok")
+                return
+            error = result.error
+            self.attempts.append(
+                Attempt(
+                    model_id,
+                    model.provider_name,
+                    error.kind.value,
+                    error.message,
+                    error.status_code,
+                    error.retry_after,
+                    elapsed,
+                )
+            )
+            if result.answered:
+                self._book(model, result, status="error")
+                return
+            last_error = error
+            if error.kind is ErrorKind.AUTH:
+                failed_providers.add(model.provider_name)
+            elif not error.retryable:
+                break
+        self._fail(last_error or ProviderError(ErrorKind.UNAVAILABLE, "no model of the chain is available"))
+
+    def _fit(self, model: CatalogModel) -> ChatRequest | None:
+        """The request as this model can take it: max_tokens within its limits, or None if it cannot fit."""
+        request = self.spec.request
+        wanted = request.max_tokens or model.max_output_tokens
+        prompt_tokens = tokens.request_tokens_upper_bound(request)
+        if prompt_tokens + min(wanted, model.max_output_tokens) > model.context_window:
+            prompt_tokens = tokens.estimate_request_tokens(request)
+        room = model.context_window - prompt_tokens
+        if room < MIN_OUTPUT_TOKENS:
+            return None
+        max_tokens = min(wanted, model.max_output_tokens, room)
+        return dataclasses.replace(request, max_tokens=max_tokens, seed=request.seed or self.spec.call_id)
+
+    def _attempt(self, model: CatalogModel, request: ChatRequest) -> AttemptResult:
+        result = AttemptResult()
+        publish = self.spec.publish_deltas
+        events = adapter_for(model.config()).stream(request)
+        try:
+            for event in events:
+                if self.publisher.cancelled():
+                    result.cancelled = True
+                    break
+                if isinstance(event, TextDelta | ToolCallDelta) and not result.answered:
+                    result.answered = True
+                    result.ttft_ms = int((time.monotonic() - self.started) * 1000)
+                    if publish:
+                        self.publisher.publish(
+                            "start",
+                            {
+                                "model": model.public_id,
+                                "provider": model.provider_name,
+                                "attempts": [a.as_json() for a in self.attempts],
+                            },
+                        )
+                if isinstance(event, TextDelta):
+                    result.text.append(event.text)
+                    if publish:
+                        self.publisher.publish("delta", {"c": event.text})
+                elif isinstance(event, ToolCallDelta):
+                    call = result.tool_calls.setdefault(event.index, {"id": "", "name": "", "arguments": ""})
+                    call["id"] = event.id or call["id"]
+                    call["name"] = event.name or call["name"]
+                    call["arguments"] += event.arguments
+                    if publish:
+                        self.publisher.publish(
+                            "tool", {"i": event.index, "id": event.id, "n": event.name, "a": event.arguments}
+                        )
+                elif isinstance(event, Usage):
+                    result.usage = event
+                elif isinstance(event, Finish):
+                    result.finish = event.reason.value
+                elif isinstance(event, StreamError):
+                    result.error = event.error
+        finally:
+            events.close()
+        if result.cancelled or result.usage is None:
+            result.usage = Usage(
+                input_tokens=tokens.estimate_request_tokens(request),
+                output_tokens=tokens.estimate_text_tokens("".join(result.text))
+                + sum(tokens.estimate_text_tokens(c["arguments"]) for c in result.tool_calls.values()),
+                estimated=True,
+            )
+        return result
+
+    def _booking(self, model: CatalogModel | None, result: AttemptResult | None, status: str) -> UsageBooking:
+        usage = result.usage if result else None
+        return UsageBooking(
+            spec=self.spec,
+            model=model,
+            status=status,
+            attempts=[a.as_json() for a in self.attempts],
+            input_tokens=usage.input_tokens if usage else 0,
+            output_tokens=usage.output_tokens if usage else 0,
+            tokens_estimated=usage.estimated if usage else False,
+            latency_ms=int((time.monotonic() - self.started) * 1000),
+            ttft_ms=result.ttft_ms if result else None,
+            error_kind=result.error.kind.value if result and result.error else "",
+            finish_reason=result.finish if result else "",
+        )
+
+    def _book(self, model: CatalogModel, result: AttemptResult, *, status: str) -> None:
+        booking = self._booking(model, result, status)
+        record = usage_record_book(booking)
+        error = None
+        if status == "error" and result.error is not None:
+            error = {"kind": result.error.kind.value, "message": result.error.message}
+        elif status == "cancelled":
+            error = {"kind": "cancelled", "message": "stopped before the end"}
+        call_finished.send(CallRunner, spec=self.spec, record=record, text="".join(result.text), error=error)
+        summary = {
+            "model": model.public_id,
+            "provider": model.provider_name,
+            "route": self.spec.route,
+            "attempts": booking.attempts,
+            "usage": {
+                "input": booking.input_tokens,
+                "output": booking.output_tokens,
+                "estimated": booking.tokens_estimated,
+            },
+            "cost": None if record.cost_usd is None else str(record.cost_usd),
+            "latency_ms": booking.latency_ms,
+            "ttft_ms": booking.ttft_ms,
+        }
+        if status == "ok":
+            summary["finish"] = result.finish or "stop"
+            if not self.spec.publish_deltas:
+                summary["content"] = "".join(result.text)
+                summary["tool_calls"] = [result.tool_calls[i] for i in sorted(result.tool_calls)]
+            self.publisher.publish("done", summary)
+        elif status == "error" and result.error is not None:
+            self.publisher.publish("error", {**summary, **_error_data(result.error), "after_output": True})
+        else:
+            self.publisher.publish("error", {**summary, "kind": "cancelled", "message": "cancelled", "status": 499})
+
+    def _fail(self, error: ProviderError) -> None:
+        booking = self._booking(None, None, "error")
+        booking = dataclasses.replace(booking, error_kind=error.kind.value)
+        record = usage_record_book(booking)
+        call_finished.send(
+            CallRunner, spec=self.spec, record=record, text="", error={"kind": error.kind.value, "message": error.message}
+        )
+        self.publisher.publish(
+            "error",
+            {"attempts": booking.attempts, "route": self.spec.route, **_error_data(error, all_failed=True)},
+        )
+
+
+def _error_data(error: ProviderError, *, all_failed: bool = False) -> dict[str, Any]:
+    return {
+        "kind": error.kind.value,
+        "message": error.message,
+        "status": client_status_for(error, all_failed=all_failed),
+        "retry_after": error.retry_after,
+    }
+
+
+def client_status_for(error: ProviderError, *, all_failed: bool) -> int:
+    """The HTTP status an OpenAI client expects for a call that ended with `error`."""
+    if error.kind in (ErrorKind.BAD_REQUEST, ErrorKind.CONTENT_FILTERED, ErrorKind.CONTEXT_TOO_LONG):
+        return 400
+    if error.kind in (ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED):
+        return 503
+    return 502
+
+
+def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
+    """An earlier run of this call died after sending text: book what it sent, end the stream."""
+    text: list[str] = []
+    model_id = ""
+    ended = False
+    for _, fields in publisher.redis.xrange(publisher.key):
+        kind = fields[b"t"].decode()
+        data = json.loads(fields[b"d"])
+        if kind == "start":
+            model_id = data["model"]
+        elif kind == "delta":
+            text.append(data["c"])
+        elif kind == "tool":
+            text.append((data.get("n") or "") + data.get("a", ""))
+        elif kind in ("done", "error"):
+            ended = True
+    catalog = get_catalog()
+    model = catalog.models.get(model_id)
+    attempts = [{"model": model_id, "outcome": "worker_lost", "message": "the worker running this call stopped"}]
+    booking = UsageBooking(
+        spec=spec,
+        model=model,
+        status="error",
+        attempts=attempts,
+        input_tokens=tokens.estimate_request_tokens(spec.request),
+        output_tokens=tokens.estimate_text_tokens("".join(text)),
+        tokens_estimated=True,
+        latency_ms=0,
+        ttft_ms=None,
+        error_kind="worker_lost",
+        finish_reason="",
+    )
+    record = usage_record_book(booking)
+    call_finished.send(
+        CallRunner,
+        spec=spec,
+        record=record,
+        text="".join(text),
+        error={"kind": "worker_lost", "message": "the worker running this call stopped"},
+    )
+    if not ended:
+        publisher.publish(
+            "error",
+            {
+                "kind": "worker_lost",
+                "message": "the worker running this call stopped; the answer is incomplete",
+                "status": 502,
+                "attempts": attempts,
+                "after_output": True,
+            },
+        )

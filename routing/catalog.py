@@ -1,0 +1,189 @@
+"""An in-process snapshot of the registry for the hot path of every call.
+
+Loading providers, models, prices and routes costs a handful of queries; a
+call needs them in well under a millisecond. Each process keeps a snapshot
+and reloads it when the registry version in Redis moves: every save or delete
+of a registry row bumps it (routing/signals.py), so an admin's edit reaches
+every web process and worker on their next call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from routing.providers.types import ModelConfig
+from switchyard.redis_clients import get_async_redis, get_redis
+
+VERSION_KEY = "sy:registry:version"
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRow:
+    valid_from: dt.datetime
+    input_per_million: Decimal
+    output_per_million: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogModel:
+    public_id: str
+    display_name: str
+    provider_name: str
+    provider_kind: str
+    provider_enabled: bool
+    enabled: bool
+    upstream_name: str
+    base_url: str
+    api_key_env: str
+    api_key_encrypted: str
+    timeout_seconds: float
+    connect_timeout_seconds: float
+    context_window: int
+    max_output_tokens: int
+    capabilities: frozenset[str]
+    options: dict[str, Any]
+    created: dt.datetime
+    # Newest first.
+    prices: tuple[PriceRow, ...] = ()
+
+    @property
+    def usable(self) -> bool:
+        return self.enabled and self.provider_enabled
+
+    def price_at(self, when: dt.datetime) -> PriceRow | None:
+        for row in self.prices:
+            if row.valid_from <= when:
+                return row
+        return None
+
+    def config(self) -> ModelConfig:
+        """The adapter's view of this model, with the API key resolved (decrypted) now."""
+        from routing.models import Provider
+
+        provider = Provider(api_key_env=self.api_key_env, api_key_encrypted=self.api_key_encrypted)
+        return ModelConfig(
+            provider_name=self.provider_name,
+            provider_kind=self.provider_kind,
+            model_id=self.public_id,
+            upstream_name=self.upstream_name,
+            base_url=self.base_url,
+            api_key=provider.api_key(),
+            timeout_seconds=self.timeout_seconds,
+            connect_timeout_seconds=self.connect_timeout_seconds,
+            context_window=self.context_window,
+            max_output_tokens=self.max_output_tokens,
+            options=self.options,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogRoute:
+    name: str
+    description: str
+    enabled: bool
+    temperature: float | None
+    max_tokens: int | None
+    system_prompt: str
+    chain: tuple[str, ...]
+    created: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    version: int
+    models: dict[str, CatalogModel] = field(default_factory=dict)
+    routes: dict[str, CatalogRoute] = field(default_factory=dict)
+
+
+def _load(version: int) -> Catalog:
+    from routing.models import LanguageModel, ModelPrice, RouteStep
+
+    prices: dict[int, list[PriceRow]] = {}
+    for price in ModelPrice.objects.order_by("model_id", "-valid_from"):
+        prices.setdefault(price.model_id, []).append(
+            PriceRow(price.valid_from, price.input_per_million, price.output_per_million)
+        )
+    models: dict[str, CatalogModel] = {}
+    public_ids: dict[int, str] = {}
+    for m in LanguageModel.objects.select_related("provider"):
+        p = m.provider
+        public_ids[m.pk] = m.public_id
+        models[m.public_id] = CatalogModel(
+            public_id=m.public_id,
+            display_name=m.display_name or m.public_id,
+            provider_name=p.name,
+            provider_kind=p.kind,
+            provider_enabled=p.enabled,
+            enabled=m.enabled,
+            upstream_name=m.upstream_name,
+            base_url=p.base_url.rstrip("/"),
+            api_key_env=p.api_key_env,
+            api_key_encrypted=p.api_key_encrypted,
+            timeout_seconds=p.timeout_seconds,
+            connect_timeout_seconds=p.connect_timeout_seconds,
+            context_window=m.context_window,
+            max_output_tokens=m.max_output_tokens,
+            capabilities=frozenset(m.capabilities or ()),
+            options={**(p.options or {}), **(m.options or {})},
+            created=m.created_at,
+            prices=tuple(prices.get(m.pk, ())),
+        )
+    chains: dict[int, list[str]] = {}
+    for step in RouteStep.objects.order_by("route_id", "position", "pk"):
+        chains.setdefault(step.route_id, []).append(public_ids[step.model_id])
+    from routing.models import Route
+
+    routes = {
+        r.name: CatalogRoute(
+            name=r.name,
+            description=r.description,
+            enabled=r.enabled,
+            temperature=r.temperature,
+            max_tokens=r.max_tokens,
+            system_prompt=r.system_prompt,
+            chain=tuple(chains.get(r.pk, ())),
+            created=r.created_at,
+        )
+        for r in Route.objects.all()
+    }
+    return Catalog(version=version, models=models, routes=routes)
+
+
+_current: Catalog | None = None
+_lock = threading.Lock()
+
+
+def _cached(version: int) -> Catalog | None:
+    if _current is not None and _current.version == version:
+        return _current
+    return None
+
+
+def _store(catalog: Catalog) -> Catalog:
+    global _current
+    with _lock:
+        _current = catalog
+    return catalog
+
+
+def get_catalog() -> Catalog:
+    version = int(get_redis().get(VERSION_KEY) or 0)
+    return _cached(version) or _store(_load(version))
+
+
+async def aget_catalog() -> Catalog:
+    version = int(await get_async_redis().get(VERSION_KEY) or 0)
+    return _cached(version) or _store(await sync_to_async(_load)(version))
+
+
+def bump_version() -> None:
+    global _current
+    with _lock:
+        _current = None
+    get_redis().incr(VERSION_KEY)

@@ -1,0 +1,196 @@
+"""The registry: providers, the models they offer, dated prices, and routes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from routing import secrets as secret_box
+
+
+class Capability(models.TextChoices):
+    CODE = "code", "Code"
+    VISION = "vision", "Vision"
+    JSON = "json", "JSON output"
+    TOOLS = "tools", "Tool calling"
+    LONG_CONTEXT = "long-context", "Long context"
+    MULTILINGUAL = "multilingual", "Multilingual"
+
+
+class Provider(models.Model):
+    class Kind(models.TextChoices):
+        OPENAI = "openai", "OpenAI-compatible"
+        ANTHROPIC = "anthropic", "Anthropic Messages"
+        GEMINI = "gemini", "Google Gemini"
+        OLLAMA = "ollama", "Ollama"
+        SIMULATED = "simulated", "Simulated (offline)"
+
+    name = models.SlugField(
+        max_length=50,
+        unique=True,
+        help_text="Short name; it prefixes the public id of each of its models (name/model).",
+    )
+    display_name = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    base_url = models.URLField(blank=True, help_text="API root, e.g. https://api.openai.com/v1")
+    api_key_env = models.CharField(
+        "API key environment variable",
+        max_length=100,
+        blank=True,
+        help_text="Name of the environment variable that holds the key (e.g. OPENAI_API_KEY).",
+    )
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    timeout_seconds = models.FloatField(
+        default=60.0,
+        validators=[MinValueValidator(0.1)],
+        help_text="Longest wait for the first byte and between two chunks of a stream.",
+    )
+    connect_timeout_seconds = models.FloatField(default=5.0, validators=[MinValueValidator(0.1)])
+    options = models.JSONField(default=dict, blank=True, help_text="Adapter options (extra headers, …).")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.display_name or self.name
+
+    @property
+    def has_stored_key(self) -> bool:
+        return bool(self.api_key_encrypted)
+
+    def set_api_key(self, plain: str) -> None:
+        self.api_key_encrypted = secret_box.encrypt(plain) if plain else ""
+
+    def api_key(self) -> str:
+        """The key to send upstream: the stored one, else the environment variable's."""
+        if self.api_key_encrypted:
+            return secret_box.decrypt(self.api_key_encrypted)
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env, "")
+        return ""
+
+    def key_status(self) -> str:
+        if self.api_key_encrypted:
+            return "stored (encrypted)"
+        if self.api_key_env:
+            return f"${self.api_key_env} " + ("set" if os.environ.get(self.api_key_env) else "not set")
+        return "none"
+
+
+class LanguageModel(models.Model):
+    public_id = models.CharField(
+        max_length=200,
+        unique=True,
+        help_text="What clients send as `model`: provider/model, e.g. openai/gpt-4o.",
+    )
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="models")
+    upstream_name = models.CharField(max_length=200, help_text="The model name the provider expects.")
+    display_name = models.CharField(max_length=200, blank=True)
+    context_window = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    max_output_tokens = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    capabilities = models.JSONField(default=list, blank=True, help_text="Capability tags.")
+    options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Adapter options; for simulated models: speed, latency and failure modes.",
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["public_id"]
+        verbose_name = "model"
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    def clean(self) -> None:
+        unknown = set(self.capabilities or []) - set(Capability.values)
+        if unknown:
+            raise ValidationError({"capabilities": f"Unknown capability tags: {', '.join(sorted(unknown))}."})
+        if self.provider_id and self.public_id:
+            prefix = f"{self.provider.name}/"
+            if not self.public_id.startswith(prefix) or self.public_id == prefix:
+                raise ValidationError({"public_id": f"Must start with the provider name: {prefix}<model>."})
+        if self.context_window and self.max_output_tokens and self.max_output_tokens > self.context_window:
+            raise ValidationError({"max_output_tokens": "Cannot exceed the context window."})
+
+    @property
+    def is_usable(self) -> bool:
+        return self.enabled and self.provider.enabled
+
+    def price_at(self, when: dt.datetime | None = None) -> ModelPrice | None:
+        """The price in force at `when` (now by default): the latest row valid from before it."""
+        when = when or timezone.now()
+        return self.prices.filter(valid_from__lte=when).order_by("-valid_from").first()
+
+
+class ModelPrice(models.Model):
+    """One row of the dated price book. Rows are never edited: a new price is a new row."""
+
+    model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="prices")
+    valid_from = models.DateTimeField(default=timezone.now, db_index=True)
+    input_per_million = models.DecimalField(
+        "input USD / 1M tokens", max_digits=12, decimal_places=6, validators=[MinValueValidator(Decimal(0))]
+    )
+    output_per_million = models.DecimalField(
+        "output USD / 1M tokens", max_digits=12, decimal_places=6, validators=[MinValueValidator(Decimal(0))]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "-valid_from"]
+        constraints = [models.UniqueConstraint(fields=["model", "valid_from"], name="one_price_per_moment")]
+
+    def __str__(self) -> str:
+        return f"{self.model}: ${self.input_per_million} in / ${self.output_per_million} out from {self.valid_from:%Y-%m-%d %H:%M}"
+
+
+class Route(models.Model):
+    class Strategy(models.TextChoices):
+        FIXED = "fixed", "Fixed chain"
+
+    name = models.SlugField(
+        max_length=50,
+        unique=True,
+        help_text="What clients send as `model` to let Switchyard choose (auto, coding, cheap, …).",
+    )
+    description = models.TextField(blank=True)
+    strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.FIXED)
+    temperature = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0)])
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    system_prompt = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RouteStep(models.Model):
+    """One model in a route's ordered fallback chain."""
+
+    position = models.PositiveIntegerField(default=0, db_index=True)
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="steps")
+    model = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="route_steps")
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["route", "model"], name="model_once_per_route")]
+
+    def __str__(self) -> str:
+        return f"{self.route} #{self.position}: {self.model}"

@@ -1,0 +1,335 @@
+"""OpenAI's Chat Completions wire format on our side of /v1: bodies in, JSON and chunks out.
+
+Parameters we accept but no provider adapter maps (top_p, penalties, seed,
+logprobs, …) are dropped rather than passed through to fail upstream.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from routing.providers.types import ChatRequest, Message, ResponseFormat, ToolCall, ToolChoice, ToolSpec
+
+
+class InvalidRequest(Exception):
+    """The body is not a valid chat completion request; `param` names the field."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    model: str
+    request: ChatRequest
+    stream: bool
+    include_usage: bool
+
+
+_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+
+
+def parse_chat_body(raw: bytes) -> ParsedRequest:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("you must provide a model parameter", "model")
+    stream = _optional(body, "stream", bool) or False
+    stream_options = _optional(body, "stream_options", dict) or {}
+    include_usage = stream_options.get("include_usage", False)
+    if not isinstance(include_usage, bool):
+        raise InvalidRequest("stream_options.include_usage must be a boolean", "stream_options.include_usage")
+    n = _optional(body, "n", int)
+    if n is not None and n != 1:
+        raise InvalidRequest("Only n=1 is supported.", "n")
+    system, messages = _messages(body.get("messages"))
+    temperature = _optional(body, "temperature", (int, float))
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise InvalidRequest(f"{temperature} is not between 0 and 2 - 'temperature'", "temperature")
+    max_tokens = _optional(body, "max_completion_tokens", int) or _optional(body, "max_tokens", int)
+    if max_tokens is not None and max_tokens < 1:
+        raise InvalidRequest("max_tokens must be at least 1", "max_tokens")
+    request = ChatRequest(
+        messages=messages,
+        system=system,
+        temperature=None if temperature is None else float(temperature),
+        max_tokens=max_tokens,
+        stop=_stop(body.get("stop")),
+        # A client that does not stream gets its answer in one piece anyway, so
+        # the upstream call is not streamed either: one body to parse, not hundreds of chunks.
+        stream=stream,
+        user=_optional(body, "user", str),
+        tools=_tools(body.get("tools")),
+        tool_choice=_tool_choice(body.get("tool_choice")),
+        response_format=_response_format(body.get("response_format")),
+    )
+    return ParsedRequest(model=model, request=request, stream=stream, include_usage=include_usage)
+
+
+def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = body.get(name)
+    if value is None:
+        return None
+    # bool is an int in Python; OpenAI rejects true for a number.
+    if isinstance(value, bool) and kind is not bool and (kind is int or (isinstance(kind, tuple) and bool not in kind)):
+        raise InvalidRequest(f"Invalid type for '{name}': expected a number, but got a boolean.", name)
+    if not isinstance(value, kind):
+        expected = {bool: "a boolean", int: "an integer", str: "a string", dict: "an object"}.get(kind, "a number")  # type: ignore[call-overload]
+        raise InvalidRequest(f"Invalid type for '{name}': expected {expected}, but got {_json_type(value)}.", name)
+    return value
+
+
+def _json_type(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "an object"}.get(
+        type(value), "null"
+    )
+
+
+def _text(content: Any, param: str) -> tuple[str, tuple[str, ...]]:
+    if content is None:
+        return "", ()
+    if isinstance(content, str):
+        return content, ()
+    if not isinstance(content, list):
+        raise InvalidRequest(f"Invalid type for '{param}': expected a string or an array of content parts.", param)
+    texts: list[str] = []
+    images: list[str] = []
+    for i, part in enumerate(content):
+        where = f"{param}[{i}]"
+        if not isinstance(part, dict):
+            raise InvalidRequest(f"Invalid type for '{where}': expected an object.", where)
+        if part.get("type") == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif part.get("type") == "image_url":
+            url = part.get("image_url")
+            url = url.get("url") if isinstance(url, dict) else url
+            if not isinstance(url, str):
+                raise InvalidRequest(f"Missing required parameter: '{where}.image_url.url'.", f"{where}.image_url.url")
+            images.append(url)
+        else:
+            raise InvalidRequest(f"Invalid content part at '{where}': expected type text or image_url.", where)
+    return "\n".join(texts), tuple(images)
+
+
+def _messages(raw: Any) -> tuple[str | None, tuple[Message, ...]]:
+    if raw is None:
+        raise InvalidRequest("Missing required parameter: 'messages'.", "messages")
+    if not isinstance(raw, list):
+        raise InvalidRequest(f"Invalid type for 'messages': expected an array, but got {_json_type(raw)}.", "messages")
+    if not raw:
+        raise InvalidRequest("'messages' must contain at least one message.", "messages")
+    system: list[str] = []
+    messages: list[Message] = []
+    for i, item in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"Invalid type for '{where}': expected an object.", where)
+        role = item.get("role")
+        if role not in _ROLES:
+            raise InvalidRequest(
+                f"Invalid value for '{where}.role': expected one of system, developer, user, assistant, tool.",
+                f"{where}.role",
+            )
+        text, images = _text(item.get("content"), f"{where}.content")
+        if role in ("system", "developer"):
+            system.append(text)
+        elif role in ("tool", "function"):
+            call_id = item.get("tool_call_id") or item.get("name")
+            if not isinstance(call_id, str):
+                raise InvalidRequest(f"Missing required parameter: '{where}.tool_call_id'.", f"{where}.tool_call_id")
+            messages.append(Message(role="tool", content=text, tool_call_id=call_id, name=item.get("name")))
+        elif role == "assistant":
+            messages.append(Message(role="assistant", content=text, tool_calls=_tool_calls(item, where)))
+        else:
+            messages.append(Message(role="user", content=text, images=images, name=item.get("name")))
+    if not messages:
+        raise InvalidRequest("'messages' must contain at least one user message.", "messages")
+    return ("\n\n".join(system) if system else None), tuple(messages)
+
+
+def _tool_calls(item: dict[str, Any], where: str) -> tuple[ToolCall, ...]:
+    raw = item.get("tool_calls") or []
+    if not isinstance(raw, list):
+        raise InvalidRequest(f"Invalid type for '{where}.tool_calls': expected an array.", f"{where}.tool_calls")
+    calls = []
+    for j, call in enumerate(raw):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise InvalidRequest(
+                f"Missing required parameter: '{where}.tool_calls[{j}].function.name'.",
+                f"{where}.tool_calls[{j}].function.name",
+            )
+        arguments = fn.get("arguments", "")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        calls.append(ToolCall(id=str(call.get("id") or f"call_{j}"), name=fn["name"], arguments=arguments))
+    return tuple(calls)
+
+
+def _stop(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        return (raw,)
+    if isinstance(raw, list) and all(isinstance(s, str) for s in raw) and len(raw) <= 4:
+        return tuple(raw)
+    raise InvalidRequest("Invalid value for 'stop': expected a string or an array of up to 4 strings.", "stop")
+
+
+def _tools(raw: Any) -> tuple[ToolSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidRequest(f"Invalid type for 'tools': expected an array, but got {_json_type(raw)}.", "tools")
+    tools = []
+    for i, tool in enumerate(raw):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict):
+            raise InvalidRequest(f"Invalid value for 'tools[{i}]': expected a function tool.", f"tools[{i}]")
+        name = fn.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest(f"Missing required parameter: 'tools[{i}].function.name'.", f"tools[{i}].function.name")
+        parameters = fn.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(parameters, dict):
+            raise InvalidRequest(
+                f"Invalid type for 'tools[{i}].function.parameters': expected an object.",
+                f"tools[{i}].function.parameters",
+            )
+        tools.append(ToolSpec(name=name, description=str(fn.get("description") or ""), parameters=parameters))
+    return tuple(tools)
+
+
+def _tool_choice(raw: Any) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if raw in ("auto", "none", "required"):
+        return ToolChoice(mode=raw)
+    if isinstance(raw, dict) and isinstance(raw.get("function"), dict) and isinstance(raw["function"].get("name"), str):
+        return ToolChoice(mode="function", name=raw["function"]["name"])
+    raise InvalidRequest(
+        "Invalid value for 'tool_choice': expected none, auto, required or a function object.", "tool_choice"
+    )
+
+
+def _response_format(raw: Any) -> ResponseFormat | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("type") not in ("text", "json_object", "json_schema"):
+        raise InvalidRequest(
+            "Invalid value for 'response_format.type': expected text, json_object or json_schema.",
+            "response_format.type",
+        )
+    if raw["type"] != "json_schema":
+        return ResponseFormat(type=raw["type"])
+    spec = raw.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise InvalidRequest("Missing required parameter: 'response_format.json_schema.name'.", "response_format.json_schema")
+    schema = spec.get("schema") or {}
+    if not isinstance(schema, dict):
+        raise InvalidRequest("Invalid type for 'response_format.json_schema.schema'.", "response_format.json_schema.schema")
+    return ResponseFormat(type="json_schema", schema=schema, name=spec["name"], strict=bool(spec.get("strict")))
+
+
+def needed_capabilities(request: ChatRequest) -> frozenset[str]:
+    """Capability tags a model must carry to take this request."""
+    needed = set()
+    if request.tools and (request.tool_choice is None or request.tool_choice.mode != "none"):
+        needed.add("tools")
+    if request.response_format and request.response_format.type != "text":
+        needed.add("json")
+    if any(m.images for m in request.messages):
+        needed.add("vision")
+    return frozenset(needed)
+
+
+# Outgoing ---------------------------------------------------------------
+
+
+def completion_body(call_id: str, created: int, model: str, done: dict[str, Any]) -> dict[str, Any]:
+    tool_calls = done.get("tool_calls") or []
+    message: dict[str, Any] = {"role": "assistant", "content": done.get("content") or None, "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = [
+            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for c in tool_calls
+        ]
+    elif message["content"] is None:
+        message["content"] = ""
+    return {
+        "id": call_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": done.get("finish", "stop")}],
+        "usage": usage_body(done["usage"]),
+        "system_fingerprint": None,
+    }
+
+
+def usage_body(usage: dict[str, Any]) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage["input"],
+        "completion_tokens": usage["output"],
+        "total_tokens": usage["input"] + usage["output"],
+    }
+
+
+class ChunkWriter:
+    """Renders stream events as `data: {chunk}\\n\\n` lines, as OpenAI sends them."""
+
+    def __init__(self, call_id: str, model: str) -> None:
+        self.call_id = call_id
+        self.model = model
+        self.created = int(time.time())
+        self._prefix = (
+            f'{{"id":"{call_id}","object":"chat.completion.chunk","created":{self.created},"model":'
+        )
+
+    def _chunk(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
+        body = json.dumps(
+            {"choices": choices, "usage": usage, "system_fingerprint": None}, separators=(",", ":"), ensure_ascii=False
+        )
+        return f"data: {self._prefix}{json.dumps(self.model)},{body[1:]}\n\n".encode()
+
+    def role(self) -> bytes:
+        return self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
+
+    def text(self, text: str) -> bytes:
+        return self._chunk([{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}])
+
+    def tool(self, data: dict[str, Any]) -> bytes:
+        call: dict[str, Any] = {"index": data["i"]}
+        if data.get("id"):
+            call["id"] = data["id"]
+            call["type"] = "function"
+        function: dict[str, str] = {"arguments": data.get("a") or ""}
+        if data.get("n"):
+            function["name"] = data["n"]
+        call["function"] = function
+        return self._chunk([{"index": 0, "delta": {"tool_calls": [call]}, "logprobs": None, "finish_reason": None}])
+
+    def finish(self, reason: str) -> bytes:
+        return self._chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
+
+    def usage(self, usage: dict[str, Any]) -> bytes:
+        return self._chunk([], usage_body(usage))
+
+    @staticmethod
+    def error(message: str, kind: str, code: str | None = None) -> bytes:
+        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        return f"data: {json.dumps(body, separators=(',', ':'))}\n\n".encode()
+
+    @staticmethod
+    def done() -> bytes:
+        return b"data: [DONE]\n\n"

@@ -1,0 +1,169 @@
+"""The adapter contract shared by every provider.
+
+An adapter turns one ChatRequest into one provider call and the provider's
+answer into events (routing.providers.types). Callers only ever use
+`ProviderAdapter.stream`, which guarantees the shape of what comes out:
+
+    (TextDelta | ToolCallDelta)*  Usage  (Finish | StreamError)
+
+exactly one Usage (estimated when the provider reported none) and exactly one
+terminal event, and it never raises ProviderError: failures arrive as a
+StreamError. Closing the generator early (the client went away) closes the
+upstream connection.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import contextlib
+import json
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from routing import tokens
+from routing.providers.errors import ErrorKind, ProviderError
+from routing.providers.types import (
+    ChatRequest,
+    Event,
+    Finish,
+    FinishReason,
+    ModelConfig,
+    StreamError,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+
+class ProviderAdapter(abc.ABC):
+    def __init__(self, config: ModelConfig, client: httpx.Client | None = None) -> None:
+        self.config = config
+        self.client = client
+
+    @abc.abstractmethod
+    def _events(self, request: ChatRequest) -> Iterator[Event]:
+        """Yield TextDelta, ToolCallDelta, Usage and finally Finish for one call.
+
+        Implementations raise ProviderError on failure (before or during the
+        stream) and may let httpx transport exceptions propagate: stream()
+        maps them. Usage may be omitted when the provider sends none.
+        """
+
+    def stream(self, request: ChatRequest) -> Iterator[Event]:
+        output_text: list[str] = []
+        usage: Usage | None = None
+        try:
+            for event in self._events(request):
+                if isinstance(event, Usage):
+                    usage = event
+                    continue
+                if isinstance(event, Finish):
+                    yield usage or self._estimated_usage(request, output_text)
+                    yield event
+                    return
+                if isinstance(event, TextDelta):
+                    output_text.append(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    output_text.append((event.name or "") + event.arguments)
+                yield event
+            error = ProviderError(ErrorKind.UNAVAILABLE, "the provider ended the stream without finishing")
+        except ProviderError as exc:
+            error = exc
+        except httpx.TimeoutException as exc:
+            error = ProviderError(ErrorKind.TIMEOUT, f"no answer within the timeout ({type(exc).__name__})")
+        except httpx.TransportError as exc:
+            error = ProviderError(ErrorKind.UNAVAILABLE, f"connection to the provider failed ({type(exc).__name__})")
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            # Well-formed JSON of an unexpected shape: the provider's answer is
+            # unusable, which is the provider's failure, not a crash of ours.
+            error = ProviderError(ErrorKind.UNAVAILABLE, f"the provider sent an unexpected answer ({type(exc).__name__})")
+        yield usage or self._estimated_usage(request, output_text)
+        yield StreamError(error)
+
+    def _estimated_usage(self, request: ChatRequest, output_text: list[str]) -> Usage:
+        return Usage(
+            input_tokens=tokens.estimate_request_tokens(request),
+            output_tokens=tokens.estimate_text_tokens("".join(output_text)),
+            estimated=True,
+        )
+
+
+class HttpAdapter(ProviderAdapter):
+    """Base for adapters that speak HTTP through the process's pooled httpx.Client."""
+
+    @abc.abstractmethod
+    def error_from_response(self, status_code: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+        """Map a non-2xx response to a ProviderError of the right kind."""
+
+    def timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.config.connect_timeout_seconds,
+            read=self.config.timeout_seconds,
+            write=self.config.timeout_seconds,
+            pool=self.config.connect_timeout_seconds,
+        )
+
+    @contextlib.contextmanager
+    def post(self, url: str, *, headers: dict[str, str], body: dict[str, Any]) -> Iterator[httpx.Response]:
+        """POST `body` as JSON and yield the open response; non-2xx raises ProviderError."""
+        if self.client is None:
+            raise ProviderError(ErrorKind.UNAVAILABLE, "no HTTP client configured")
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {"content-type": "application/json", **headers}
+        with self.client.stream("POST", url, content=payload, headers=headers, timeout=self.timeout()) as response:
+            if response.status_code >= 400:
+                raise self.error_from_response(response.status_code, response.headers, response.read())
+            yield response
+
+
+def decode_json(data: str | bytes) -> Any:
+    """Parse one JSON document from a chunk; a malformed chunk means the stream is broken."""
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise ProviderError(ErrorKind.UNAVAILABLE, "the provider sent a malformed chunk") from exc
+
+
+def decode_json_object(data: str | bytes) -> dict[str, Any]:
+    """Like decode_json, for chunks that must be JSON objects."""
+    parsed = decode_json(data)
+    if not isinstance(parsed, dict):
+        raise ProviderError(ErrorKind.UNAVAILABLE, "the provider sent a malformed chunk")
+    return parsed
+
+
+def tool_arguments_object(arguments: str) -> dict[str, Any]:
+    """A tool call's JSON-string arguments as the object that Anthropic, Gemini and Ollama expect."""
+    if not arguments.strip():
+        return {}
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ProviderError(ErrorKind.BAD_REQUEST, "tool call arguments must be a JSON object")
+    return value
+
+
+def data_url_parts(url: str) -> tuple[str, str]:
+    """(media type, base64 payload) of a `data:` URL."""
+    header, _, payload = url[len("data:") :].partition(",")
+    media_type, *params = header.split(";")
+    if "base64" not in params:
+        payload = base64.b64encode(urllib.parse.unquote_to_bytes(payload)).decode()
+    return media_type or "image/png", payload
+
+
+__all__ = [
+    "FinishReason",
+    "HttpAdapter",
+    "ProviderAdapter",
+    "data_url_parts",
+    "decode_json",
+    "decode_json_object",
+    "tool_arguments_object",
+]

@@ -1,0 +1,42 @@
+"""Keep every process's registry snapshot (routing/catalog.py) in step with the database."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+
+from routing import catalog
+
+logger = logging.getLogger(__name__)
+
+
+_warned = False
+
+
+def _bump() -> None:
+    global _warned
+    try:
+        catalog.bump_version()
+    except redis.RedisError as exc:
+        if not _warned:
+            _warned = True
+            logger.warning("Redis unreachable (%s): other processes keep their registry snapshot", exc)
+
+
+def registry_changed(**_: Any) -> None:
+    # Now, for this process (and tests inside one transaction), and again
+    # after commit, so that no other process reloads before the row is visible.
+    _bump()
+    transaction.on_commit(_bump)
+
+
+def connect() -> None:
+    from routing.models import LanguageModel, ModelPrice, Provider, Route, RouteStep
+
+    for model in (Provider, LanguageModel, ModelPrice, Route, RouteStep):
+        post_save.connect(registry_changed, sender=model, dispatch_uid=f"registry-{model.__name__}-save")
+        post_delete.connect(registry_changed, sender=model, dispatch_uid=f"registry-{model.__name__}-delete")

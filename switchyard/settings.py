@@ -1,0 +1,206 @@
+"""Switchyard settings: read from environment variables only.
+
+Defaults are chosen so that `make run` needs nothing installed: SQLite under
+var/, the embedded Redis that the dev stack starts (see switchyard/devstack.py),
+and a secret key generated once into var/. Production sets every variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+import plotly
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=False)
+
+
+def _local_secret(name: str) -> str:
+    """A random secret kept in var/ so that it survives restarts of `make run`."""
+    path = VAR_DIR / name
+    if not path.exists():
+        VAR_DIR.mkdir(exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env.str("SECRET_KEY", default="") or _local_secret("secret_key")
+# Provider API keys stored in the database are encrypted with this key. It is
+# separate from SECRET_KEY so that rotating SECRET_KEY does not lose them.
+SWITCHYARD_ENCRYPTION_KEY = env.str("SWITCHYARD_ENCRYPTION_KEY", default="") or SECRET_KEY
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    # Before staticfiles: servestatic takes over static serving everywhere
+    # (runserver included) and registers its configuration checks.
+    "servestatic",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "adminsortable2",
+    "routing",
+    "billing",
+    "playground",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "servestatic.middleware.ServeStaticMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "switchyard.urls"
+ASGI_APPLICATION = "switchyard.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'switchyard.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Celery threads and the ASGI server write concurrently; WAL plus a busy
+    # timeout keeps "database is locked" away. The test database is a file
+    # (not in-memory) so that worker threads and a uvicorn subprocess share it.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            # NORMAL is durable across application crashes in WAL mode and
+            # spares an fsync per commit (one usage record per call).
+            # A worker holds a connection per thread (hundreds): cap each
+            # one's page cache at 1 MiB rather than SQLite's 2 MiB default.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-1024;",
+            "transaction_mode": "IMMEDIATE",
+        }
+    )
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
+    # SWITCHYARD_TEST_DB lets two suites run side by side in one checkout.
+    DATABASES["default"]["TEST"] = {"NAME": env.str("SWITCHYARD_TEST_DB", default=str(VAR_DIR / "test.sqlite3"))}
+else:
+    # A worker runs hundreds of calls in threads, each with its own Django
+    # connection: a pool keeps PostgreSQL's connection count bounded.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DATABASE_POOL_SIZE", default=20),
+        "timeout": 30,
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    # plotly.js is served from the plotly package itself, never from a CDN.
+    ("plotly", Path(plotly.__file__).parent / "package_data"),
+]
+# With DEBUG off and no collectstatic run (as under `make run`), servestatic
+# serves straight from the finders.
+SERVESTATIC_USE_FINDERS = env.bool("SERVESTATIC_USE_FINDERS", default=True)
+SERVESTATIC_AUTOREFRESH = DEBUG
+
+# Redis: shared state (event streams, circuits, budgets) and the Celery broker.
+# When REDIS_URL is unset the dev stack starts an embedded redis-server on
+# this port (see switchyard/devstack.py).
+EMBEDDED_REDIS_PORT = env.int("SWITCHYARD_REDIS_PORT", default=6380)
+REDIS_URL = env.str("REDIS_URL", default=f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Kombu puts a task back in the queue when it stays unacknowledged this long
+# (its worker died). A redelivered call that is still running elsewhere is
+# recognised by its run lease (routing/call_events.py) and waits for it, so
+# the timeout need not exceed the longest call: it is how long a crashed
+# call waits before another worker picks it up.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=5),
+    "unacked_restore_throttle": 1,
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fix-up closes the thread's database connection after every
+# task unless told otherwise. On SQLite that is a reconnect per call (~1 ms):
+# keep it. On PostgreSQL closing returns the connection to the pool: do it.
+CELERY_DB_REUSE_MAX = 1000 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 0
+
+# /v1 refuses larger request bodies before parsing them (images travel inline).
+API_MAX_BODY_BYTES = env.int("SWITCHYARD_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+
+# How long a crashed worker's call stays claimed before another may recover it.
+CALL_RUN_LEASE_SECONDS = env.int("SWITCHYARD_RUN_LEASE_SECONDS", default=15)
+
+# A provider call never runs longer than this, whatever its chain.
+CALL_DEADLINE_SECONDS = env.int("SWITCHYARD_CALL_DEADLINE", default=600)
+
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG and env.bool("HTTPS", default=False))
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+}

@@ -1,0 +1,186 @@
+"""Spend caps enforced on /v1, driven through the OpenAI SDK against a real worker and fake upstream."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import openai
+import pytest
+from django.db.models import Sum
+from django.utils import timezone
+
+from billing import caps
+from billing.models import ApiKey, SpendCap, Team, UsageRecord
+from switchyard.redis_clients import get_redis
+from tests.fakes.openai import FakeOpenAI
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HELLO = [{"role": "user", "content": "Hello!"}]
+# What one such call costs on each model (19 tokens in, 10 out, per the fake's recorded answer).
+MINI_CALL = Decimal("0.0000088500")  # up/gpt-4o-mini at $0.15 / $0.60 per million
+FOUR_O_CALL = Decimal("0.0001475000")  # up2/gpt-4o at $2.50 / $10.00 per million
+
+
+def next_month_start() -> dt.datetime:
+    return caps.period_bounds(SpendCap.Period.MONTH, timezone.now())[1]
+
+
+def spent_in_db(**subject: Any) -> Decimal:
+    return UsageRecord.objects.filter(**subject).aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
+
+
+def counter_value(kind: str, subject_id: int, period: str) -> int | None:
+    value = get_redis().get(caps.counter_for(kind, subject_id, period, timezone.now()).key)
+    return None if value is None else int(value)
+
+
+def test_a_user_cap_refuses_the_call_after_spend_reaches_it_and_books_nothing(
+    client: openai.OpenAI, upstream: FakeOpenAI, alice: Any
+) -> None:
+    SpendCap.objects.create(user=alice, limit_usd=Decimal("0.0001"))
+    answered = 0
+    with pytest.raises(openai.RateLimitError) as caught:
+        for _ in range(20):
+            client.chat.completions.create(model="up/gpt-4o-mini", messages=HELLO)
+            answered += 1
+
+    # 11 calls leave $0.00009735 spent (room left), the 12th takes it to $0.0001062.
+    assert answered == 12
+    assert spent_in_db(user=alice) == 12 * MINI_CALL == Decimal("0.0001062000")
+    error = caught.value
+    assert error.status_code == 429
+    assert error.code == "insufficient_quota"
+    assert error.body["type"] == "insufficient_quota"
+    assert error.body["param"] is None
+    resets = next_month_start()
+    assert error.body["message"] == (
+        f"User alice's monthly cap of $0.0001 is used up ($0.000106 spent); it resets on {resets:%Y-%m-%d} 00:00 UTC."
+    )
+    retry_after = int(error.response.headers["retry-after"])
+    # OpenAI's SDKs honour it: no pointless retries of a cap that lasts until the period ends.
+    assert error.response.headers["x-should-retry"] == "false"
+    assert 0 <= retry_after - (resets - timezone.now()).total_seconds() < 5
+    assert UsageRecord.objects.count() == 12
+    assert len(upstream.requests) == 12
+
+
+def test_a_team_cap_refuses_every_member_s_team_key_but_not_their_own_keys(
+    acme_clients: dict[str, openai.OpenAI], client: openai.OpenAI, acme: Team, upstream: FakeOpenAI
+) -> None:
+    SpendCap.objects.create(team=acme, limit_usd=Decimal("0.0002"))
+    acme_clients["alice"].chat.completions.create(model="up2/gpt-4o", messages=HELLO)
+    acme_clients["bob"].chat.completions.create(model="up2/gpt-4o", messages=HELLO)
+
+    for member in ("alice", "bob"):
+        with pytest.raises(openai.RateLimitError) as caught:
+            acme_clients[member].chat.completions.create(model="up/gpt-4o-mini", messages=HELLO)
+        assert caught.value.code == "insufficient_quota"
+        message = caught.value.body["message"]
+        assert message.startswith("Team Acme's monthly cap of $0.0002 is used up ($0.000295 spent)")
+    assert spent_in_db(team=acme) == 2 * FOUR_O_CALL
+    assert UsageRecord.objects.count() == 2
+
+    # alice's own key books to no team: the team's cap is not hers.
+    assert client.chat.completions.create(model="up/gpt-4o-mini", messages=HELLO).choices[0].message.content
+
+
+def test_a_daily_cap_on_one_api_key_leaves_the_user_s_other_keys_alone(
+    gateway_url: str, client: openai.OpenAI, alice_key: ApiKey, acme_clients: dict[str, openai.OpenAI]
+) -> None:
+    SpendCap.objects.create(api_key=alice_key, limit_usd=Decimal("0.0001"), period=SpendCap.Period.DAY)
+    client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
+
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
+    tomorrow = caps.period_bounds(SpendCap.Period.DAY, timezone.now())[1]
+    assert caught.value.body["message"] == (
+        f'API key "test" ({alice_key.prefix}...)\'s daily cap of $0.0001 is used up ($0.000147 spent); '
+        f"it resets on {tomorrow:%Y-%m-%d} 00:00 UTC."
+    )
+    assert acme_clients["alice"].chat.completions.create(model="up2/gpt-4o", messages=HELLO).id
+
+
+def test_the_counters_equal_the_sum_of_the_records_exactly(
+    acme_clients: dict[str, openai.OpenAI], acme: Team, alice: Any, bob: Any, upstream: FakeOpenAI
+) -> None:
+    for subject in ({"team": acme}, {"user": alice}, {"user": bob}):
+        SpendCap.objects.create(limit_usd=Decimal("10"), period=SpendCap.Period.DAY, **subject)
+    SpendCap.objects.create(team=acme, limit_usd=Decimal("100"))
+    for member, model in [("alice", "up/gpt-4o-mini"), ("bob", "up2/gpt-4o"), ("alice", "up2/gpt-4o")]:
+        acme_clients[member].chat.completions.create(model=model, messages=HELLO)
+    stream = acme_clients["bob"].chat.completions.create(model="up/gpt-4o-mini", messages=HELLO, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    # Each call was booked, and counted, before its answer ended.
+    team_spend = spent_in_db(team=acme)
+    assert team_spend == MINI_CALL + 2 * FOUR_O_CALL + spent_in_db(request_id__in=_streamed(bob))
+    assert counter_value("team", acme.pk, "day") == counter_value("team", acme.pk, "month") == caps.to_units(team_spend)
+    assert counter_value("user", alice.pk, "day") == caps.to_units(spent_in_db(user=alice))
+    assert counter_value("user", bob.pk, "day") == caps.to_units(spent_in_db(user=bob))
+    assert counter_value("user", bob.pk, "month") is None  # no monthly cap on bob: never read, never kept
+
+
+def _streamed(user: Any) -> list[str]:
+    return list(UsageRecord.objects.filter(user=user, model="up/gpt-4o-mini").values_list("request_id", flat=True))
+
+
+def test_a_flushed_counter_is_rebuilt_from_the_database_before_deciding(client: openai.OpenAI, alice: Any) -> None:
+    SpendCap.objects.create(user=alice, limit_usd=Decimal("0.0002"))
+    client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
+    key = caps.counter_for("user", alice.pk, "month", timezone.now()).key
+    get_redis().delete(key)
+
+    # Rebuilt at $0.0001475: still room, so this call runs and lands on the rebuilt counter.
+    client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
+    assert int(get_redis().get(key)) == caps.to_units(2 * FOUR_O_CALL)
+
+    get_redis().delete(key)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
+    assert int(get_redis().get(key)) == caps.to_units(spent_in_db(user=alice))
+    assert UsageRecord.objects.count() == 2
+
+
+def test_answers_past_the_soft_threshold_carry_a_warning_header(client: openai.OpenAI, alice: Any) -> None:
+    SpendCap.objects.create(user=alice, limit_usd=Decimal("0.0004"), soft_threshold=Decimal("0.3"))
+    first = client.chat.completions.with_raw_response.create(model="up2/gpt-4o", messages=HELLO)
+    assert "x-switchyard-cap-warning" not in first.headers
+
+    # The header reports the spend before the call: $0.0001475 of $0.0004.
+    second = client.chat.completions.with_raw_response.create(model="up2/gpt-4o", messages=HELLO)
+    resets = next_month_start()
+    assert second.headers["x-switchyard-cap-warning"] == (
+        f"User alice's monthly cap is 36% used ($0.000147 of $0.0004), resetting {resets:%Y-%m-%d} 00:00 UTC."
+    )
+
+    with client.chat.completions.with_streaming_response.create(
+        model="up/gpt-4o-mini", messages=HELLO, stream=True
+    ) as streamed:
+        warning = streamed.headers["x-switchyard-cap-warning"]
+        assert warning.startswith("User alice's monthly cap is 73% used ($0.000295")
+        assert "[DONE]" in "".join(streamed.iter_lines())
+
+
+def test_a_cap_takes_effect_on_the_next_call_and_lifts_when_deleted_or_disabled(
+    client: openai.OpenAI, alice: Any
+) -> None:
+    client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
+    cap = SpendCap.objects.create(user=alice, limit_usd=Decimal("0.0001"))
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
+
+    cap.enabled = False
+    cap.save()
+    client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
+
+    cap.enabled = True
+    cap.save()
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
+
+    cap.delete()
+    assert client.chat.completions.create(model="up2/gpt-4o", messages=HELLO).id
+    assert UsageRecord.objects.count() == 3

@@ -1,0 +1,181 @@
+"""Fake upstream providers: raw ASGI apps under a real uvicorn on 127.0.0.1.
+
+Each protocol's fake (tests/fakes/<protocol>.py) subclasses FakeUpstream and
+serves the recorded bytes of tests/fakes/wire/ (a byte-exact copy of
+shared/provider-wire/). A test queues Replies to inject faults: any status
+with any head and body, a slow first byte, a paced stream, a connection cut
+after N bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+WIRE_DIR = Path(__file__).parent / "wire"
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def wire(name: str) -> bytes:
+    """The exact bytes of one recorded file."""
+    return (WIRE_DIR / name).read_bytes()
+
+
+def wire_head(name: str) -> tuple[int, Headers]:
+    """Status and headers of a recorded `.headers` file (a raw HTTP response head)."""
+    lines = wire(name).decode().split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers: Headers = []
+    for line in lines[1:]:
+        if not line:
+            break
+        key, _, value = line.partition(":")
+        if key.lower() in ("content-length", "transfer-encoding", "connection"):
+            # Framing is the server's business: the body served may differ in length.
+            continue
+        headers.append((key.strip().lower().encode(), value.strip().encode()))
+    return status, headers
+
+
+@dataclass
+class Reply:
+    """One scripted response.
+
+    body is sent in pieces of `chunk_size` bytes (all at once when 0), the
+    first after `first_byte_delay` seconds and the others `chunk_delay` apart.
+    With `cut_after` set, the connection is dropped after that many body
+    bytes, without finishing the response.
+    """
+
+    status: int = 200
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+    first_byte_delay: float = 0.0
+    chunk_size: int = 0
+    chunk_delay: float = 0.0
+    cut_after: int | None = None
+    pieces: list[bytes] | None = None
+
+    def chunks(self) -> list[bytes]:
+        if self.pieces is not None:
+            return self.pieces
+        body = self.body if self.cut_after is None else self.body[: self.cut_after]
+        if not self.chunk_size:
+            return [body]
+        return [body[i : i + self.chunk_size] for i in range(0, len(body), self.chunk_size)]
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class ConnectionCut(Exception):
+    """Raised inside the ASGI app to make uvicorn drop the connection mid-response."""
+
+
+class FakeUpstream:
+    """An ASGI app that records requests and answers from a queue of Replies.
+
+    Subclasses implement default_reply(request) with the protocol's happy path.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self._queue: deque[Reply] = deque()
+        self._lock = threading.Lock()
+
+    def queue(self, *replies: Reply) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+
+    def default_reply(self, request: RecordedRequest) -> Reply:
+        raise LookupError(f"no reply for {request.method} {request.path}")
+
+    def next_reply(self, request: RecordedRequest) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            if self._queue:
+                return self._queue.popleft()
+        return self.default_reply(request)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = RecordedRequest(
+            method=scope["method"],
+            path=scope["path"],
+            query=scope.get("query_string", b"").decode(),
+            headers={k.decode().lower(): v.decode() for k, v in scope["headers"]},
+            body=body,
+        )
+        reply = self.next_reply(request)
+        if reply.first_byte_delay:
+            await asyncio.sleep(reply.first_byte_delay)
+        await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+        for i, chunk in enumerate(reply.chunks()):
+            if i and reply.chunk_delay:
+                await asyncio.sleep(reply.chunk_delay)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if reply.cut_after is not None:
+            raise ConnectionCut
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class _ThreadedServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the main thread keeps its handlers
+        pass
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run `app` under uvicorn on a free 127.0.0.1 port in a thread; yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="off", log_level="critical", access_log=False)
+    server = _ThreadedServer(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("fake upstream did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

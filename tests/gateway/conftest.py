@@ -1,0 +1,58 @@
+"""Registry, users and keys for the gateway tests, against a fake OpenAI upstream."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import openai
+import pytest
+from django.contrib.auth import get_user_model
+
+from billing.services import api_key_create
+from routing.models import LanguageModel, ModelPrice, Provider, Route, RouteStep
+from tests.fakes.openai import FakeOpenAI
+
+
+def _model(provider: Provider, name: str, price_in: str, price_out: str, **fields: Any) -> LanguageModel:
+    defaults = {"context_window": 128000, "max_output_tokens": 4096, "capabilities": ["code", "json", "tools"]}
+    model = LanguageModel.objects.create(
+        public_id=f"{provider.name}/{name}", provider=provider, upstream_name=name, **(defaults | fields)
+    )
+    ModelPrice.objects.create(model=model, input_per_million=Decimal(price_in), output_per_million=Decimal(price_out))
+    return model
+
+
+@pytest.fixture
+def registry(fake_openai: tuple[FakeOpenAI, str], transactional_db: Any) -> dict[str, Any]:
+    _, url = fake_openai
+    up = Provider.objects.create(name="up", kind="openai", base_url=f"{url}/v1", timeout_seconds=5)
+    up.set_api_key("sk-upstream-secret")
+    up.save()
+    up2 = Provider.objects.create(name="up2", kind="openai", base_url=f"{url}/v1", timeout_seconds=5)
+    sim = Provider.objects.create(name="sim", kind="simulated")
+    models = {
+        "gpt": _model(up, "gpt-4o-mini", "0.15", "0.60"),
+        "gpt2": _model(up2, "gpt-4o", "2.50", "10.00"),
+        "sim": _model(sim, "swift", "0.10", "0.40", options={"tokens_per_second": 0, "output_tokens": 30}),
+    }
+    auto = Route.objects.create(name="auto", description="test route")
+    for position, key in enumerate(["gpt", "gpt2"]):
+        RouteStep.objects.create(route=auto, model=models[key], position=position)
+    return {"providers": {"up": up, "up2": up2, "sim": sim}, "models": models, "routes": {"auto": auto}}
+
+
+@pytest.fixture
+def alice(transactional_db: Any) -> Any:
+    return get_user_model().objects.create_user("alice")
+
+
+@pytest.fixture
+def api_key(alice: Any) -> str:
+    _, raw = api_key_create(user=alice, name="test")
+    return raw
+
+
+@pytest.fixture
+def client(gateway_url: str, api_key: str, celery_worker: Any, registry: dict[str, Any]) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway_url}/v1", api_key=api_key, max_retries=0, timeout=20)

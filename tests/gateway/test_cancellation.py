@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from billing.models import UsageRecord
+from tests.fakes.openai import FakeOpenAI
+from tests.fakes.server import wire
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _events(name: str) -> list[bytes]:
+    return [event + b"\n\n" for event in wire(name).split(b"\n\n") if event]
+
+
+def _wait_for_record(request_id: str, timeout: float = 15) -> UsageRecord:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = UsageRecord.objects.filter(request_id=request_id).first()
+        if record is not None:
+            return record
+        time.sleep(0.05)
+    raise AssertionError(f"no usage record for {request_id}")
+
+
+def test_it_stops_the_upstream_call_when_the_client_goes_away(
+    client: Any, upstream: FakeOpenAI, gateway_url: str, api_key: str
+) -> None:
+    pieces = _events("openai-chat-stream.sse")
+    upstream.queue(FakeOpenAI.stream(pieces=pieces, chunk_delay=0.4))
+    body = {"model": "up/gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}], "stream": True}
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.stream("POST", f"{gateway_url}/v1/chat/completions", json=body, headers=headers, timeout=10) as response:
+        assert response.status_code == 200
+        request_id = response.headers["x-request-id"]
+        for line in response.iter_lines():
+            if '"content":"Hello"' in line:
+                break
+    record = _wait_for_record(request_id)
+    assert record.status == "cancelled"
+    assert record.tokens_estimated
+    assert 0 < record.output_tokens < 10
+    # The whole recorded stream would take len(pieces) * 0.4 s upstream.
+    assert record.latency_ms < (len(pieces) - 2) * 400

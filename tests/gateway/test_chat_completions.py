@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import openai
+import pytest
+
+from billing.models import UsageRecord
+from tests.fakes.openai import FakeOpenAI
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_it_answers_a_non_streaming_call_and_books_it(client: openai.OpenAI, upstream: FakeOpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="up/gpt-4o-mini", messages=[{"role": "user", "content": "Hello!"}]
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "Hello! How can I assist you today?"
+    assert completion.usage.prompt_tokens == 19
+    assert raw.headers["x-switchyard-model"] == "up/gpt-4o-mini"
+    record = UsageRecord.objects.get(request_id=raw.headers["x-request-id"])
+    assert record.status == "ok"
+    assert (record.input_tokens, record.output_tokens) == (19, 10)
+    assert record.cost_usd == Decimal("0.0000088500")
+    assert raw.headers["x-switchyard-cost-usd"] == "0.0000088500"
+    assert upstream.requests[0].headers["authorization"] == "Bearer sk-upstream-secret"
+
+
+def test_it_streams_with_usage(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="up/gpt-4o-mini",
+        messages=[{"role": "user", "content": "Hello!"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("Hello")
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish == ["stop"]
+
+
+def test_it_falls_back_when_the_first_model_is_rate_limited(client: openai.OpenAI, upstream: FakeOpenAI) -> None:
+    upstream.queue(FakeOpenAI.rate_limited(retry_after="3"))
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "Hi"}])
+    assert raw.headers["x-switchyard-model"] == "up2/gpt-4o"
+    assert raw.headers["x-switchyard-attempts"] == "up/gpt-4o-mini=rate_limited, up2/gpt-4o=ok"
+    assert raw.headers["x-switchyard-route"] == "auto"
+    record = UsageRecord.objects.get(request_id=raw.headers["x-request-id"])
+    assert record.model == "up2/gpt-4o"
+    assert [a["outcome"] for a in record.attempts] == ["rate_limited", "ok"]
+
+
+def test_it_answers_503_when_every_model_fails(client: openai.OpenAI, upstream: FakeOpenAI) -> None:
+    upstream.queue(FakeOpenAI.rate_limited(retry_after="3"), FakeOpenAI.overloaded())
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}])
+    assert caught.value.status_code == 503
+    assert "up/gpt-4o-mini=rate_limited" in caught.value.message
+    assert UsageRecord.objects.get().status == "error"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "up/gpt-4o-mini"}, "messages"),
+        ({"model": "up/gpt-4o-mini", "messages": "hi"}, "messages"),
+        ({"model": "up/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "temperature"),
+    ],
+)
+def test_it_refuses_malformed_bodies_naming_the_field(client: openai.OpenAI, body: dict[str, Any], param: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.post("/chat/completions", body=body, cast_to=object)
+    assert caught.value.body["param"] == param
+    assert UsageRecord.objects.count() == 0
+
+
+def test_it_refuses_a_bad_key(gateway_url: str, registry: dict[str, Any]) -> None:
+    bad = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="sk-sy-nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}])
+
+
+def test_it_answers_404_for_an_unknown_model(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="nope/nothing", messages=[{"role": "user", "content": "Hi"}])
+    assert caught.value.code == "model_not_found"
+
+
+def test_it_lists_models_and_routes(client: openai.OpenAI) -> None:
+    ids = {m.id for m in client.models.list()}
+    assert {"up/gpt-4o-mini", "up2/gpt-4o", "sim/swift", "auto"} <= ids
+    assert client.models.retrieve("auto").owned_by == "switchyard"

@@ -1,0 +1,302 @@
+"""`make run` and `make test` for real: the dev stack in a subprocess, stopped as a user would."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from switchyard.devstack import BASE_DIR, free_port, port_is_free, redis_log
+
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="finds left-over processes through /proc")
+
+MARKER_VAR = "SWITCHYARD_DEVSTACK_TEST_MARKER"
+STARTUP_TIMEOUT = 45.0
+STOP_TIMEOUT = 20.0
+
+
+def _pids_with_marker(marker: str) -> list[int]:
+    """Live processes whose environment carries `marker`: everything the stack started inherits it."""
+    needle = f"{MARKER_VAR}={marker}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[bytes]
+    log: Path
+    base_url: str
+    web_port: int
+    redis_port: int
+    database: Path
+    marker: str
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for_output(self, pattern: str) -> re.Match[str]:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while (match := re.search(pattern, self.output())) is None:
+            assert self.process.poll() is None, f"the dev stack exited early:\n{self.output()}"
+            assert time.monotonic() < deadline, f"no {pattern!r} in the output:\n{self.output()}"
+            time.sleep(0.1)
+        return match
+
+
+def _start_stack(tmp_path: Path, **overrides: str) -> tuple[subprocess.Popen[bytes], Path, dict[str, str]]:
+    env = {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+        "SWITCHYARD_REDIS_PORT": str(free_port()),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'devstack.sqlite3'}",
+        "CELERY_CONCURRENCY": "4",
+        MARKER_VAR: uuid.uuid4().hex,
+        **overrides,
+    }
+    # The stack under test starts its own embedded Redis, not the suite's.
+    env.pop("REDIS_URL", None)
+    log = tmp_path / "devstack.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "switchyard.devstack", "run"],
+            cwd=BASE_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            # Its own process group, as under a terminal; SIGINT to the group is Ctrl-C.
+            start_new_session=True,
+        )
+    return process, log, env
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    process, log, env = _start_stack(tmp_path)
+    running = Stack(
+        process=process,
+        log=log,
+        base_url=f"http://127.0.0.1:{env['PORT']}",
+        web_port=int(env["PORT"]),
+        redis_port=int(env["SWITCHYARD_REDIS_PORT"]),
+        database=tmp_path / "devstack.sqlite3",
+        marker=env[MARKER_VAR],
+    )
+    try:
+        yield running
+    finally:
+        # Only after a failed test is anything left: kill what this test started.
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for pid in _pids_with_marker(running.marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        redis_log(running.redis_port).unlink(missing_ok=True)
+
+
+def _wait_until_serving(stack: Stack, client: httpx.Client) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        assert stack.process.poll() is None, f"the dev stack exited early:\n{stack.output()}"
+        try:
+            if client.get("/accounts/login/").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"the web server never answered:\n{stack.output()}"
+        time.sleep(0.2)
+
+
+def _usable_model_ids(database: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        rows = db.execute(
+            "SELECT m.public_id FROM routing_languagemodel m JOIN routing_provider p ON p.id = m.provider_id "
+            "WHERE m.enabled AND p.enabled"
+        ).fetchall()
+    return [public_id for (public_id,) in rows]
+
+
+@linux_only
+def test_it_serves_the_site_and_stops_everything_on_ctrl_c(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.base_url, timeout=10) as client:
+        _wait_until_serving(stack, client)
+
+        htmx = client.get("/static/vendor/htmx-2.0.11.min.js")
+        assert htmx.status_code == 200
+        assert hashlib.sha256(htmx.content).digest() == hashlib.sha256(
+            (BASE_DIR / "static/vendor/htmx-2.0.11.min.js").read_bytes()
+        ).digest()
+        plotly = client.get("/static/plotly/plotly.min.js")
+        assert plotly.status_code == 200
+        assert len(plotly.content) > 1_000_000
+
+        password = stack.wait_for_output(r"password: (\S+)").group(1)
+        stack.wait_for_output(r"Ctrl-C stops everything")
+        login_page = client.get("/accounts/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page.text)
+        assert token is not None
+        logged_in = client.post(
+            "/accounts/login/",
+            data={"username": "admin", "password": password, "csrfmiddlewaretoken": token.group(1)},
+        )
+        assert logged_in.status_code == 302, logged_in.text
+        assert logged_in.headers["location"] == "/"
+
+        home = client.get("/")
+        assert home.status_code == 200
+        models = _usable_model_ids(stack.database)
+        assert models, "load_demo configured no usable model"
+        for public_id in models:
+            assert public_id in home.text
+
+    os.killpg(stack.process.pid, signal.SIGINT)
+
+    assert stack.process.wait(timeout=STOP_TIMEOUT) == 0, stack.output()
+    deadline = time.monotonic() + 5
+    while _group_alive(stack.process.pid) or _pids_with_marker(stack.marker):
+        assert time.monotonic() < deadline, f"left behind: {_pids_with_marker(stack.marker)}\n{stack.output()}"
+        time.sleep(0.05)
+    assert port_is_free("127.0.0.1", stack.web_port)
+    assert port_is_free("127.0.0.1", stack.redis_port)
+    assert "devstack: stopped." in stack.output()
+
+
+@linux_only
+def test_it_stops_everything_with_a_clear_message_when_a_child_dies(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.base_url, timeout=10) as client:
+        _wait_until_serving(stack, client)
+    stack.wait_for_output(r"Ctrl-C stops everything")
+    (worker,) = [
+        pid for pid in _pids_with_marker(stack.marker) if b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+    os.kill(worker, signal.SIGKILL)
+
+    assert stack.process.wait(timeout=STOP_TIMEOUT) == 1, stack.output()
+    assert "The Celery worker exited unexpectedly (status -9); stopping the others." in stack.output()
+    deadline = time.monotonic() + 5
+    while _pids_with_marker(stack.marker):
+        assert time.monotonic() < deadline, f"left behind: {_pids_with_marker(stack.marker)}\n{stack.output()}"
+        time.sleep(0.05)
+    assert port_is_free("127.0.0.1", stack.web_port)
+    assert port_is_free("127.0.0.1", stack.redis_port)
+
+
+def test_it_names_the_variable_to_change_when_the_redis_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process, log, _ = _start_stack(tmp_path, SWITCHYARD_REDIS_PORT=str(port))
+
+        assert process.wait(timeout=STOP_TIMEOUT) == 1
+    output = log.read_text()
+    assert f"Port {port} on 127.0.0.1 is taken" in output
+    assert "SWITCHYARD_REDIS_PORT" in output and "REDIS_URL" in output
+
+
+def test_it_names_the_variable_to_change_when_the_web_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process, log, _ = _start_stack(tmp_path, PORT=str(port))
+
+        assert process.wait(timeout=STOP_TIMEOUT) == 1
+    assert "Set PORT to a free port" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        pytest.param("def test_it_fails():\n    assert False\n", 1, id="failing"),
+        pytest.param("def test_it_passes():\n    pass\n", 0, id="passing"),
+        pytest.param("", 5, id="empty"),
+    ],
+)
+def test_the_test_command_passes_pytests_status_through_and_stops_its_redis(
+    tmp_path: Path, body: str, status: int
+) -> None:
+    seen = tmp_path / "redis_url.txt"
+    (tmp_path / "test_inner.py").write_text(
+        "import os\nimport redis\n\n"
+        f"assert redis.Redis.from_url(os.environ['REDIS_URL']).ping()\n"
+        f"open({str(seen)!r}, 'w').write(os.environ['REDIS_URL'])\n\n" + body
+    )
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "switchyard.devstack", "test", "--", "-q", "-p", "no:django", str(tmp_path)],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == status, result.stdout + result.stderr
+    redis_port = int(seen.read_text().rsplit(":", 1)[1].split("/")[0])
+    assert port_is_free("127.0.0.1", redis_port)
+
+
+@pytest.mark.django_db
+def test_ensure_admin_creates_the_first_superuser_once_and_prints_its_password() -> None:
+    first, second = io.StringIO(), io.StringIO()
+
+    call_command("ensure_admin", stdout=first)
+    call_command("ensure_admin", stdout=second)
+
+    password = re.search(r"password: (\S+)", first.getvalue())
+    assert password is not None
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser and admin.is_staff
+    assert admin.check_password(password.group(1))
+    assert password.group(1) not in second.getvalue()
+    assert re.search(r"^password:", second.getvalue(), re.MULTILINE) is None
+    assert get_user_model().objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_ensure_admin_leaves_an_existing_superuser_alone() -> None:
+    get_user_model().objects.create_superuser(username="root", email="", password="correct horse battery")
+    out = io.StringIO()
+
+    call_command("ensure_admin", stdout=out)
+
+    assert not get_user_model().objects.filter(username="admin").exists()
+    assert "existing superuser" in out.getvalue()

@@ -1,0 +1,51 @@
+"""Settings come from the environment only: checked in fresh processes, as a deployment would load them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from switchyard.devstack import BASE_DIR
+
+PRODUCTION = {
+    "SECRET_KEY": secrets.token_urlsafe(64),
+    "SWITCHYARD_ENCRYPTION_KEY": secrets.token_urlsafe(64),
+    "ALLOWED_HOSTS": "switchyard.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://switchyard.example.com",
+    "HTTPS": "true",
+    "SECURE_SSL_REDIRECT": "true",
+    "SECURE_HSTS_SECONDS": "31536000",
+    "BEHIND_PROXY": "true",
+}
+
+
+def _manage(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env={**clean, "DATABASE_URL": f"sqlite:///{tmp_path / 'check.sqlite3'}", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_deployment_checklist_passes_with_production_variables(tmp_path: Path) -> None:
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION, tmp_path=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_debug_is_off_unless_asked_for(tmp_path: Path) -> None:
+    show = "from django.conf import settings; print(settings.DEBUG, settings.SESSION_COOKIE_SECURE)"
+
+    default = _manage("shell", "--verbosity=0", "-c", show, env=PRODUCTION, tmp_path=tmp_path)
+    asked = _manage("shell", "--verbosity=0", "-c", show, env={"DEBUG": "true"}, tmp_path=tmp_path)
+
+    assert default.stdout.split() == ["False", "True"], default.stderr
+    assert asked.stdout.split() == ["True", "False"], asked.stderr
