@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,9 +104,13 @@ def profiling(folder: str | None, label: str, pids: dict[str, int]) -> Iterator[
         yield
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
+    # py-spy is not a requirement: `.venv/bin/pip install py-spy` (it lands next to the interpreter).
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if py_spy is None:
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
     spies = [
         subprocess.Popen(
-            ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--nonblocking",
+            [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--nonblocking", "--gil",
              "--output", str(Path(folder) / f"{label}-{name}.txt")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip

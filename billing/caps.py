@@ -38,7 +38,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -51,9 +50,6 @@ from django.utils import timezone
 
 from billing.models import SpendCap, UsageRecord
 from switchyard.redis_clients import get_async_redis, get_redis
-
-if TYPE_CHECKING:
-    from redis.commands.core import Script
 
 logger = logging.getLogger(__name__)
 
@@ -482,27 +478,29 @@ def cap_spent(cap: SpendCap, *, now: dt.datetime | None = None) -> Decimal:
 # Booking.
 
 
-@cache
-def _incr_script() -> Script:
-    return get_redis().register_script(_INCR_IF_PRESENT)
+_PERIODS = tuple(SpendCap.Period.values)
 
 
-def spend_book(record: UsageRecord) -> None:
+def spend_book(record: UsageRecord, *, client: redis.Redis | None = None) -> None:
     """Add a newly inserted record's cost to the existing counters of its user, team and key.
 
     Call once per record, after its insert is committed. A Redis failure is
     logged, not raised: the record is already booked, and the counter catches
-    up when it is next rebuilt.
+    up when it is next rebuilt. With `client` a pipeline, the update is only
+    queued on it: the caller sends it along with its own commands (the worker
+    sends it with the call's terminal event, saving a round trip per call).
     """
     if not record.cost_usd:
         return
-    counters = [
-        counter_for(kind, sid, period, record.created_at)
+    keys = [
+        counter_for(kind, sid, period, record.created_at).key
         for kind, sid in _subjects(record.user_id, record.team_id, record.api_key_id)
-        for period in SpendCap.Period.values
+        for period in _PERIODS
     ]
     try:
-        _incr_script()(keys=[c.key for c in counters], args=[to_units(record.cost_usd)])
+        # EVAL, not EVALSHA: Redis caches the compiled script by its hash either
+        # way, and a pipeline would otherwise first ask SCRIPT EXISTS.
+        (client or get_redis()).eval(_INCR_IF_PRESENT, len(keys), *keys, to_units(record.cost_usd))
     except redis.RedisError:
         logger.warning("could not add %s to the spend counters", record.request_id, exc_info=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import secrets
@@ -16,6 +17,7 @@ from billing import caps
 from billing.models import ApiKey, Team, UsageRecord
 
 if TYPE_CHECKING:
+    import redis
     from django.contrib.auth.models import User
 
     from routing.call_spec import CallSpec
@@ -69,10 +71,12 @@ def usage_cost(
     return cost.quantize(COST_PLACES)
 
 
-def usage_record_book(booking: UsageBooking) -> UsageRecord:
+def usage_record_book(booking: UsageBooking, *, spend_via: redis.client.Pipeline | None = None) -> UsageRecord:
     """Write the one usage record of a call, at the prices in force when it was made.
 
     Idempotent on the call id: a second booking of the same call returns the first record.
+    The spend counters are updated after commit, or, outside any transaction
+    and given `spend_via`, queued on that Redis pipeline for the caller to send.
     """
     spec = booking.spec
     price = booking.model.price_at(spec.created_at) if booking.model else None
@@ -109,12 +113,18 @@ def usage_record_book(booking: UsageBooking) -> UsageRecord:
         error_kind=booking.error_kind,
         finish_reason=booking.finish_reason,
     )
+    in_transaction = transaction.get_connection().in_atomic_block
     try:
-        with transaction.atomic():
+        # A savepoint only inside a transaction, which a failed insert would
+        # break; in autocommit (the worker) the insert is its own transaction.
+        with transaction.atomic() if in_transaction else contextlib.nullcontext():
             record.save(force_insert=True)
     except IntegrityError:
         return UsageRecord.objects.get(request_id=spec.call_id)
     # Here, not on call_finished: only the first insert may count, and every
     # booking path (worker, lost run, playground) passes through here.
-    transaction.on_commit(functools.partial(caps.spend_book, record))
+    if spend_via is not None and not in_transaction:
+        caps.spend_book(record, client=spend_via)
+    else:
+        transaction.on_commit(functools.partial(caps.spend_book, record))
     return record

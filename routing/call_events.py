@@ -26,6 +26,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from routing.catalog import VERSION_KEY
 from switchyard.redis_clients import get_async_redis, get_redis
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,14 @@ def run_key(call_id: str) -> str:
 
 
 class CallPublisher:
-    """Writes one call's events (worker side, sync)."""
+    """Writes one call's events (worker side, sync).
+
+    Answer text is coalesced (settings.STREAM_COALESCE_MS): the first text
+    goes out at once, later text waits until the window since the oldest
+    unsent piece has passed, until another event goes out (which sends the
+    text first, so order holds), or until the process's DeltaFlusher sends it
+    when the model pauses.
+    """
 
     def __init__(self, call_id: str) -> None:
         self.call_id = call_id
@@ -59,14 +67,57 @@ class CallPublisher:
         self._expiry_set = False
         self._cancel_checked_at = time.monotonic()
         self._cancelled = False
+        self._lock = threading.Lock()
+        self._text: list[str] = []
+        self._text_since = 0.0
+        self._text_sent = False
+        self.window = settings.STREAM_COALESCE_MS / 1000
 
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
+    def pipeline(self) -> redis.client.Pipeline:
+        return self.redis.pipeline(transaction=False)
+
+    def publish(self, kind: str, data: dict[str, Any], *, pipe: redis.client.Pipeline | None = None) -> None:
+        """Append an event; with `pipe`, after the commands already queued on it, in the same round trip."""
+        pipe = pipe or self.pipeline()
+        with self._lock:
+            self._queue_text(pipe)
+            self._queue(pipe, kind, data)
+            pipe.execute()
+
+    def publish_text(self, text: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if not self._text:
+                self._text_since = now
+            self._text.append(text)
+            if self._text_sent and now - self._text_since < self.window:
+                delta_flusher.watch(self)
+                return
+            self._text_sent = True
+            pipe = self.pipeline()
+            self._queue_text(pipe)
+            pipe.execute()
+
+    def flush_text_if_due(self, now: float) -> None:
+        with self._lock:
+            if self._text and now - self._text_since >= self.window:
+                pipe = self.pipeline()
+                self._queue_text(pipe)
+                pipe.execute()
+
+    def holds_text(self) -> bool:
+        return bool(self._text)
+
+    def _queue_text(self, pipe: redis.client.Pipeline) -> None:
+        if self._text:
+            self._queue(pipe, "delta", {"c": "".join(self._text)})
+            self._text.clear()
+
+    def _queue(self, pipe: redis.client.Pipeline, kind: str, data: dict[str, Any]) -> None:
         pipe.xadd(self.key, {"t": kind, "d": json.dumps(data, separators=(",", ":"))}, maxlen=STREAM_MAXLEN)
         if not self._expiry_set or kind in TERMINAL:
             pipe.expire(self.key, STREAM_TTL_SECONDS)
             self._expiry_set = True
-        pipe.execute()
 
 
     def cancelled(self, every: float = 0.2) -> bool:
@@ -77,18 +128,25 @@ class CallPublisher:
             self._cancelled = bool(self.redis.exists(cancel_key(self.call_id)))
         return self._cancelled
 
-    def claim_run(self) -> tuple[bool, bool]:
-        """Take the call's run lease, in one round trip.
-
-        Returns (claimed, earlier_output): claimed is false while another live
-        run holds the lease (a duplicate delivery); earlier_output is true when
-        an earlier run already published events (it answered, or it ended).
-        """
+    def claim_run(self) -> RunClaim:
+        """Take the call's run lease, and read the registry's version, in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(run_key(self.call_id), "1", nx=True, ex=settings.CALL_RUN_LEASE_SECONDS)
         pipe.xlen(self.key)
-        claimed, length = pipe.execute()
-        return bool(claimed), length > 0
+        pipe.get(VERSION_KEY)
+        claimed, length, version = pipe.execute()
+        return RunClaim(bool(claimed), length > 0, version)
+
+
+@dataclass(frozen=True, slots=True)
+class RunClaim:
+    """claimed is false while another live run holds the lease (a duplicate
+    delivery); earlier_output is true when an earlier run already published
+    events (it answered, or it ended); catalog_version is for get_catalog."""
+
+    claimed: bool
+    earlier_output: bool
+    catalog_version: bytes | None
 
 
 class LeaseKeeper:
@@ -135,6 +193,45 @@ class LeaseKeeper:
 
 
 lease_keeper = LeaseKeeper()
+
+
+class DeltaFlusher:
+    """Sends the text that publishers hold when their model pauses (one thread per process)."""
+
+    def __init__(self) -> None:
+        self._publishers: set[CallPublisher] = set()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, publisher: CallPublisher) -> None:
+        with self._wake:
+            self._publishers.add(publisher)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._flush_forever, name="delta-flusher", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _flush_forever(self) -> None:
+        while True:
+            with self._wake:
+                while not self._publishers:
+                    self._wake.wait()
+                publishers = list(self._publishers)
+            window = min(p.window for p in publishers)
+            time.sleep(window / 2)
+            now = time.monotonic()
+            for publisher in publishers:
+                try:
+                    publisher.flush_text_if_due(now)
+                except redis.RedisError:
+                    logger.warning("could not send the held text of call %s", publisher.call_id)
+            # Under the condition's lock: a publisher that holds text again
+            # has called watch() after adding it, or will, and stays.
+            with self._wake:
+                self._publishers.difference_update(p for p in publishers if not p.holds_text())
+
+
+delta_flusher = DeltaFlusher()
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,8 +90,8 @@ def call_run(spec: CallSpec) -> None:
     publisher = CallPublisher(spec.call_id)
     give_up = time.monotonic() + settings.CALL_DEADLINE_SECONDS
     while True:
-        claimed, earlier_output = publisher.claim_run()
-        if claimed:
+        claim = publisher.claim_run()
+        if claim.claimed:
             break
         # Another delivery of this call holds the lease: wait until it
         # finishes (its record appears) or dies (its lease lapses).
@@ -99,8 +99,8 @@ def call_run(spec: CallSpec) -> None:
             return
         time.sleep(1)
     with lease_keeper.holding(spec.call_id):
-        if not earlier_output:
-            CallRunner(spec, publisher, get_catalog()).run()
+        if not claim.earlier_output:
+            CallRunner(spec, publisher, get_catalog(claim.catalog_version)).run()
         elif not UsageRecord.objects.filter(request_id=spec.call_id).exists():
             _book_lost_run(spec, publisher)
 
@@ -207,7 +207,7 @@ class CallRunner:
                 if isinstance(event, TextDelta):
                     result.text.append(event.text)
                     if publish:
-                        self.publisher.publish("delta", {"c": event.text})
+                        self.publisher.publish_text(event.text)
                 elif isinstance(event, ToolCallDelta):
                     call = result.tool_calls.setdefault(event.index, {"id": "", "name": "", "arguments": ""})
                     call["id"] = event.id or call["id"]
@@ -252,7 +252,8 @@ class CallRunner:
 
     def _book(self, model: CatalogModel, result: AttemptResult, *, status: str) -> None:
         booking = self._booking(model, result, status)
-        record = usage_record_book(booking)
+        pipe = self.publisher.pipeline()
+        record = usage_record_book(booking, spend_via=pipe)
         error = None
         if status == "error" and result.error is not None:
             error = {"kind": result.error.kind.value, "message": result.error.message}
@@ -278,22 +279,25 @@ class CallRunner:
             if not self.spec.publish_deltas:
                 summary["content"] = "".join(result.text)
                 summary["tool_calls"] = [result.tool_calls[i] for i in sorted(result.tool_calls)]
-            self.publisher.publish("done", summary)
+            self.publisher.publish("done", summary, pipe=pipe)
         elif status == "error" and result.error is not None:
-            self.publisher.publish("error", {**summary, **_error_data(result.error), "after_output": True})
+            self.publisher.publish("error", {**summary, **_error_data(result.error), "after_output": True}, pipe=pipe)
         else:
-            self.publisher.publish("error", {**summary, "kind": "cancelled", "message": "cancelled", "status": 499})
+            cancelled = {**summary, "kind": "cancelled", "message": "cancelled", "status": 499}
+            self.publisher.publish("error", cancelled, pipe=pipe)
 
     def _fail(self, error: ProviderError) -> None:
         booking = self._booking(None, None, "error")
         booking = dataclasses.replace(booking, error_kind=error.kind.value)
-        record = usage_record_book(booking)
+        pipe = self.publisher.pipeline()
+        record = usage_record_book(booking, spend_via=pipe)
         call_finished.send(
             CallRunner, spec=self.spec, record=record, text="", error={"kind": error.kind.value, "message": error.message}
         )
         self.publisher.publish(
             "error",
             {"attempts": booking.attempts, "route": self.spec.route, **_error_data(error, all_failed=True)},
+            pipe=pipe,
         )
 
 

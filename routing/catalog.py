@@ -172,9 +172,10 @@ def _store(catalog: Catalog) -> Catalog:
     return catalog
 
 
-def get_catalog() -> Catalog:
-    version = int(get_redis().get(VERSION_KEY) or 0)
-    return _cached(version) or _store(_load(version))
+def get_catalog(version: bytes | None = None) -> Catalog:
+    """The registry as of `version` (the value of VERSION_KEY, when the caller already read it)."""
+    number = int((get_redis().get(VERSION_KEY) if version is None else version) or 0)
+    return _cached(number) or _store(_load(number))
 
 
 async def aget_catalog() -> Catalog:

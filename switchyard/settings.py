@@ -183,6 +183,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 # How long a crashed worker's call stays claimed before another may recover it.
 CALL_RUN_LEASE_SECONDS = env.int("SWITCHYARD_RUN_LEASE_SECONDS", default=15)
 
+# Answer text that arrives within this many milliseconds of the last text the
+# worker published goes out together, as one event: each event costs an XADD in
+# the worker and a wake-up and an SSE write in the web process, and a model can
+# send a token every few ms. The first text of a call is never held. 0 = none.
+STREAM_COALESCE_MS = env.int("SWITCHYARD_STREAM_COALESCE_MS", default=25)
+
 # A provider call never runs longer than this, whatever its chain.
 CALL_DEADLINE_SECONDS = env.int("SWITCHYARD_CALL_DEADLINE", default=600)
 
