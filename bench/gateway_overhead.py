@@ -138,6 +138,11 @@ def main() -> int:
         metavar="DIR",
         help="record py-spy profiles (collapsed stacks) of the web and worker processes during the phases",
     )
+    parser.add_argument(
+        "--only",
+        metavar="N,N",
+        help="run only these phases (0-6, in the order printed), and no memory measurement",
+    )
     args = parser.parse_args()
     scale = 0.1 if args.quick else 1.0
 
@@ -153,6 +158,8 @@ def main() -> int:
         Phase("paced stream", "paced", True, 100, n(2000), 120),
         Phase("paced stream", "paced", True, 200, n(2000), 120),
     ]
+    if args.only:
+        phases = [phases[int(number)] for number in args.only.split(",")]
 
     workdir = Path(tempfile.mkdtemp(prefix="switchyard-bench-"))
     children: list[devstack.Child] = []
@@ -233,6 +240,8 @@ def main() -> int:
             )
             if through_calls >= 1000 and 1000 not in memory:
                 memory[1000] = (rss_mb(web_pid), rss_mb(worker_pid))
+        if args.only:
+            return 0
         target = int(20000 * scale)
         while through_calls < target:
             left = target - through_calls

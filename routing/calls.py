@@ -24,13 +24,13 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.dispatch import Signal
 
 from billing.services import UsageBooking, usage_record_book
-from routing import tokens
+from routing import db_lane, tokens
 from routing.call_events import CallPublisher, lease_keeper
 from routing.call_spec import CallSpec
 from routing.catalog import Catalog, CatalogModel, get_catalog
@@ -44,6 +44,11 @@ from routing.providers.types import (
     ToolCallDelta,
     Usage,
 )
+
+if TYPE_CHECKING:
+    import redis
+
+    from billing.models import UsageRecord
 
 # Sent by the worker once a call is booked and before its terminal event is
 # published, so that a receiver's durable write is visible to whoever reacts
@@ -252,14 +257,13 @@ class CallRunner:
 
     def _book(self, model: CatalogModel, result: AttemptResult, *, status: str) -> None:
         booking = self._booking(model, result, status)
-        pipe = self.publisher.pipeline()
-        record = usage_record_book(booking, spend_via=pipe)
         error = None
         if status == "error" and result.error is not None:
             error = {"kind": result.error.kind.value, "message": result.error.message}
         elif status == "cancelled":
             error = {"kind": "cancelled", "message": "stopped before the end"}
-        call_finished.send(CallRunner, spec=self.spec, record=record, text="".join(result.text), error=error)
+        pipe = self.publisher.pipeline()
+        record = db_lane.run(_book_and_announce, booking, "".join(result.text), error, pipe)
         summary = {
             "model": model.public_id,
             "provider": model.provider_name,
@@ -290,15 +294,21 @@ class CallRunner:
         booking = self._booking(None, None, "error")
         booking = dataclasses.replace(booking, error_kind=error.kind.value)
         pipe = self.publisher.pipeline()
-        record = usage_record_book(booking, spend_via=pipe)
-        call_finished.send(
-            CallRunner, spec=self.spec, record=record, text="", error={"kind": error.kind.value, "message": error.message}
-        )
+        db_lane.run(_book_and_announce, booking, "", {"kind": error.kind.value, "message": error.message}, pipe)
         self.publisher.publish(
             "error",
             {"attempts": booking.attempts, "route": self.spec.route, **_error_data(error, all_failed=True)},
             pipe=pipe,
         )
+
+
+def _book_and_announce(
+    booking: UsageBooking, text: str, error: dict[str, str] | None, pipe: redis.client.Pipeline
+) -> UsageRecord:
+    """Book the call (its spend counters queued on `pipe`) and tell call_finished's receivers."""
+    record = usage_record_book(booking, spend_via=pipe)
+    call_finished.send(CallRunner, spec=booking.spec, record=record, text=text, error=error)
+    return record
 
 
 def _error_data(error: ProviderError, *, all_failed: bool = False) -> dict[str, Any]:
@@ -351,14 +361,9 @@ def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
         error_kind="worker_lost",
         finish_reason="",
     )
-    record = usage_record_book(booking)
-    call_finished.send(
-        CallRunner,
-        spec=spec,
-        record=record,
-        text="".join(text),
-        error={"kind": "worker_lost", "message": "the worker running this call stopped"},
-    )
+    error = {"kind": "worker_lost", "message": "the worker running this call stopped"}
+    pipe = publisher.pipeline()
+    db_lane.run(_book_and_announce, booking, "".join(text), error, pipe)
     if not ended:
         publisher.publish(
             "error",
@@ -369,4 +374,7 @@ def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
                 "attempts": attempts,
                 "after_output": True,
             },
+            pipe=pipe,
         )
+    else:
+        pipe.execute()

@@ -99,8 +99,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
             # NORMAL is durable across application crashes in WAL mode and
             # spares an fsync per commit (one usage record per call).
-            # A worker holds a connection per thread (hundreds): cap each
-            # one's page cache at 1 MiB rather than SQLite's 2 MiB default.
+            # Every thread that touches the database holds a connection: cap
+            # each one's page cache at 1 MiB rather than SQLite's 2 MiB default.
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-1024;",
             "transaction_mode": "IMMEDIATE",
         }
@@ -179,6 +179,11 @@ CELERY_DB_REUSE_MAX = 1000 if DATABASES["default"]["ENGINE"].endswith("sqlite3")
 # /v1 refuses larger request bodies before parsing them (images travel inline).
 API_MAX_BODY_BYTES = env.int("SWITCHYARD_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+
+# Threads of a worker that book its calls (routing/db_lane.py): each holds a
+# database connection; the calls' own threads need one only on rare paths (a
+# registry reload, a redelivered task).
+WORKER_DB_THREADS = env.int("SWITCHYARD_WORKER_DB_THREADS", default=4)
 
 # How long a crashed worker's call stays claimed before another may recover it.
 CALL_RUN_LEASE_SECONDS = env.int("SWITCHYARD_RUN_LEASE_SECONDS", default=15)
