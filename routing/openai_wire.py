@@ -238,7 +238,15 @@ def _response_format(raw: Any) -> ResponseFormat | None:
     schema = spec.get("schema") or {}
     if not isinstance(schema, dict):
         raise InvalidRequest("Invalid type for 'response_format.json_schema.schema'.", "response_format.json_schema.schema")
-    return ResponseFormat(type="json_schema", schema=schema, name=spec["name"], strict=bool(spec.get("strict")))
+    description = spec.get("description") or ""
+    if not isinstance(description, str):
+        raise InvalidRequest(
+            "Invalid type for 'response_format.json_schema.description': expected a string.",
+            "response_format.json_schema.description",
+        )
+    return ResponseFormat(
+        type="json_schema", schema=schema, name=spec["name"], description=description, strict=bool(spec.get("strict"))
+    )
 
 
 def needed_capabilities(request: ChatRequest) -> frozenset[str]:

@@ -124,6 +124,8 @@ def _system_prompt(system: str | None, response_format: ResponseFormat | None) -
         instruction = (
             "Reply with a single JSON object and nothing else: no prose before or after it, no code fences."
         )
+        if response_format.type == "json_schema" and response_format.description:
+            instruction += f" What it holds: {response_format.description}"
         if response_format.type == "json_schema" and response_format.schema is not None:
             schema = json.dumps(response_format.schema, ensure_ascii=False)
             instruction += f" The object must conform to this JSON Schema:\n{schema}"

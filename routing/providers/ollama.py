@@ -99,7 +99,9 @@ def ollama_chat_body(request: ChatRequest, config: ModelConfig) -> dict[str, Any
     messages: list[dict[str, Any]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
-    messages.extend(_message(message) for message in request.messages)
+    # OpenAI's tool messages carry only the call's id; Ollama wants the tool's name.
+    tool_names = {call.id: call.name for m in request.messages for call in m.tool_calls if call.id}
+    messages.extend(_message(message, tool_names) for message in request.messages)
     body: dict[str, Any] = {"model": config.upstream_name, "messages": messages, "stream": request.stream}
     options: dict[str, Any] = {}
     if request.temperature is not None:
@@ -121,7 +123,7 @@ def ollama_chat_body(request: ChatRequest, config: ModelConfig) -> dict[str, Any
     return body
 
 
-def _message(message: Message) -> dict[str, Any]:
+def _message(message: Message, tool_names: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.images:
         out["images"] = [_base64_image(image) for image in message.images]
@@ -130,8 +132,10 @@ def _message(message: Message) -> dict[str, Any]:
             {"function": {"name": call.name, "arguments": tool_arguments_object(call.arguments)}}
             for call in message.tool_calls
         ]
-    if message.role == "tool" and message.name:
-        out["tool_name"] = message.name
+    if message.role == "tool":
+        name = message.name or tool_names.get(message.tool_call_id or "")
+        if name:
+            out["tool_name"] = name
     return out
 
 

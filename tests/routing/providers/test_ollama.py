@@ -131,7 +131,8 @@ def test_it_sends_the_translated_request(fake: FakeOllama, adapter: OllamaAdapte
                 role="assistant",
                 tool_calls=(ToolCall(id="call_0", name="get_current_weather", arguments='{"location":"Paris"}'),),
             ),
-            Message(role="tool", content="21 degrees", tool_call_id="call_0", name="get_current_weather"),
+            # As OpenAI clients send it: the call's id, not the tool's name, which Ollama wants.
+            Message(role="tool", content="21 degrees", tool_call_id="call_0"),
             Message(role="user", content="And this one?", images=("iVBORw0KGgo=",)),
         ),
         temperature=0.7,
