@@ -119,7 +119,6 @@ class CallPublisher:
             pipe.expire(self.key, STREAM_TTL_SECONDS)
             self._expiry_set = True
 
-
     def cancelled(self, every: float = 0.2) -> bool:
         """Whether the client went away; asks Redis at most once per `every` seconds."""
         now = time.monotonic()
@@ -130,7 +129,7 @@ class CallPublisher:
 
     def claim_run(self) -> RunClaim:
         """Take the call's run lease, and read the registry's version, in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.pipeline()
         pipe.set(run_key(self.call_id), "1", nx=True, ex=settings.CALL_RUN_LEASE_SECONDS)
         pipe.xlen(self.key)
         pipe.get(VERSION_KEY)
