@@ -75,8 +75,8 @@ def usage_record_book(booking: UsageBooking, *, spend_via: redis.client.Pipeline
     """Write the one usage record of a call, at the prices in force when it was made.
 
     Idempotent on the call id: a second booking of the same call returns the first record.
-    The spend counters are updated after commit, or, outside any transaction
-    and given `spend_via`, queued on that Redis pipeline for the caller to send.
+    The spend counters are updated after commit; outside a transaction, with
+    `spend_via`, the update is queued on that Redis pipeline for the caller to send.
     """
     spec = booking.spec
     price = booking.model.price_at(spec.created_at) if booking.model else None
@@ -123,8 +123,8 @@ def usage_record_book(booking: UsageBooking, *, spend_via: redis.client.Pipeline
         return UsageRecord.objects.get(request_id=spec.call_id)
     # Here, not on call_finished: only the first insert may count, and every
     # booking path (worker, lost run, playground) passes through here.
-    if spend_via is not None and not in_transaction:
-        caps.spend_book(record, client=spend_via)
-    else:
+    if in_transaction:
         transaction.on_commit(functools.partial(caps.spend_book, record))
+    else:
+        caps.spend_book(record, client=spend_via)
     return record

@@ -94,19 +94,20 @@ class CallPublisher:
                 delta_flusher.watch(self)
                 return
             self._text_sent = True
-            pipe = self.pipeline()
-            self._queue_text(pipe)
-            pipe.execute()
+            self._send_text()
 
     def flush_text_if_due(self, now: float) -> None:
         with self._lock:
             if self._text and now - self._text_since >= self.window:
-                pipe = self.pipeline()
-                self._queue_text(pipe)
-                pipe.execute()
+                self._send_text()
 
     def holds_text(self) -> bool:
         return bool(self._text)
+
+    def _send_text(self) -> None:
+        pipe = self.pipeline()
+        self._queue_text(pipe)
+        pipe.execute()
 
     def _queue_text(self, pipe: redis.client.Pipeline) -> None:
         if self._text:

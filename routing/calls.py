@@ -262,8 +262,7 @@ class CallRunner:
             error = {"kind": result.error.kind.value, "message": result.error.message}
         elif status == "cancelled":
             error = {"kind": "cancelled", "message": "stopped before the end"}
-        pipe = self.publisher.pipeline()
-        record = db_lane.run(_book_and_announce, booking, "".join(result.text), error, pipe)
+        record, pipe = _book_and_announce(self.publisher, booking, "".join(result.text), error)
         summary = {
             "model": model.public_id,
             "provider": model.provider_name,
@@ -293,8 +292,7 @@ class CallRunner:
     def _fail(self, error: ProviderError) -> None:
         booking = self._booking(None, None, "error")
         booking = dataclasses.replace(booking, error_kind=error.kind.value)
-        pipe = self.publisher.pipeline()
-        db_lane.run(_book_and_announce, booking, "", {"kind": error.kind.value, "message": error.message}, pipe)
+        _, pipe = _book_and_announce(self.publisher, booking, "", {"kind": error.kind.value, "message": error.message})
         self.publisher.publish(
             "error",
             {"attempts": booking.attempts, "route": self.spec.route, **_error_data(error, all_failed=True)},
@@ -303,12 +301,21 @@ class CallRunner:
 
 
 def _book_and_announce(
-    booking: UsageBooking, text: str, error: dict[str, str] | None, pipe: redis.client.Pipeline
-) -> UsageRecord:
-    """Book the call (its spend counters queued on `pipe`) and tell call_finished's receivers."""
-    record = usage_record_book(booking, spend_via=pipe)
-    call_finished.send(CallRunner, spec=booking.spec, record=record, text=text, error=error)
-    return record
+    publisher: CallPublisher, booking: UsageBooking, text: str, error: dict[str, str] | None
+) -> tuple[UsageRecord, redis.client.Pipeline]:
+    """Book the call on the database lane and tell call_finished's receivers.
+
+    Returns the record and a pipeline holding the spend-counter update, for
+    the caller to send with the call's terminal event.
+    """
+    pipe = publisher.pipeline()
+
+    def book() -> UsageRecord:
+        record = usage_record_book(booking, spend_via=pipe)
+        call_finished.send(CallRunner, spec=booking.spec, record=record, text=text, error=error)
+        return record
+
+    return db_lane.run(book), pipe
 
 
 def _error_data(error: ProviderError, *, all_failed: bool = False) -> dict[str, Any]:
@@ -362,8 +369,7 @@ def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
         finish_reason="",
     )
     error = {"kind": "worker_lost", "message": "the worker running this call stopped"}
-    pipe = publisher.pipeline()
-    db_lane.run(_book_and_announce, booking, "".join(text), error, pipe)
+    _, pipe = _book_and_announce(publisher, booking, "".join(text), error)
     if not ended:
         publisher.publish(
             "error",
