@@ -17,17 +17,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 from django.conf import settings
 
 from routing.catalog import VERSION_KEY
-from switchyard.redis_clients import get_async_redis, get_redis
+from switchyard.redis_clients import get_async_redis
 
 logger = logging.getLogger(__name__)
 
@@ -51,90 +51,102 @@ def run_key(call_id: str) -> str:
 
 
 class CallPublisher:
-    """Writes one call's events (worker side, sync).
+    """Writes one call's events (worker side, on the call loop).
 
     Answer text is coalesced (settings.STREAM_COALESCE_MS): the first text
     goes out at once, later text waits until the window since the oldest
     unsent piece has passed, until another event goes out (which sends the
-    text first, so order holds), or until the process's DeltaFlusher sends it
-    when the model pauses.
+    text first, so order holds), or until a timer sends it when the model
+    pauses. Sends are serialised by a lock, so they reach Redis in order.
     """
 
     def __init__(self, call_id: str) -> None:
         self.call_id = call_id
         self.key = stream_key(call_id)
-        self.redis = get_redis()
+        self.redis = get_async_redis()
+        self.window = settings.STREAM_COALESCE_MS / 1000
+        self._loop = asyncio.get_running_loop()
+        self._lock = asyncio.Lock()
         self._expiry_set = False
-        self._cancel_checked_at = time.monotonic()
+        self._cancel_checked_at = self._loop.time()
         self._cancelled = False
-        self._lock = threading.Lock()
         self._text: list[str] = []
         self._text_since = 0.0
         self._text_sent = False
-        self.window = settings.STREAM_COALESCE_MS / 1000
+        self._flush_timer: asyncio.TimerHandle | None = None
 
-    def pipeline(self) -> redis.client.Pipeline:
+    def pipeline(self) -> aioredis.client.Pipeline:
         return self.redis.pipeline(transaction=False)
 
-    def publish(self, kind: str, data: dict[str, Any], *, pipe: redis.client.Pipeline | None = None) -> None:
+    async def publish(self, kind: str, data: dict[str, Any], *, pipe: aioredis.client.Pipeline | None = None) -> None:
         """Append an event; with `pipe`, after the commands already queued on it, in the same round trip."""
         pipe = pipe or self.pipeline()
-        with self._lock:
+        async with self._lock:
             self._queue_text(pipe)
             self._queue(pipe, kind, data)
-            pipe.execute()
+            await pipe.execute()
 
-    def publish_text(self, text: str) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if not self._text:
-                self._text_since = now
-            self._text.append(text)
-            if self._text_sent and now - self._text_since < self.window:
-                delta_flusher.watch(self)
-                return
-            self._text_sent = True
-            self._send_text()
-
-    def flush_text_if_due(self, now: float) -> None:
-        with self._lock:
-            if self._text and now - self._text_since >= self.window:
-                self._send_text()
+    async def publish_text(self, text: str) -> None:
+        now = self._loop.time()
+        if not self._text:
+            self._text_since = now
+        self._text.append(text)
+        if self._text_sent and now - self._text_since < self.window:
+            if self._flush_timer is None:
+                self._flush_timer = self._loop.call_at(self._text_since + self.window, self._flush_due)
+            return
+        self._text_sent = True
+        await self._send_text()
 
     def holds_text(self) -> bool:
         return bool(self._text)
 
-    def _send_text(self) -> None:
-        pipe = self.pipeline()
-        self._queue_text(pipe)
-        pipe.execute()
+    def _flush_due(self) -> None:
+        self._flush_timer = None
+        if self._text:
+            task = self._loop.create_task(self._send_text())
+            task.add_done_callback(self._log_flush_failure)
 
-    def _queue_text(self, pipe: redis.client.Pipeline) -> None:
+    def _log_flush_failure(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("could not send the held text of call %s", self.call_id, exc_info=task.exception())
+
+    async def _send_text(self) -> None:
+        async with self._lock:
+            if self._text:
+                pipe = self.pipeline()
+                self._queue_text(pipe)
+                await pipe.execute()
+
+    def _queue_text(self, pipe: aioredis.client.Pipeline) -> None:
         if self._text:
             self._queue(pipe, "delta", {"c": "".join(self._text)})
             self._text.clear()
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
 
-    def _queue(self, pipe: redis.client.Pipeline, kind: str, data: dict[str, Any]) -> None:
+    def _queue(self, pipe: aioredis.client.Pipeline, kind: str, data: dict[str, Any]) -> None:
         pipe.xadd(self.key, {"t": kind, "d": json.dumps(data, separators=(",", ":"))}, maxlen=STREAM_MAXLEN)
         if not self._expiry_set or kind in TERMINAL:
             pipe.expire(self.key, STREAM_TTL_SECONDS)
             self._expiry_set = True
 
-    def cancelled(self, every: float = 0.2) -> bool:
+    async def cancelled(self, every: float = 0.2) -> bool:
         """Whether the client went away; asks Redis at most once per `every` seconds."""
-        now = time.monotonic()
+        now = self._loop.time()
         if not self._cancelled and now - self._cancel_checked_at >= every:
             self._cancel_checked_at = now
-            self._cancelled = bool(self.redis.exists(cancel_key(self.call_id)))
+            self._cancelled = bool(await self.redis.exists(cancel_key(self.call_id)))
         return self._cancelled
 
-    def claim_run(self) -> RunClaim:
+    async def claim_run(self) -> RunClaim:
         """Take the call's run lease, and read the registry's version, in one round trip."""
         pipe = self.pipeline()
         pipe.set(run_key(self.call_id), "1", nx=True, ex=settings.CALL_RUN_LEASE_SECONDS)
         pipe.xlen(self.key)
         pipe.get(VERSION_KEY)
-        claimed, length, version = pipe.execute()
+        claimed, length, version = await pipe.execute()
         return RunClaim(bool(claimed), length > 0, version)
 
 
@@ -150,88 +162,44 @@ class RunClaim:
 
 
 class LeaseKeeper:
-    """Keeps the run leases of this process's calls alive while they run.
+    """Keeps the run leases of the loop's calls alive while they run.
 
     A lease outlives its worker by at most CALL_RUN_LEASE_SECONDS, so a task the
     broker redelivers after a crash can tell a dead run (lease gone) from a
-    live one (lease held), whatever the call's length. One thread per process
-    renews every lease in one round trip.
+    live one (lease held), whatever the call's length. One task on the call
+    loop renews every lease in one round trip.
     """
 
     def __init__(self) -> None:
         self._calls: set[str] = set()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._renewer: asyncio.Task[None] | None = None
 
-    @contextlib.contextmanager
-    def holding(self, call_id: str) -> Iterator[None]:
-        with self._lock:
-            self._calls.add(call_id)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._renew_forever, name="lease-keeper", daemon=True)
-                self._thread.start()
+    @contextlib.asynccontextmanager
+    async def holding(self, call_id: str) -> AsyncIterator[None]:
+        self._calls.add(call_id)
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
         try:
             yield
         finally:
-            with self._lock:
-                self._calls.discard(call_id)
+            self._calls.discard(call_id)
 
-    def _renew_forever(self) -> None:
+    async def _renew_forever(self) -> None:
         while True:
-            time.sleep(settings.CALL_RUN_LEASE_SECONDS / 3)
-            with self._lock:
-                calls = list(self._calls)
+            await asyncio.sleep(settings.CALL_RUN_LEASE_SECONDS / 3)
+            calls = list(self._calls)
             if not calls:
                 continue
             try:
-                pipe = get_redis().pipeline(transaction=False)
+                pipe = get_async_redis().pipeline(transaction=False)
                 for call_id in calls:
                     pipe.expire(run_key(call_id), settings.CALL_RUN_LEASE_SECONDS)
-                pipe.execute()
+                await pipe.execute()
             except redis.RedisError:
                 logger.warning("could not renew %d run leases", len(calls))
 
 
 lease_keeper = LeaseKeeper()
-
-
-class DeltaFlusher:
-    """Sends the text that publishers hold when their model pauses (one thread per process)."""
-
-    def __init__(self) -> None:
-        self._publishers: set[CallPublisher] = set()
-        self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, publisher: CallPublisher) -> None:
-        with self._wake:
-            self._publishers.add(publisher)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._flush_forever, name="delta-flusher", daemon=True)
-                self._thread.start()
-            self._wake.notify()
-
-    def _flush_forever(self) -> None:
-        while True:
-            with self._wake:
-                while not self._publishers:
-                    self._wake.wait()
-                publishers = list(self._publishers)
-            window = min(p.window for p in publishers)
-            time.sleep(window / 2)
-            now = time.monotonic()
-            for publisher in publishers:
-                try:
-                    publisher.flush_text_if_due(now)
-                except redis.RedisError:
-                    logger.warning("could not send the held text of call %s", publisher.call_id)
-            # Under the condition's lock: a publisher that holds text again
-            # has called watch() after adding it, or will, and stays.
-            with self._wake:
-                self._publishers.difference_update(p for p in publishers if not p.holds_text())
-
-
-delta_flusher = DeltaFlusher()
 
 
 @dataclass(frozen=True, slots=True)

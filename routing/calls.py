@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -33,7 +34,7 @@ from billing.services import UsageBooking, usage_record_book
 from routing import db_lane, tokens
 from routing.call_events import CallPublisher, lease_keeper
 from routing.call_spec import CallSpec
-from routing.catalog import Catalog, CatalogModel, get_catalog
+from routing.catalog import Catalog, CatalogModel, aget_catalog
 from routing.providers.errors import ErrorKind, ProviderError
 from routing.providers.registry import adapter_for
 from routing.providers.types import (
@@ -46,7 +47,7 @@ from routing.providers.types import (
 )
 
 if TYPE_CHECKING:
-    import redis
+    import redis.asyncio as aioredis
 
     from billing.models import UsageRecord
 
@@ -89,25 +90,30 @@ class AttemptResult:
     ttft_ms: int | None = None
 
 
-def call_run(spec: CallSpec) -> None:
-    from billing.models import UsageRecord
-
+async def call_run(spec: CallSpec) -> None:
+    """Run one call on the call loop (routing/call_loop.py), from its claim to its terminal event."""
     publisher = CallPublisher(spec.call_id)
     give_up = time.monotonic() + settings.CALL_DEADLINE_SECONDS
     while True:
-        claim = publisher.claim_run()
+        claim = await publisher.claim_run()
         if claim.claimed:
             break
         # Another delivery of this call holds the lease: wait until it
         # finishes (its record appears) or dies (its lease lapses).
-        if UsageRecord.objects.filter(request_id=spec.call_id).exists() or time.monotonic() > give_up:
+        if await db_lane.run(_is_booked, spec.call_id) or time.monotonic() > give_up:
             return
-        time.sleep(1)
-    with lease_keeper.holding(spec.call_id):
+        await asyncio.sleep(1)
+    async with lease_keeper.holding(spec.call_id):
         if not claim.earlier_output:
-            CallRunner(spec, publisher, get_catalog(claim.catalog_version)).run()
-        elif not UsageRecord.objects.filter(request_id=spec.call_id).exists():
-            _book_lost_run(spec, publisher)
+            await CallRunner(spec, publisher, await aget_catalog(claim.catalog_version)).run()
+        elif not await db_lane.run(_is_booked, spec.call_id):
+            await _book_lost_run(spec, publisher)
+
+
+def _is_booked(call_id: str) -> bool:
+    from billing.models import UsageRecord
+
+    return UsageRecord.objects.filter(request_id=call_id).exists()
 
 
 class CallRunner:
@@ -122,7 +128,7 @@ class CallRunner:
         self.started = time.monotonic()
         self.deadline = self.started + settings.CALL_DEADLINE_SECONDS
 
-    def run(self) -> None:
+    async def run(self) -> None:
         failed_providers: set[str] = set()
         last_error: ProviderError | None = None
         for model_id in self.spec.chain:
@@ -143,15 +149,15 @@ class CallRunner:
                 last_error = error
                 continue
             attempt_started = time.monotonic()
-            result = self._attempt(model, request)
+            result = await self._attempt(model, request)
             elapsed = int((time.monotonic() - attempt_started) * 1000)
             if result.cancelled:
                 self.attempts.append(Attempt(model_id, model.provider_name, "cancelled", elapsed_ms=elapsed))
-                self._book(model, result, status="cancelled")
+                await self._book(model, result, status="cancelled")
                 return
             if result.error is None:
                 self.attempts.append(Attempt(model_id, model.provider_name, "ok", elapsed_ms=elapsed))
-                self._book(model, result, status="ok")
+                await self._book(model, result, status="ok")
                 return
             error = result.error
             self.attempts.append(
@@ -166,14 +172,14 @@ class CallRunner:
                 )
             )
             if result.answered:
-                self._book(model, result, status="error")
+                await self._book(model, result, status="error")
                 return
             last_error = error
             if error.kind is ErrorKind.AUTH:
                 failed_providers.add(model.provider_name)
             elif not error.retryable:
                 break
-        self._fail(last_error or ProviderError(ErrorKind.UNAVAILABLE, "no model of the chain is available"))
+        await self._fail(last_error or ProviderError(ErrorKind.UNAVAILABLE, "no model of the chain is available"))
 
     def _fit(self, model: CatalogModel) -> ChatRequest | None:
         """The request as this model can take it: max_tokens within its limits, or None if it cannot fit."""
@@ -188,20 +194,20 @@ class CallRunner:
         max_tokens = min(wanted, model.max_output_tokens, room)
         return dataclasses.replace(request, max_tokens=max_tokens, seed=request.seed or self.spec.call_id)
 
-    def _attempt(self, model: CatalogModel, request: ChatRequest) -> AttemptResult:
+    async def _attempt(self, model: CatalogModel, request: ChatRequest) -> AttemptResult:
         result = AttemptResult()
         publish = self.spec.publish_deltas
         events = adapter_for(model.config()).stream(request)
         try:
-            for event in events:
-                if self.publisher.cancelled():
+            async for event in events:
+                if await self.publisher.cancelled():
                     result.cancelled = True
                     break
                 if isinstance(event, TextDelta | ToolCallDelta) and not result.answered:
                     result.answered = True
                     result.ttft_ms = int((time.monotonic() - self.started) * 1000)
                     if publish:
-                        self.publisher.publish(
+                        await self.publisher.publish(
                             "start",
                             {
                                 "model": model.public_id,
@@ -212,14 +218,14 @@ class CallRunner:
                 if isinstance(event, TextDelta):
                     result.text.append(event.text)
                     if publish:
-                        self.publisher.publish_text(event.text)
+                        await self.publisher.publish_text(event.text)
                 elif isinstance(event, ToolCallDelta):
                     call = result.tool_calls.setdefault(event.index, {"id": "", "name": "", "arguments": ""})
                     call["id"] = event.id or call["id"]
                     call["name"] = event.name or call["name"]
                     call["arguments"] += event.arguments
                     if publish:
-                        self.publisher.publish(
+                        await self.publisher.publish(
                             "tool", {"i": event.index, "id": event.id, "n": event.name, "a": event.arguments}
                         )
                 elif isinstance(event, Usage):
@@ -229,7 +235,7 @@ class CallRunner:
                 elif isinstance(event, StreamError):
                     result.error = event.error
         finally:
-            events.close()
+            await events.aclose()
         if result.cancelled or result.usage is None:
             result.usage = Usage(
                 input_tokens=tokens.estimate_request_tokens(request),
@@ -255,14 +261,14 @@ class CallRunner:
             finish_reason=result.finish if result else "",
         )
 
-    def _book(self, model: CatalogModel, result: AttemptResult, *, status: str) -> None:
+    async def _book(self, model: CatalogModel, result: AttemptResult, *, status: str) -> None:
         booking = self._booking(model, result, status)
         error = None
         if status == "error" and result.error is not None:
             error = {"kind": result.error.kind.value, "message": result.error.message}
         elif status == "cancelled":
             error = {"kind": "cancelled", "message": "stopped before the end"}
-        record, pipe = _book_and_announce(self.publisher, booking, "".join(result.text), error)
+        record, pipe = await _book_and_announce(self.publisher, booking, "".join(result.text), error)
         summary = {
             "model": model.public_id,
             "provider": model.provider_name,
@@ -282,27 +288,29 @@ class CallRunner:
             if not self.spec.publish_deltas:
                 summary["content"] = "".join(result.text)
                 summary["tool_calls"] = [result.tool_calls[i] for i in sorted(result.tool_calls)]
-            self.publisher.publish("done", summary, pipe=pipe)
+            await self.publisher.publish("done", summary, pipe=pipe)
         elif status == "error" and result.error is not None:
-            self.publisher.publish("error", {**summary, **_error_data(result.error), "after_output": True}, pipe=pipe)
+            error_data = {**summary, **_error_data(result.error), "after_output": True}
+            await self.publisher.publish("error", error_data, pipe=pipe)
         else:
             cancelled = {**summary, "kind": "cancelled", "message": "cancelled", "status": 499}
-            self.publisher.publish("error", cancelled, pipe=pipe)
+            await self.publisher.publish("error", cancelled, pipe=pipe)
 
-    def _fail(self, error: ProviderError) -> None:
+    async def _fail(self, error: ProviderError) -> None:
         booking = self._booking(None, None, "error")
         booking = dataclasses.replace(booking, error_kind=error.kind.value)
-        _, pipe = _book_and_announce(self.publisher, booking, "", {"kind": error.kind.value, "message": error.message})
-        self.publisher.publish(
+        error_event = {"kind": error.kind.value, "message": error.message}
+        _, pipe = await _book_and_announce(self.publisher, booking, "", error_event)
+        await self.publisher.publish(
             "error",
             {"attempts": booking.attempts, "route": self.spec.route, **_error_data(error, all_failed=True)},
             pipe=pipe,
         )
 
 
-def _book_and_announce(
+async def _book_and_announce(
     publisher: CallPublisher, booking: UsageBooking, text: str, error: dict[str, str] | None
-) -> tuple[UsageRecord, redis.client.Pipeline]:
+) -> tuple[UsageRecord, aioredis.client.Pipeline]:
     """Book the call on the database lane and tell call_finished's receivers.
 
     Returns the record and a pipeline holding the spend-counter update, for
@@ -311,11 +319,13 @@ def _book_and_announce(
     pipe = publisher.pipeline()
 
     def book() -> UsageRecord:
+        # Queuing a command on the loop's pipeline from the lane is safe: it
+        # is only appended to a list, and the loop awaits this function.
         record = usage_record_book(booking, spend_via=pipe)
         call_finished.send(CallRunner, spec=booking.spec, record=record, text=text, error=error)
         return record
 
-    return db_lane.run(book), pipe
+    return await db_lane.run(book), pipe
 
 
 def _error_data(error: ProviderError, *, all_failed: bool = False) -> dict[str, Any]:
@@ -336,12 +346,12 @@ def client_status_for(error: ProviderError, *, all_failed: bool) -> int:
     return 502
 
 
-def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
+async def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
     """An earlier run of this call died after sending text: book what it sent, end the stream."""
     text: list[str] = []
     model_id = ""
     ended = False
-    for _, fields in publisher.redis.xrange(publisher.key):
+    for _, fields in await publisher.redis.xrange(publisher.key):
         kind = fields[b"t"].decode()
         data = json.loads(fields[b"d"])
         if kind == "start":
@@ -352,7 +362,7 @@ def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
             text.append((data.get("n") or "") + data.get("a", ""))
         elif kind in ("done", "error"):
             ended = True
-    catalog = get_catalog()
+    catalog = await aget_catalog()
     model = catalog.models.get(model_id)
     attempts = [{"model": model_id, "outcome": "worker_lost", "message": "the worker running this call stopped"}]
     booking = UsageBooking(
@@ -369,9 +379,9 @@ def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
         finish_reason="",
     )
     error = {"kind": "worker_lost", "message": "the worker running this call stopped"}
-    _, pipe = _book_and_announce(publisher, booking, "".join(text), error)
+    _, pipe = await _book_and_announce(publisher, booking, "".join(text), error)
     if not ended:
-        publisher.publish(
+        await publisher.publish(
             "error",
             {
                 "kind": "worker_lost",
@@ -383,4 +393,4 @@ def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
             pipe=pipe,
         )
     else:
-        pipe.execute()
+        await pipe.execute()

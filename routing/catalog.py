@@ -178,9 +178,10 @@ def get_catalog(version: bytes | None = None) -> Catalog:
     return _cached(number) or _store(_load(number))
 
 
-async def aget_catalog() -> Catalog:
-    version = int(await get_async_redis().get(VERSION_KEY) or 0)
-    return _cached(version) or _store(await sync_to_async(_load)(version))
+async def aget_catalog(version: bytes | None = None) -> Catalog:
+    """get_catalog for an event loop: the database only through a thread, and only when the registry changed."""
+    number = int((await get_async_redis().get(VERSION_KEY) if version is None else version) or 0)
+    return _cached(number) or _store(await sync_to_async(_load)(number))
 
 
 def bump_version() -> None:

@@ -1,18 +1,19 @@
-"""The worker's database work runs on a few threads, not on every Celery thread.
+"""The worker's database work runs on a few threads, not on the call loop.
 
-Django opens one connection per thread, and a worker runs its calls on up to
-CELERY_CONCURRENCY (256) threads. When each of them booked its own calls,
-each held a connection, and on SQLite each connection's page cache filled up
-as the usage table grew: the worker's memory grew by a quarter between 1,000
-and 20,000 calls. SQLite takes one writer at a time anyway, so hundreds of
-writers only queued on its lock; on PostgreSQL they queued on the pool. The
-booking of a call (its usage record and what reacts to it) runs here instead,
-on WORKER_DB_THREADS threads with a connection each, while the call's own
-thread waits for it.
+A worker runs its calls on one event loop (routing/call_loop.py), where
+nothing may block and where Django refuses ORM calls anyway. The booking of
+a call (its usage record and what reacts to it) and the few reads a call
+needs run here instead, on WORKER_DB_THREADS threads with a connection each,
+while the call awaits the result. A few threads are enough: SQLite takes one
+writer at a time, and on PostgreSQL they draw on the process's pool. (When
+each of the 256 threads of the old threads-per-call worker booked its own
+calls, each held a connection whose SQLite page cache grew with the usage
+table: the worker's memory grew by a quarter from 1,000 to 20,000 calls.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,28 +27,19 @@ T = TypeVar("T")
 
 _executor: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
-_in_lane = threading.local()
 
 
-def run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run `fn` on a lane thread and return its result (or raise its exception)."""
-    if getattr(_in_lane, "active", False):
-        return fn(*args, **kwargs)
-    return _lane().submit(_run_here, fn, *args, **kwargs).result()
+async def run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run `fn` on a lane thread and return its result (or raise its exception), leaving the loop free."""
+    return await asyncio.wrap_future(_lane().submit(_run_here, fn, *args, **kwargs))
 
 
 def _lane() -> ThreadPoolExecutor:
     global _executor
     with _lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(
-                settings.WORKER_DB_THREADS, thread_name_prefix="db-lane", initializer=_mark_lane_thread
-            )
+            _executor = ThreadPoolExecutor(settings.WORKER_DB_THREADS, thread_name_prefix="db-lane")
         return _executor
-
-
-def _mark_lane_thread() -> None:
-    _in_lane.active = True
 
 
 def _run_here(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

@@ -8,10 +8,11 @@ from celery.signals import worker_ready
 
 @shared_task(name="routing.run_call", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_call_task(spec: dict[str, Any]) -> None:
+    from routing import call_loop
     from routing.call_spec import CallSpec
     from routing.calls import call_run
 
-    call_run(CallSpec.from_json(spec))
+    call_loop.run(call_run(CallSpec.from_json(spec)))
 
 
 @worker_ready.connect

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from typing import Any
-
-import httpx
 
 from routing.providers.base import HttpAdapter, data_url_parts, decode_json, tool_arguments_object
 from routing.providers.errors import ErrorKind, ProviderError, retry_after_from_headers
-from routing.providers.sse import iter_sse
+from routing.providers.http import aiter_lines
+from routing.providers.sse import aiter_sse
 from routing.providers.types import (
     ChatRequest,
     Event,
@@ -76,18 +75,20 @@ _MAX_MESSAGE_CHARS = 500
 
 
 class AnthropicAdapter(HttpAdapter):
-    def _events(self, request: ChatRequest) -> Iterator[Event]:
+    async def _events(self, request: ChatRequest) -> AsyncIterator[Event]:
         url = f"{self.config.base_url.rstrip('/')}/messages"
         headers = {"x-api-key": self.config.api_key, "anthropic-version": ANTHROPIC_VERSION}
         body = self.request_body(request)
-        with self.post(url, headers=headers, body=body) as response:
+        async with self.post(url, headers=headers, body=body) as response:
             if request.stream:
-                yield from _stream_events(response)
+                async for event in _stream_events(aiter_lines(response)):
+                    yield event
             else:
-                message = decode_json(response.read())
+                message = decode_json(await response.read())
                 if not isinstance(message, dict):
                     raise ProviderError(ErrorKind.UNAVAILABLE, "the provider sent a malformed response")
-                yield from _message_events(message)
+                for event in _message_events(message):
+                    yield event
 
     def request_body(self, request: ChatRequest) -> dict[str, Any]:
         """The Messages API body for `request`."""
@@ -113,7 +114,7 @@ class AnthropicAdapter(HttpAdapter):
             body["stream"] = True
         return body
 
-    def error_from_response(self, status_code: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+    def error_from_response(self, status_code: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         error_type, message = _error_fields(body)
         return _error(error_type, message, status_code=status_code, retry_after=retry_after_from_headers(headers))
 
@@ -193,16 +194,12 @@ def _image_block(url: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
-
-
-
-
-def _stream_events(response: httpx.Response) -> Iterator[Event]:
+async def _stream_events(lines: AsyncIterable[str]) -> AsyncIterator[Event]:
     input_counts: dict[str, int] = {}
     output_tokens = 0
     stop_reason: str | None = None
     tool_index_of_block: dict[int, int] = {}
-    for sse in iter_sse(response.iter_lines()):
+    async for sse in aiter_sse(lines):
         if sse.event == "ping":
             continue
         data = decode_json(sse.data)

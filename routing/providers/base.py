@@ -8,8 +8,9 @@ answer into events (routing.providers.types). Callers only ever use
 
 exactly one Usage (estimated when the provider reported none) and exactly one
 terminal event, and it never raises ProviderError: failures arrive as a
-StreamError. Closing the generator early (the client went away) closes the
-upstream connection.
+StreamError. Adapters are asynchronous: they run on the worker's event loop
+(routing/call_loop.py). Closing the generator early (the client went away)
+closes the upstream connection.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import base64
 import contextlib
 import json
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 
 from routing import tokens
+from routing.providers import http
 from routing.providers.errors import ErrorKind, ProviderError
 from routing.providers.types import (
     ChatRequest,
@@ -40,24 +42,25 @@ from routing.providers.types import (
 
 
 class ProviderAdapter(abc.ABC):
-    def __init__(self, config: ModelConfig, client: httpx.Client | None = None) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         self.config = config
-        self.client = client
 
     @abc.abstractmethod
-    def _events(self, request: ChatRequest) -> Iterator[Event]:
-        """Yield TextDelta, ToolCallDelta, Usage and finally Finish for one call.
+    def _events(self, request: ChatRequest) -> AsyncIterator[Event]:
+        """Yield TextDelta, ToolCallDelta, Usage and finally Finish for one call (an async generator).
 
         Implementations raise ProviderError on failure (before or during the
-        stream) and may let httpx transport exceptions propagate: stream()
-        maps them. Usage may be omitted when the provider sends none.
+        stream) and may let aiohttp's transport and timeout exceptions
+        propagate: stream() maps them. Usage may be omitted when the provider
+        sends none.
         """
 
-    def stream(self, request: ChatRequest) -> Iterator[Event]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
         output_text: list[str] = []
         usage: Usage | None = None
+        events = self._events(request)
         try:
-            for event in self._events(request):
+            async for event in events:
                 if isinstance(event, Usage):
                     usage = event
                     continue
@@ -73,14 +76,17 @@ class ProviderAdapter(abc.ABC):
             error = ProviderError(ErrorKind.UNAVAILABLE, "the provider ended the stream without finishing")
         except ProviderError as exc:
             error = exc
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:
             error = ProviderError(ErrorKind.TIMEOUT, f"no answer within the timeout ({type(exc).__name__})")
-        except httpx.TransportError as exc:
+        except http.TRANSPORT_ERRORS as exc:
             error = ProviderError(ErrorKind.UNAVAILABLE, f"connection to the provider failed ({type(exc).__name__})")
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             # Well-formed JSON of an unexpected shape: the provider's answer is
             # unusable, which is the provider's failure, not a crash of ours.
             error = ProviderError(ErrorKind.UNAVAILABLE, f"the provider sent an unexpected answer ({type(exc).__name__})")
+        finally:
+            # Now, not when the garbage collector finds it: this releases the upstream connection.
+            await events.aclose()
         yield usage or self._estimated_usage(request, output_text)
         yield StreamError(error)
 
@@ -93,30 +99,25 @@ class ProviderAdapter(abc.ABC):
 
 
 class HttpAdapter(ProviderAdapter):
-    """Base for adapters that speak HTTP through the process's pooled httpx.Client."""
+    """Base for adapters that speak HTTP through the event loop's pooled session (routing/providers/http.py)."""
 
     @abc.abstractmethod
-    def error_from_response(self, status_code: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+    def error_from_response(self, status_code: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """Map a non-2xx response to a ProviderError of the right kind."""
 
-    def timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(
-            connect=self.config.connect_timeout_seconds,
-            read=self.config.timeout_seconds,
-            write=self.config.timeout_seconds,
-            pool=self.config.connect_timeout_seconds,
-        )
-
-    @contextlib.contextmanager
-    def post(self, url: str, *, headers: dict[str, str], body: dict[str, Any]) -> Iterator[httpx.Response]:
+    @contextlib.asynccontextmanager
+    async def post(
+        self, url: str, *, headers: dict[str, str], body: dict[str, Any]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST `body` as JSON and yield the open response; non-2xx raises ProviderError."""
-        if self.client is None:
-            raise ProviderError(ErrorKind.UNAVAILABLE, "no HTTP client configured")
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         headers = {"content-type": "application/json", **headers}
-        with self.client.stream("POST", url, content=payload, headers=headers, timeout=self.timeout()) as response:
-            if response.status_code >= 400:
-                raise self.error_from_response(response.status_code, response.headers, response.read())
+        timeout = http.timeout(
+            connect_seconds=self.config.connect_timeout_seconds, read_seconds=self.config.timeout_seconds
+        )
+        async with http.upstream_session().post(url, data=payload, headers=headers, timeout=timeout) as response:
+            if response.status >= 400:
+                raise self.error_from_response(response.status, response.headers, await response.read())
             yield response
 
 

@@ -24,13 +24,12 @@ import mimetypes
 import re
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from typing import Any
-
-import httpx
 
 from routing.providers.base import HttpAdapter, data_url_parts, decode_json, tool_arguments_object
 from routing.providers.errors import ErrorKind, ProviderError, retry_after_from_headers
+from routing.providers.http import aiter_lines
 from routing.providers.types import (
     ChatRequest,
     Event,
@@ -71,19 +70,22 @@ _MAX_MESSAGE_CHARS = 500
 
 
 class GeminiAdapter(HttpAdapter):
-    def _events(self, request: ChatRequest) -> Iterator[Event]:
+    async def _events(self, request: ChatRequest) -> AsyncIterator[Event]:
         model = self.config.upstream_name.removeprefix("models/")
         base = f"{self.config.base_url.rstrip('/')}/models/{model}"
         url = f"{base}:streamGenerateContent?alt=sse" if request.stream else f"{base}:generateContent"
         headers = {"x-goog-api-key": self.config.api_key}
         answer = _Answer()
-        with self.post(url, headers=headers, body=self.request_body(request)) as response:
+        async with self.post(url, headers=headers, body=self.request_body(request)) as response:
             if request.stream:
-                for chunk in _stream_chunks(response.iter_lines()):
-                    yield from answer.feed(chunk)
+                async for chunk in _stream_chunks(aiter_lines(response)):
+                    for event in answer.feed(chunk):
+                        yield event
             else:
-                yield from answer.feed(decode_json(response.read()))
-        yield from answer.finish()
+                for event in answer.feed(decode_json(await response.read())):
+                    yield event
+        for event in answer.finish():
+            yield event
 
     def request_body(self, request: ChatRequest) -> dict[str, Any]:
         """The generateContent body for `request` (the model is named in the URL)."""
@@ -110,7 +112,7 @@ class GeminiAdapter(HttpAdapter):
                 body["toolConfig"] = {"functionCallingConfig": _calling_config(request.tool_choice)}
         return body
 
-    def error_from_response(self, status_code: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+    def error_from_response(self, status_code: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         try:
             payload = json.loads(body)
         except ValueError:
@@ -177,8 +179,6 @@ def _image_part(url: str) -> dict[str, Any]:
     return {"fileData": {"fileUri": url, "mimeType": guessed or "image/jpeg"}}
 
 
-
-
 class _Answer:
     """Turns GenerateContentResponse chunks into events; `finish` closes the answer."""
 
@@ -242,7 +242,7 @@ class _Answer:
         return FinishReason.STOP
 
 
-def _stream_chunks(lines: Iterable[str]) -> Iterator[Any]:
+async def _stream_chunks(lines: AsyncIterable[str]) -> AsyncIterator[Any]:
     """Parsed JSON chunks of an `alt=sse` body.
 
     Chunks come as `data:` lines, but an error may arrive as pretty-printed
@@ -252,7 +252,7 @@ def _stream_chunks(lines: Iterable[str]) -> Iterator[Any]:
     data: list[str] = []
     bare: list[str] = []
     balance = _BracketBalance()
-    for line in lines:
+    async for line in lines:
         if not bare and (line.startswith("data:") or line.startswith(_SSE_FIELDS) or not line.strip()):
             if line.startswith("data:"):
                 data.append(line[6:] if line.startswith("data: ") else line[5:])
@@ -305,7 +305,7 @@ class _BracketBalance:
                 self.depth -= 1
 
 
-def _error(payload: Any, *, status_code: int | None, headers: httpx.Headers | None) -> ProviderError:
+def _error(payload: Any, *, status_code: int | None, headers: Mapping[str, str] | None) -> ProviderError:
     if isinstance(payload, list) and payload:
         payload = payload[0]
     error = payload.get("error") if isinstance(payload, dict) else None

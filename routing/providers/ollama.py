@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
-
-import httpx
 
 from routing.providers.base import HttpAdapter, decode_json, decode_json_object, tool_arguments_object
 from routing.providers.errors import ErrorKind, ProviderError, retry_after_from_headers
+from routing.providers.http import aiter_lines
 from routing.providers.types import (
     ChatRequest,
     Event,
@@ -36,22 +35,24 @@ _DATA_URL = re.compile(r"data:[^,]*;base64,", re.IGNORECASE)
 
 
 class OllamaAdapter(HttpAdapter):
-    def _events(self, request: ChatRequest) -> Iterator[Event]:
+    async def _events(self, request: ChatRequest) -> AsyncIterator[Event]:
         url = self.config.base_url.rstrip("/") + "/api/chat"
         body = ollama_chat_body(request, self.config)
         headers = {"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
-        with self.post(url, headers=headers, body=body) as response:
+        async with self.post(url, headers=headers, body=body) as response:
             try:
+                chunks: AsyncIterable[dict[str, Any]]
                 if request.stream:
-                    lines = (line for line in response.iter_lines() if line.strip())
-                    yield from chat_events(decode_json_object(line) for line in lines)
+                    chunks = (decode_json_object(line) async for line in aiter_lines(response) if line.strip())
                 else:
-                    yield from chat_events([decode_json_object(response.read())])
+                    chunks = _only(decode_json_object(await response.read()))
+                async for event in chat_events(chunks):
+                    yield event
             except (AttributeError, TypeError, ValueError) as exc:
                 # Valid JSON of the wrong shape (a list where an object belongs) breaks the stream too.
                 raise ProviderError(ErrorKind.UNAVAILABLE, "the provider sent a chunk of an unexpected shape") from exc
 
-    def error_from_response(self, status_code: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+    def error_from_response(self, status_code: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         try:
             parsed = decode_json(body)
         except ProviderError:
@@ -63,10 +64,10 @@ class OllamaAdapter(HttpAdapter):
         return ProviderError(kind, message, status_code=status_code, retry_after=retry_after)
 
 
-def chat_events(chunks: Iterable[dict[str, Any]]) -> Iterator[Event]:
+async def chat_events(chunks: AsyncIterable[dict[str, Any]]) -> AsyncIterator[Event]:
     """Events of /api/chat answer objects: every streamed line, or the one non-streamed body."""
     tool_calls = 0
-    for chunk in chunks:
+    async for chunk in chunks:
         if error := chunk.get("error"):
             # The status is already 200: the model failed while generating.
             raise ProviderError(ErrorKind.UNAVAILABLE, str(error))
@@ -92,6 +93,11 @@ def chat_events(chunks: Iterable[dict[str, Any]]) -> Iterator[Event]:
             )
             yield Finish(_finish_reason(chunk.get("done_reason"), called_tools=tool_calls > 0))
             return
+
+
+async def _only(chunk: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """The non-streamed body as a stream of one answer object, so that chat_events reads both alike."""
+    yield chunk
 
 
 def ollama_chat_body(request: ChatRequest, config: ModelConfig) -> dict[str, Any]:
@@ -150,8 +156,6 @@ def _base64_image(image: str) -> str:
     return image
 
 
-
-
 def _tools(request: ChatRequest) -> tuple[ToolSpec, ...]:
     choice = request.tool_choice
     if choice is None:
@@ -170,8 +174,6 @@ def _tool(tool: ToolSpec) -> dict[str, Any]:
     if tool.parameters:
         function["parameters"] = tool.parameters
     return {"type": "function", "function": function}
-
-
 
 
 def _finish_reason(done_reason: Any, *, called_tools: bool) -> FinishReason:

@@ -13,14 +13,13 @@ Model options read here:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from typing import Any
-
-import httpx
 
 from routing.providers.base import HttpAdapter, decode_json, decode_json_object
 from routing.providers.errors import ErrorKind, ProviderError, retry_after_from_headers
-from routing.providers.sse import iter_sse
+from routing.providers.http import aiter_lines
+from routing.providers.sse import aiter_sse
 from routing.providers.types import (
     ChatRequest,
     Event,
@@ -58,15 +57,17 @@ _SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class OpenAICompatAdapter(HttpAdapter):
-    def _events(self, request: ChatRequest) -> Iterator[Event]:
+    async def _events(self, request: ChatRequest) -> AsyncIterator[Event]:
         url = self.config.base_url.rstrip("/") + "/chat/completions"
         body = chat_completion_body(request, self.config)
-        with self.post(url, headers=self._headers(), body=body) as response:
+        async with self.post(url, headers=self._headers(), body=body) as response:
             try:
                 if request.stream:
-                    yield from self._stream_events(response.iter_lines())
+                    async for event in self._stream_events(aiter_lines(response)):
+                        yield event
                 else:
-                    yield from self._completion_events(decode_json_object(response.read()))
+                    for event in self._completion_events(decode_json_object(await response.read())):
+                        yield event
             except (AttributeError, TypeError) as exc:
                 # Valid JSON of the wrong shape (a list where an object belongs) breaks the stream too.
                 raise ProviderError(ErrorKind.UNAVAILABLE, "the provider sent a chunk of an unexpected shape") from exc
@@ -76,11 +77,11 @@ class OpenAICompatAdapter(HttpAdapter):
             return {}
         return {"authorization": f"Bearer {self.config.api_key}"}
 
-    def _stream_events(self, lines: Iterable[str]) -> Iterator[Event]:
+    async def _stream_events(self, lines: AsyncIterable[str]) -> AsyncIterator[Event]:
         """Events of an SSE stream; Finish waits for the end so that the usage chunk after it is not lost."""
         finish: FinishReason | None = None
         done = False
-        for sse in iter_sse(lines):
+        async for sse in aiter_sse(lines):
             if sse.data.strip() == "[DONE]":
                 done = True
                 break
@@ -132,7 +133,7 @@ class OpenAICompatAdapter(HttpAdapter):
             yield usage
         yield Finish(_finish_reason(choice.get("finish_reason") or "stop"))
 
-    def error_from_response(self, status_code: int, headers: httpx.Headers, body: bytes) -> ProviderError:
+    def error_from_response(self, status_code: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         try:
             parsed = decode_json(body)
         except ProviderError:

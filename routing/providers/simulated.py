@@ -53,14 +53,16 @@ Like a real provider it also
   estimate, as it does for real providers.
 
 Errors other than timeout and midstream_cut arrive at once, as a refusal
-would. Waits are time.sleep in short steps against a monotonic schedule
-(workers run calls in threads), so pacing does not drift with the consumer's
-speed, and a generator closed between tokens does no further work.
+would. Calls run on the worker's event loop (routing/call_loop.py), which a
+wait must not block: waits are asyncio.sleep against a monotonic schedule, so
+pacing does not drift with the consumer's speed, and a call cancelled or
+closed between tokens stops at its wait and does no further work.
 request.temperature is ignored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import hashlib
 import json
@@ -68,7 +70,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,8 +91,6 @@ from routing.providers.types import (
 
 FAIL_MODES = ("rate_limit", "overloaded", "timeout", "unavailable", "midstream_cut", "bad_request", "context")
 _MAX_OUTPUT_TOKENS = 100_000
-# Short enough that a paced wait never overshoots its schedule noticeably.
-_SLEEP_STEP = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +142,7 @@ def _option_error(message: str) -> ProviderError:
 
 
 class SimulatedAdapter(ProviderAdapter):
-    def _events(self, request: ChatRequest) -> Iterator[Event]:
+    async def _events(self, request: ChatRequest) -> AsyncIterator[Event]:
         options = SimulatedOptions.from_options(self.config.options)
         input_tokens = tokens.estimate_request_tokens(request)
         if input_tokens > self.config.context_window:
@@ -153,12 +153,12 @@ class SimulatedAdapter(ProviderAdapter):
         if fails and options.fail_mode not in ("midstream_cut", "timeout"):
             raise _failure(options, input_tokens)
         if fails and options.fail_mode == "timeout":
-            pacer.stall()
+            await pacer.stall()
         limit = min(request.max_tokens or self.config.max_output_tokens, self.config.max_output_tokens)
         reply = _Composer(request, options, call).reply(limit)
         cut_at = _cut_point(call, len(reply.events)) if fails else None
         for position, event in enumerate(reply.events):
-            pacer.wait_for(position)
+            await pacer.wait_for(position)
             if position == cut_at:
                 raise _cut_error()
             yield event
@@ -236,7 +236,7 @@ class _CallHash:
 
 
 class _Pacer:
-    """Sleeps until each event's due time: first_token_ms, then one event per 1/tokens_per_second."""
+    """Waits until each event's due time: first_token_ms, then one event per 1/tokens_per_second."""
 
     def __init__(self, options: SimulatedOptions, timeout_seconds: float) -> None:
         self.first = options.first_token_ms / 1000
@@ -245,22 +245,24 @@ class _Pacer:
         self.start = time.monotonic()
         self.last = self.start
 
-    def wait_for(self, position: int) -> None:
+    async def wait_for(self, position: int) -> None:
         due = self.start + self.first + position * self.gap
         if due - self.last > self.timeout:
-            self.stall()
-        _sleep_until(due)
+            await self.stall()
+        await _sleep_until(due)
         self.last = max(due, self.last)
 
-    def stall(self) -> None:
+    async def stall(self) -> None:
         """Send nothing until the read timeout passes, then fail as the client would."""
-        _sleep_until(self.last + self.timeout)
+        await _sleep_until(self.last + self.timeout)
         raise ProviderError(ErrorKind.TIMEOUT, f"no answer within the timeout ({self.timeout:g}s)")
 
 
-def _sleep_until(deadline: float) -> None:
+async def _sleep_until(deadline: float) -> None:
+    # A loop, not one sleep: uvloop rounds timers to the millisecond, so a
+    # sleep may end just short of the deadline.
     while (remaining := deadline - time.monotonic()) > 0:
-        time.sleep(min(remaining, _SLEEP_STEP))
+        await asyncio.sleep(remaining)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,13 @@
 """Server-sent events, decoded from lines as the WHATWG spec describes.
 
-Fed the lines of a response (httpx's iter_lines splits on LF, CRLF and CR),
-it yields one ServerSentEvent per blank-line-terminated block. An event cut
+Fed the lines of a response (routing.providers.http.aiter_lines splits on LF,
+CRLF and CR), it yields one ServerSentEvent per blank-line-terminated block. An event cut
 off by the end of the stream is discarded, as the spec says.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
 
@@ -18,11 +18,11 @@ class ServerSentEvent:
     id: str | None = None
 
 
-def iter_sse(lines: Iterable[str]) -> Iterator[ServerSentEvent]:
+async def aiter_sse(lines: AsyncIterable[str]) -> AsyncIterator[ServerSentEvent]:
     event = ""
     data: list[str] = []
     last_id: str | None = None
-    for line in lines:
+    async for line in lines:
         if line == "":
             if data:
                 yield ServerSentEvent(event or "message", "\n".join(data), last_id)

@@ -2,40 +2,57 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 import redis
 
+from routing import call_loop
 from routing.call_events import CallPublisher, stream_key
+
+T = TypeVar("T")
+
+
+def on_loop(work: Callable[[CallPublisher], Awaitable[T]], call_id: str, window_ms: float = 200) -> T:
+    """Run `work` with a new publisher of `call_id` on the worker's call loop, as a call would."""
+
+    async def run() -> T:
+        publisher = CallPublisher(call_id)
+        publisher.window = window_ms / 1000
+        return await work(publisher)
+
+    return call_loop.run(run())
 
 
 @pytest.fixture
-def publisher(redis_url: str, settings: Any) -> Iterator[CallPublisher]:
-    settings.STREAM_COALESCE_MS = 200
-    published = CallPublisher(f"test-{uuid.uuid4().hex}")
-    yield published
-    published.redis.delete(stream_key(published.call_id))
+def call_id(redis_url: str) -> Iterator[str]:
+    call_id = f"test-{uuid.uuid4().hex}"
+    yield call_id
+    redis.Redis.from_url(redis_url).delete(stream_key(call_id))
 
 
-def entries(publisher: CallPublisher) -> list[tuple[str, Any]]:
-    client: redis.Redis = publisher.redis
-    return [(f[b"t"].decode(), json.loads(f[b"d"])) for _, f in client.xrange(stream_key(publisher.call_id))]
+def entries(call_id: str, redis_url: str) -> list[tuple[str, Any]]:
+    client = redis.Redis.from_url(redis_url)
+    return [(f[b"t"].decode(), json.loads(f[b"d"])) for _, f in client.xrange(stream_key(call_id))]
 
 
 def test_the_first_text_goes_out_at_once_and_the_rest_together_before_the_next_event(
-    publisher: CallPublisher,
+    call_id: str, redis_url: str
 ) -> None:
-    publisher.publish("start", {"model": "m"})
-    for piece in ["Hel", "lo", ", ", "wor", "ld"]:
-        publisher.publish_text(piece)
-    assert entries(publisher) == [("start", {"model": "m"}), ("delta", {"c": "Hel"})]
-    publisher.publish("done", {"finish": "stop"})
-    assert entries(publisher) == [
+    async def work(publisher: CallPublisher) -> list[tuple[str, Any]]:
+        await publisher.publish("start", {"model": "m"})
+        for piece in ["Hel", "lo", ", ", "wor", "ld"]:
+            await publisher.publish_text(piece)
+        before_done = entries(call_id, redis_url)
+        await publisher.publish("done", {"finish": "stop"})
+        return before_done
+
+    assert on_loop(work, call_id) == [("start", {"model": "m"}), ("delta", {"c": "Hel"})]
+    assert entries(call_id, redis_url) == [
         ("start", {"model": "m"}),
         ("delta", {"c": "Hel"}),
         ("delta", {"c": "lo, world"}),
@@ -43,34 +60,41 @@ def test_the_first_text_goes_out_at_once_and_the_rest_together_before_the_next_e
     ]
 
 
-def test_held_text_goes_out_by_itself_when_the_model_pauses(publisher: CallPublisher) -> None:
-    publisher.publish_text("one")
-    publisher.publish_text(" two")
-    publisher.publish_text(" three")
-    assert entries(publisher) == [("delta", {"c": "one"})]
-    deadline = time.monotonic() + 5
-    while len(entries(publisher)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert entries(publisher) == [("delta", {"c": "one"}), ("delta", {"c": " two three"})]
-    assert not publisher.holds_text()
+def test_held_text_goes_out_by_itself_when_the_model_pauses(call_id: str, redis_url: str) -> None:
+    async def work(publisher: CallPublisher) -> tuple[list[tuple[str, Any]], bool]:
+        for piece in ["one", " two", " three"]:
+            await publisher.publish_text(piece)
+        held = entries(call_id, redis_url)
+        await asyncio.sleep(0.5)
+        return held, publisher.holds_text()
+
+    held, still_holds = on_loop(work, call_id)
+    assert held == [("delta", {"c": "one"})]
+    assert entries(call_id, redis_url) == [("delta", {"c": "one"}), ("delta", {"c": " two three"})]
+    assert not still_holds
 
 
-def test_text_under_a_short_window_arrives_whole_in_order_and_in_fewer_events(publisher: CallPublisher) -> None:
-    publisher.window = 0.01
+def test_text_under_a_short_window_arrives_whole_in_order_and_in_fewer_events(call_id: str, redis_url: str) -> None:
     pieces = [f"{n} " for n in range(200)]
-    for n, piece in enumerate(pieces):
-        publisher.publish_text(piece)
-        if n % 20 == 0:
-            time.sleep(0.015)
-    publisher.publish("done", {})
-    texts = [data["c"] for kind, data in entries(publisher) if kind == "delta"]
+
+    async def work(publisher: CallPublisher) -> None:
+        for n, piece in enumerate(pieces):
+            await publisher.publish_text(piece)
+            if n % 20 == 0:
+                await asyncio.sleep(0.015)
+        await publisher.publish("done", {})
+
+    on_loop(work, call_id, window_ms=10)
+    texts = [data["c"] for kind, data in entries(call_id, redis_url) if kind == "delta"]
     assert "".join(texts) == "".join(pieces)
     assert 1 < len(texts) < len(pieces)
-    assert entries(publisher)[-1][0] == "done"
+    assert entries(call_id, redis_url)[-1][0] == "done"
 
 
-def test_no_window_sends_every_piece_as_it_comes(publisher: CallPublisher) -> None:
-    publisher.window = 0
-    for piece in "abc":
-        publisher.publish_text(piece)
-    assert [data["c"] for _, data in entries(publisher)] == ["a", "b", "c"]
+def test_no_window_sends_every_piece_as_it_comes(call_id: str, redis_url: str) -> None:
+    async def work(publisher: CallPublisher) -> None:
+        for piece in "abc":
+            await publisher.publish_text(piece)
+
+    on_loop(work, call_id, window_ms=0)
+    assert [data["c"] for _, data in entries(call_id, redis_url)] == ["a", "b", "c"]

@@ -1,16 +1,18 @@
-"""The worker's booking lane: work runs on a lane thread, results and errors come back, nesting does not deadlock."""
+"""The worker's booking lane: work runs on a lane thread, results and errors come back, the loop goes on."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 
 import pytest
 
-from routing import db_lane
+from routing import call_loop, db_lane
 
 
 def test_work_runs_on_a_lane_thread_and_its_result_comes_back() -> None:
-    assert db_lane.run(lambda: threading.current_thread().name).startswith("db-lane")
+    assert call_loop.run(db_lane.run(lambda: threading.current_thread().name)).startswith("db-lane")
 
 
 def test_an_error_of_the_work_is_raised_in_the_caller() -> None:
@@ -18,12 +20,22 @@ def test_an_error_of_the_work_is_raised_in_the_caller() -> None:
         raise LookupError("no such record")
 
     with pytest.raises(LookupError, match="no such record"):
-        db_lane.run(fail)
+        call_loop.run(db_lane.run(fail))
 
 
-def test_work_that_asks_the_lane_again_runs_in_place_instead_of_waiting_on_itself() -> None:
-    def outer() -> tuple[str, str]:
-        return threading.current_thread().name, db_lane.run(lambda: threading.current_thread().name)
+def test_the_loop_runs_other_work_while_the_lane_works() -> None:
+    async def both() -> list[str]:
+        done: list[str] = []
 
-    outer_thread, inner_thread = db_lane.run(outer)
-    assert outer_thread == inner_thread
+        async def slow() -> None:
+            await db_lane.run(time.sleep, 0.3)
+            done.append("lane")
+
+        async def quick() -> None:
+            await asyncio.sleep(0.01)
+            done.append("loop")
+
+        await asyncio.gather(slow(), quick())
+        return done
+
+    assert call_loop.run(both()) == ["loop", "lane"]

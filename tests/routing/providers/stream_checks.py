@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from routing import call_loop
+from routing.providers.base import ProviderAdapter
 from routing.providers.errors import ProviderError
-from routing.providers.types import Event, Finish, StreamError, TextDelta, ToolCallDelta, Usage
+from routing.providers.types import ChatRequest, Event, Finish, StreamError, TextDelta, ToolCallDelta, Usage
+
+
+def collect(adapter: ProviderAdapter, request: ChatRequest) -> list[Event]:
+    """Every event of one call, streamed on the worker's call loop as the workers do."""
+
+    async def gather() -> list[Event]:
+        return [event async for event in adapter.stream(request)]
+
+    return call_loop.run(gather())
 
 
 def assert_contract(events: list[Event]) -> None:

@@ -5,7 +5,6 @@ import json
 import socket
 from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
 
 from routing.providers.anthropic import AnthropicAdapter
@@ -29,7 +28,7 @@ from routing.providers.types import (
 from tests.fakes import anthropic as fakes
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.server import Reply, serve, wire
-from tests.routing.providers.stream_checks import assert_contract, error_of, text_of, usage_of
+from tests.routing.providers.stream_checks import assert_contract, collect, error_of, text_of, usage_of
 
 API_KEY = "sk-ant-test-key"
 HELLO = ChatRequest(messages=(Message(role="user", content="Hello, Claude"),))
@@ -68,13 +67,13 @@ def config(upstream: tuple[FakeAnthropic, str]) -> ModelConfig:
 
 
 @pytest.fixture
-def adapter(config: ModelConfig, client: httpx.Client) -> AnthropicAdapter:
-    return AnthropicAdapter(config, client)
+def adapter(config: ModelConfig) -> AnthropicAdapter:
+    return AnthropicAdapter(config)
 
 
 def run(adapter: AnthropicAdapter, request: ChatRequest = HELLO) -> list[Event]:
     """All events of one call, after checking the stream contract."""
-    events = list(adapter.stream(request))
+    events = collect(adapter, request)
     assert_contract(events)
     return events
 
@@ -419,10 +418,10 @@ def test_it_reports_an_overloaded_error_event_after_the_text_that_arrived(
 
 
 def test_it_times_out_when_the_first_byte_is_too_slow(
-    fake: FakeAnthropic, config: ModelConfig, client: httpx.Client
+    fake: FakeAnthropic, config: ModelConfig
 ) -> None:
     fake.queue(fakes.slow_first_byte(0.5))
-    adapter = AnthropicAdapter(dataclasses.replace(config, timeout_seconds=0.1), client)
+    adapter = AnthropicAdapter(dataclasses.replace(config, timeout_seconds=0.1))
 
     events = run(adapter)
 
@@ -452,16 +451,16 @@ def test_it_reports_unavailable_for_a_malformed_chunk(fake: FakeAnthropic, adapt
     assert (error.kind, error.message) == (ErrorKind.UNAVAILABLE, "the provider sent a malformed chunk")
 
 
-def test_it_reports_unavailable_when_the_connection_is_refused(config: ModelConfig, client: httpx.Client) -> None:
+def test_it_reports_unavailable_when_the_connection_is_refused(config: ModelConfig) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
-    adapter = AnthropicAdapter(dataclasses.replace(config, base_url=f"http://127.0.0.1:{closed_port}/v1"), client)
+    adapter = AnthropicAdapter(dataclasses.replace(config, base_url=f"http://127.0.0.1:{closed_port}/v1"))
 
     events = run(adapter)
 
     assert error_of(events).kind is ErrorKind.UNAVAILABLE
 
 
-def test_the_registry_builds_it_for_kind_anthropic(config: ModelConfig, client: httpx.Client) -> None:
-    assert isinstance(adapter_for(config, client), AnthropicAdapter)
+def test_the_registry_builds_it_for_kind_anthropic(config: ModelConfig) -> None:
+    assert isinstance(adapter_for(config), AnthropicAdapter)

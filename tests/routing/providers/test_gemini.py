@@ -5,7 +5,6 @@ import json
 import socket
 from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
 
 from routing.providers.errors import ErrorKind
@@ -29,7 +28,7 @@ from routing.providers.types import (
 from tests.fakes import gemini as fakes
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.server import Reply, serve, wire
-from tests.routing.providers.stream_checks import assert_contract, error_of, text_of, usage_of
+from tests.routing.providers.stream_checks import assert_contract, collect, error_of, text_of, usage_of
 
 API_KEY = "gemini-test-key"
 HELLO = ChatRequest(messages=(Message(role="user", content="What is the capital of Wyoming?"),))
@@ -72,13 +71,13 @@ def config(upstream: tuple[FakeGemini, str]) -> ModelConfig:
 
 
 @pytest.fixture
-def adapter(config: ModelConfig, client: httpx.Client) -> GeminiAdapter:
-    return GeminiAdapter(config, client)
+def adapter(config: ModelConfig) -> GeminiAdapter:
+    return GeminiAdapter(config)
 
 
 def run(adapter: GeminiAdapter, request: ChatRequest = HELLO) -> list[Event]:
     """All events of one call, after checking the stream contract."""
-    events = list(adapter.stream(request))
+    events = collect(adapter, request)
     assert_contract(events)
     return events
 
@@ -406,10 +405,10 @@ def test_it_reports_an_error_on_a_data_line_after_the_text_that_arrived(
 
 
 def test_it_times_out_when_the_first_byte_is_too_slow(
-    fake: FakeGemini, config: ModelConfig, client: httpx.Client
+    fake: FakeGemini, config: ModelConfig
 ) -> None:
     fake.queue(fakes.slow_first_byte(0.5))
-    adapter = GeminiAdapter(dataclasses.replace(config, timeout_seconds=0.1), client)
+    adapter = GeminiAdapter(dataclasses.replace(config, timeout_seconds=0.1))
 
     assert error_of(run(adapter)).kind is ErrorKind.TIMEOUT
 
@@ -449,14 +448,14 @@ def test_it_reports_unavailable_for_a_malformed_chunk(fake: FakeGemini, adapter:
     assert (error.kind, error.message) == (ErrorKind.UNAVAILABLE, "the provider sent a malformed chunk")
 
 
-def test_it_reports_unavailable_when_the_connection_is_refused(config: ModelConfig, client: httpx.Client) -> None:
+def test_it_reports_unavailable_when_the_connection_is_refused(config: ModelConfig) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
-    adapter = GeminiAdapter(dataclasses.replace(config, base_url=f"http://127.0.0.1:{closed_port}/v1beta"), client)
+    adapter = GeminiAdapter(dataclasses.replace(config, base_url=f"http://127.0.0.1:{closed_port}/v1beta"))
 
     assert error_of(run(adapter)).kind is ErrorKind.UNAVAILABLE
 
 
-def test_the_registry_builds_it_for_kind_gemini(config: ModelConfig, client: httpx.Client) -> None:
-    assert isinstance(adapter_for(config, client), GeminiAdapter)
+def test_the_registry_builds_it_for_kind_gemini(config: ModelConfig) -> None:
+    assert isinstance(adapter_for(config), GeminiAdapter)

@@ -5,7 +5,6 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from routing.providers.errors import ErrorKind
@@ -27,7 +26,7 @@ from routing.providers.types import (
 )
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.server import Reply, serve
-from tests.routing.providers.stream_checks import assert_contract, error_of, text_of, usage_of
+from tests.routing.providers.stream_checks import assert_contract, collect, error_of, text_of, usage_of
 
 SKY = ChatRequest(
     messages=(Message(role="user", content="why is the sky blue?"),),
@@ -49,7 +48,7 @@ def fake(upstream: tuple[FakeOllama, str]) -> Iterator[FakeOllama]:
     upstream[0].reset()
 
 
-def make_adapter(base_url: str, client: httpx.Client, **overrides: Any) -> OllamaAdapter:
+def make_adapter(base_url: str, **overrides: Any) -> OllamaAdapter:
     settings: dict[str, Any] = {
         "provider_name": "Ollama",
         "provider_kind": "ollama",
@@ -60,16 +59,16 @@ def make_adapter(base_url: str, client: httpx.Client, **overrides: Any) -> Ollam
         "connect_timeout_seconds": 1.0,
         **overrides,
     }
-    return OllamaAdapter(ModelConfig(**settings), client)
+    return OllamaAdapter(ModelConfig(**settings))
 
 
 @pytest.fixture
-def adapter(upstream: tuple[FakeOllama, str], client: httpx.Client) -> OllamaAdapter:
-    return make_adapter(upstream[1], client)
+def adapter(upstream: tuple[FakeOllama, str]) -> OllamaAdapter:
+    return make_adapter(upstream[1])
 
 
 def run(adapter: OllamaAdapter, request: ChatRequest = SKY) -> list[Event]:
-    events = list(adapter.stream(request))
+    events = collect(adapter, request)
     assert_contract(events)
     return events
 
@@ -182,9 +181,9 @@ def test_it_sends_a_json_schema_as_the_format(fake: FakeOllama, adapter: OllamaA
 
 
 def test_it_sends_a_bearer_key_when_one_is_configured(
-    fake: FakeOllama, upstream: tuple[FakeOllama, str], client: httpx.Client
+    fake: FakeOllama, upstream: tuple[FakeOllama, str]
 ) -> None:
-    run(make_adapter(upstream[1], client, api_key="ollama-cloud-key"))
+    run(make_adapter(upstream[1], api_key="ollama-cloud-key"))
     assert fake.requests[0].headers["authorization"] == "Bearer ollama-cloud-key"
 
 
@@ -272,10 +271,10 @@ def test_it_keeps_the_text_before_a_midstream_error(fake: FakeOllama, adapter: O
 
 
 def test_it_times_out_when_the_first_byte_is_late(
-    fake: FakeOllama, upstream: tuple[FakeOllama, str], client: httpx.Client
+    fake: FakeOllama, upstream: tuple[FakeOllama, str]
 ) -> None:
     fake.queue(FakeOllama.slow_first_byte(0.6))
-    events = run(make_adapter(upstream[1], client, timeout_seconds=0.15))
+    events = run(make_adapter(upstream[1], timeout_seconds=0.15))
     assert error_of(events).kind is ErrorKind.TIMEOUT
 
 
@@ -309,13 +308,13 @@ def test_it_reports_a_stream_without_a_done_line(fake: FakeOllama, adapter: Olla
     assert error_of(events).kind is ErrorKind.UNAVAILABLE
 
 
-def test_it_reports_a_refused_connection_as_unavailable(client: httpx.Client) -> None:
+def test_it_reports_a_refused_connection_as_unavailable() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    events = run(make_adapter(f"http://127.0.0.1:{port}", client))
+    events = run(make_adapter(f"http://127.0.0.1:{port}"))
     assert error_of(events).kind is ErrorKind.UNAVAILABLE
 
 
-def test_the_registry_builds_it_for_kind_ollama(client: httpx.Client) -> None:
-    assert isinstance(adapter_for(make_adapter("http://127.0.0.1:9", client).config, client), OllamaAdapter)
+def test_the_registry_builds_it_for_kind_ollama() -> None:
+    assert isinstance(adapter_for(make_adapter("http://127.0.0.1:9").config), OllamaAdapter)

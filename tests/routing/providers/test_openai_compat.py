@@ -28,7 +28,7 @@ from routing.providers.types import (
 )
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import Reply, serve, wire
-from tests.routing.providers.stream_checks import assert_contract, error_of, text_of, usage_of
+from tests.routing.providers.stream_checks import assert_contract, collect, error_of, text_of, usage_of
 
 API_KEY = "sk-test-7f3a9c"
 HELLO = ChatRequest(messages=(Message(role="user", content="Hello!"),), system="You are a helpful assistant.")
@@ -48,7 +48,7 @@ def fake(upstream: tuple[FakeOpenAI, str]) -> Iterator[FakeOpenAI]:
     upstream[0].reset()
 
 
-def make_adapter(base_url: str, client: httpx.Client, **overrides: Any) -> OpenAICompatAdapter:
+def make_adapter(base_url: str, **overrides: Any) -> OpenAICompatAdapter:
     settings: dict[str, Any] = {
         "provider_name": "OpenAI",
         "provider_kind": "openai",
@@ -60,16 +60,16 @@ def make_adapter(base_url: str, client: httpx.Client, **overrides: Any) -> OpenA
         "connect_timeout_seconds": 1.0,
         **overrides,
     }
-    return OpenAICompatAdapter(ModelConfig(**settings), client)
+    return OpenAICompatAdapter(ModelConfig(**settings))
 
 
 @pytest.fixture
-def adapter(upstream: tuple[FakeOpenAI, str], client: httpx.Client) -> OpenAICompatAdapter:
-    return make_adapter(upstream[1], client)
+def adapter(upstream: tuple[FakeOpenAI, str]) -> OpenAICompatAdapter:
+    return make_adapter(upstream[1])
 
 
 def run(adapter: OpenAICompatAdapter, request: ChatRequest = HELLO) -> list[Event]:
-    events = list(adapter.stream(request))
+    events = collect(adapter, request)
     assert_contract(events)
     return events
 
@@ -250,9 +250,9 @@ def test_it_asks_for_a_json_object(fake: FakeOpenAI, adapter: OpenAICompatAdapte
 
 
 def test_it_sends_max_completion_tokens_when_configured(
-    fake: FakeOpenAI, upstream: tuple[FakeOpenAI, str], client: httpx.Client
+    fake: FakeOpenAI, upstream: tuple[FakeOpenAI, str]
 ) -> None:
-    adapter = make_adapter(upstream[1], client, options={"max_tokens_field": "max_completion_tokens"})
+    adapter = make_adapter(upstream[1], options={"max_tokens_field": "max_completion_tokens"})
     run(adapter, ChatRequest(messages=HELLO.messages, max_tokens=64))
     body = fake.requests[0].json()
     assert body["max_completion_tokens"] == 64
@@ -260,9 +260,9 @@ def test_it_sends_max_completion_tokens_when_configured(
 
 
 def test_it_sends_no_authorization_without_a_key(
-    fake: FakeOpenAI, upstream: tuple[FakeOpenAI, str], client: httpx.Client
+    fake: FakeOpenAI, upstream: tuple[FakeOpenAI, str]
 ) -> None:
-    run(make_adapter(upstream[1], client, api_key=""))
+    run(make_adapter(upstream[1], api_key=""))
     assert "authorization" not in fake.requests[0].headers
 
 
@@ -366,10 +366,10 @@ def test_it_maps_408_to_timeout(fake: FakeOpenAI, adapter: OpenAICompatAdapter) 
 
 
 def test_it_times_out_when_the_first_byte_is_late(
-    fake: FakeOpenAI, upstream: tuple[FakeOpenAI, str], client: httpx.Client
+    fake: FakeOpenAI, upstream: tuple[FakeOpenAI, str]
 ) -> None:
     fake.queue(FakeOpenAI.slow_first_byte(0.6))
-    events = run(make_adapter(upstream[1], client, timeout_seconds=0.15))
+    events = run(make_adapter(upstream[1], timeout_seconds=0.15))
     assert error_of(events).kind is ErrorKind.TIMEOUT
     assert usage_of(events).estimated
 
@@ -452,11 +452,11 @@ def test_it_reports_a_stream_that_closes_before_finishing(fake: FakeOpenAI, adap
     assert text_of(events) == "Hello! How can I assist you today?"
 
 
-def test_it_reports_a_refused_connection_as_unavailable(client: httpx.Client) -> None:
+def test_it_reports_a_refused_connection_as_unavailable() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    events = run(make_adapter(f"http://127.0.0.1:{port}", client))
+    events = run(make_adapter(f"http://127.0.0.1:{port}"))
     assert error_of(events).kind is ErrorKind.UNAVAILABLE
 
 
@@ -465,5 +465,5 @@ def test_it_lists_models_on_the_fake(upstream: tuple[FakeOpenAI, str], fake: Fak
     assert response.json()["data"][0]["id"] == "model-id-0"
 
 
-def test_the_registry_builds_it_for_kind_openai(client: httpx.Client) -> None:
-    assert isinstance(adapter_for(make_adapter("http://127.0.0.1:9", client).config, client), OpenAICompatAdapter)
+def test_the_registry_builds_it_for_kind_openai() -> None:
+    assert isinstance(adapter_for(make_adapter("http://127.0.0.1:9").config), OpenAICompatAdapter)

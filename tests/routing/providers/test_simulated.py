@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import pytest
 
-from routing import tokens
+from routing import call_loop, tokens
 from routing.demo import SIMULATED
 from routing.providers.errors import ErrorKind
 from routing.providers.registry import adapter_for
@@ -27,7 +28,9 @@ from routing.providers.types import (
     ToolSpec,
     Usage,
 )
-from tests.routing.providers.stream_checks import text_of
+from tests.routing.providers.stream_checks import collect, text_of
+
+T = TypeVar("T")
 
 QUESTION = "How should I plan a database migration for a busy checkout service?"
 WEATHER_TOOL = ToolSpec(
@@ -74,12 +77,21 @@ def arguments_of(events: list[Event]) -> str:
     return "".join(e.arguments for e in events if isinstance(e, ToolCallDelta))
 
 
+def on_loop(awaitable: Awaitable[T]) -> T:
+    """Await `awaitable` on the call loop, which runs only coroutines (anext and aclose give other awaitables)."""
+
+    async def wait() -> T:
+        return await awaitable
+
+    return call_loop.run(wait())
+
+
 def test_the_registry_builds_it_for_the_simulated_kind() -> None:
     assert isinstance(adapter_for(make_adapter().config), SimulatedAdapter)
 
 
 def test_it_answers_with_text_usage_and_finish_in_contract_order() -> None:
-    events = list(make_adapter().stream(ask()))
+    events = collect(make_adapter(), ask())
 
     assert all(isinstance(e, TextDelta) for e in events[:-2])
     usage, finish = events[-2:]
@@ -92,14 +104,14 @@ def test_it_answers_with_text_usage_and_finish_in_contract_order() -> None:
 
 
 def test_it_streams_one_delta_per_token() -> None:
-    events = list(make_adapter().stream(ask()))
+    events = collect(make_adapter(), ask())
 
     deltas = [e for e in events if isinstance(e, TextDelta)]
     assert len(deltas) == events[-2].output_tokens
 
 
 def test_the_answer_refers_to_the_prompt() -> None:
-    text = text_of(list(make_adapter().stream(ask())))
+    text = text_of(collect(make_adapter(), ask()))
 
     assert "database migration" in text
     assert "checkout" in text
@@ -108,44 +120,44 @@ def test_the_answer_refers_to_the_prompt() -> None:
 def test_the_same_seed_gives_the_same_answer() -> None:
     adapter = make_adapter()
 
-    assert list(adapter.stream(ask(seed="a"))) == list(adapter.stream(ask(seed="a")))
+    assert collect(adapter, ask(seed="a")) == collect(adapter, ask(seed="a"))
 
 
 def test_another_seed_gives_another_answer() -> None:
     adapter = make_adapter()
 
-    assert text_of(list(adapter.stream(ask(seed="a")))) != text_of(list(adapter.stream(ask(seed="b"))))
+    assert text_of(collect(adapter, ask(seed="a"))) != text_of(collect(adapter, ask(seed="b")))
 
 
 @pytest.mark.parametrize("style", ["concise", "plain", "friendly", "formal", "thorough"])
 def test_each_style_answers_differently_from_the_default(style: str) -> None:
-    balanced = text_of(list(make_adapter().stream(ask())))
+    balanced = text_of(collect(make_adapter(), ask()))
 
-    assert text_of(list(make_adapter(style=style).stream(ask()))) != balanced
+    assert text_of(collect(make_adapter(style=style), ask())) != balanced
 
 
 def test_it_keeps_the_answer_near_output_tokens() -> None:
-    usage = list(make_adapter(output_tokens=200).stream(ask()))[-2]
+    usage = collect(make_adapter(output_tokens=200), ask())[-2]
 
     assert 150 <= usage.output_tokens <= 200
 
 
 def test_a_prompt_about_code_gets_a_fenced_code_block() -> None:
-    text = text_of(list(make_adapter().stream(ask("Write a Python function that deduplicates customer emails"))))
+    text = text_of(collect(make_adapter(), ask("Write a Python function that deduplicates customer emails")))
 
     assert "```python\ndef " in text
     assert text.count("```") == 2
 
 
 def test_it_handles_non_english_prompts_without_broken_characters() -> None:
-    text = text_of(list(make_adapter().stream(ask("Расскажи, пожалуйста, про погоду в Москве"))))
+    text = text_of(collect(make_adapter(), ask("Расскажи, пожалуйста, про погоду в Москве")))
 
     assert "Москве" in text
     assert "\ufffd" not in text
 
 
 def test_max_tokens_cuts_the_answer_and_finishes_with_length() -> None:
-    events = list(make_adapter(output_tokens=300).stream(ask(max_tokens=12)))
+    events = collect(make_adapter(output_tokens=300), ask(max_tokens=12))
 
     assert events[-1] == Finish(FinishReason.LENGTH)
     assert events[-2].output_tokens == 12
@@ -153,17 +165,17 @@ def test_max_tokens_cuts_the_answer_and_finishes_with_length() -> None:
 
 
 def test_the_models_max_output_tokens_also_cuts_the_answer() -> None:
-    events = list(make_adapter(max_output_tokens=7, output_tokens=300).stream(ask(max_tokens=100)))
+    events = collect(make_adapter(max_output_tokens=7, output_tokens=300), ask(max_tokens=100))
 
     assert events[-1] == Finish(FinishReason.LENGTH)
     assert events[-2].output_tokens == 7
 
 
 def test_it_stops_before_a_stop_sequence() -> None:
-    full = text_of(list(make_adapter().stream(ask())))
+    full = text_of(collect(make_adapter(), ask()))
     stop = full.split()[3]
 
-    events = list(make_adapter().stream(ask(stop=(stop,))))
+    events = collect(make_adapter(), ask(stop=(stop,)))
 
     assert text_of(events) == full[: full.find(stop)]
     assert events[-1] == Finish(FinishReason.STOP)
@@ -172,7 +184,7 @@ def test_it_stops_before_a_stop_sequence() -> None:
 def test_a_prompt_longer_than_the_context_window_fails_as_context_too_long() -> None:
     request = ask("word " * 100)
 
-    events = list(make_adapter(context_window=50).stream(request))
+    events = collect(make_adapter(context_window=50), request)
 
     assert isinstance(events[-1], StreamError)
     assert events[-1].error.kind == ErrorKind.CONTEXT_TOO_LONG
@@ -180,9 +192,9 @@ def test_a_prompt_longer_than_the_context_window_fails_as_context_too_long() -> 
 
 
 def test_another_model_answers_the_same_call_differently() -> None:
-    small = text_of(list(make_adapter().stream(ask())))
+    small = text_of(collect(make_adapter(), ask()))
 
-    assert text_of(list(make_adapter(model_id="sim-large").stream(ask()))) != small
+    assert text_of(collect(make_adapter(model_id="sim-large"), ask())) != small
 
 
 @pytest.mark.parametrize(
@@ -199,7 +211,7 @@ def test_another_model_answers_the_same_call_differently() -> None:
 def test_a_failing_call_ends_in_a_stream_error_of_its_mode(fail_mode: str, kind: ErrorKind) -> None:
     adapter = make_adapter(timeout_seconds=0.1, fail_rate=1.0, fail_mode=fail_mode)
 
-    events = list(adapter.stream(ask()))
+    events = collect(adapter, ask())
 
     assert [type(e) for e in events] == [Usage, StreamError]
     assert events[-1].error.kind == kind
@@ -208,7 +220,7 @@ def test_a_failing_call_ends_in_a_stream_error_of_its_mode(fail_mode: str, kind:
 def test_a_rate_limit_carries_retry_after() -> None:
     adapter = make_adapter(fail_rate=1.0, fail_mode="rate_limit", retry_after_ms=1500)
 
-    error = list(adapter.stream(ask()))[-1].error
+    error = collect(adapter, ask())[-1].error
 
     assert error.retry_after == 1.5
     assert error.status_code == 429
@@ -218,7 +230,7 @@ def test_a_timeout_waits_for_the_timeout_and_no_longer_than_needed() -> None:
     adapter = make_adapter(timeout_seconds=0.3, fail_rate=1.0, fail_mode="timeout")
 
     started = time.monotonic()
-    events = list(adapter.stream(ask()))
+    events = collect(adapter, ask())
     elapsed = time.monotonic() - started
 
     assert events[-1].error.kind == ErrorKind.TIMEOUT
@@ -229,17 +241,17 @@ def test_a_first_token_later_than_the_timeout_is_a_timeout() -> None:
     adapter = make_adapter(timeout_seconds=0.2, first_token_ms=10_000)
 
     started = time.monotonic()
-    events = list(adapter.stream(ask()))
+    events = collect(adapter, ask())
 
     assert events[-1].error.kind == ErrorKind.TIMEOUT
     assert time.monotonic() - started < 2
 
 
 def test_a_midstream_cut_sends_some_text_then_an_unavailable_error() -> None:
-    complete = text_of(list(make_adapter().stream(ask())))
+    complete = text_of(collect(make_adapter(), ask()))
     adapter = make_adapter(fail_rate=1.0, fail_mode="midstream_cut")
 
-    events = list(adapter.stream(ask()))
+    events = collect(adapter, ask())
 
     partial = text_of(events)
     assert partial and complete.startswith(partial) and partial != complete
@@ -250,16 +262,16 @@ def test_a_midstream_cut_sends_some_text_then_an_unavailable_error() -> None:
 def test_fail_rate_fails_about_that_share_of_seeds() -> None:
     adapter = make_adapter(fail_rate=0.3, fail_mode="overloaded", output_tokens=5)
 
-    failures = sum(isinstance(list(adapter.stream(ask(seed=f"s{n}")))[-1], StreamError) for n in range(200))
+    failures = sum(isinstance(collect(adapter, ask(seed=f"s{n}"))[-1], StreamError) for n in range(200))
 
     assert 40 <= failures <= 80
 
 
 def test_whether_a_call_fails_depends_only_on_model_seed_and_prompt() -> None:
     adapter = make_adapter(fail_rate=0.5, output_tokens=5)
-    outcomes = [isinstance(list(adapter.stream(ask(seed=f"s{n}")))[-1], StreamError) for n in range(20)]
+    outcomes = [isinstance(collect(adapter, ask(seed=f"s{n}"))[-1], StreamError) for n in range(20)]
 
-    assert outcomes == [isinstance(list(adapter.stream(ask(seed=f"s{n}")))[-1], StreamError) for n in range(20)]
+    assert outcomes == [isinstance(collect(adapter, ask(seed=f"s{n}"))[-1], StreamError) for n in range(20)]
     assert any(outcomes) and not all(outcomes)
 
 
@@ -267,7 +279,7 @@ def test_paced_streaming_takes_about_the_configured_time() -> None:
     adapter = make_adapter(first_token_ms=100, tokens_per_second=100, output_tokens=40)
 
     started = time.monotonic()
-    events = list(adapter.stream(ask()))
+    events = collect(adapter, ask())
     elapsed = time.monotonic() - started
 
     deltas = sum(isinstance(e, TextDelta) for e in events)
@@ -280,7 +292,7 @@ def test_the_first_token_arrives_after_first_token_ms() -> None:
 
     started = time.monotonic()
     stream = adapter.stream(ask())
-    next(stream)
+    on_loop(anext(stream))
 
     assert time.monotonic() - started >= 0.12
 
@@ -288,19 +300,19 @@ def test_the_first_token_arrives_after_first_token_ms() -> None:
 def test_closing_the_stream_early_stops_it_at_once() -> None:
     adapter = make_adapter(tokens_per_second=20, output_tokens=400)
     stream = adapter.stream(ask())
-    next(stream)
-    next(stream)
+    on_loop(anext(stream))
+    on_loop(anext(stream))
 
     started = time.monotonic()
-    stream.close()
+    on_loop(stream.aclose())
 
     # The whole answer would take 20 s.
     assert time.monotonic() - started < 1
-    assert list(stream) == []
+    assert on_loop(anext(stream, None)) is None
 
 
 def test_it_calls_the_tool_the_prompt_asks_for() -> None:
-    events = list(make_adapter().stream(ask("What's the weather like in Paris?", tools=(WEATHER_TOOL,))))
+    events = collect(make_adapter(), ask("What's the weather like in Paris?", tools=(WEATHER_TOOL,)))
 
     first = events[0]
     assert isinstance(first, ToolCallDelta) and first.name == "get_weather" and first.id
@@ -314,7 +326,7 @@ def test_it_calls_the_tool_the_prompt_asks_for() -> None:
 
 
 def test_it_answers_in_text_when_no_tool_fits_the_prompt() -> None:
-    events = list(make_adapter().stream(ask(tools=(WEATHER_TOOL,))))
+    events = collect(make_adapter(), ask(tools=(WEATHER_TOOL,)))
 
     assert events[-1] == Finish(FinishReason.STOP)
     assert not any(isinstance(e, ToolCallDelta) for e in events)
@@ -323,14 +335,14 @@ def test_it_answers_in_text_when_no_tool_fits_the_prompt() -> None:
 def test_tool_choice_none_never_calls_a_tool() -> None:
     request = ask("What's the weather in Paris?", tools=(WEATHER_TOOL,), tool_choice=ToolChoice(mode="none"))
 
-    assert list(make_adapter().stream(request))[-1] == Finish(FinishReason.STOP)
+    assert collect(make_adapter(), request)[-1] == Finish(FinishReason.STOP)
 
 
 def test_a_forced_tool_is_called_whatever_the_prompt() -> None:
     other = ToolSpec(name="lookup_order", parameters={"type": "object", "properties": {"order_id": {"type": "string"}}})
     request = ask(tools=(WEATHER_TOOL, other), tool_choice=ToolChoice(mode="function", name="lookup_order"))
 
-    events = list(make_adapter().stream(request))
+    events = collect(make_adapter(), request)
 
     assert events[0].name == "lookup_order"
     assert set(json.loads(arguments_of(events))) == {"order_id"}
@@ -338,7 +350,7 @@ def test_a_forced_tool_is_called_whatever_the_prompt() -> None:
 
 
 def test_required_tool_choice_calls_the_first_tool() -> None:
-    events = list(make_adapter().stream(ask(tools=(WEATHER_TOOL,), tool_choice=ToolChoice(mode="required"))))
+    events = collect(make_adapter(), ask(tools=(WEATHER_TOOL,), tool_choice=ToolChoice(mode="required")))
 
     assert events[0].name == "get_weather"
 
@@ -346,7 +358,7 @@ def test_required_tool_choice_calls_the_first_tool() -> None:
 def test_forcing_an_unknown_tool_is_a_bad_request() -> None:
     request = ask(tools=(WEATHER_TOOL,), tool_choice=ToolChoice(mode="function", name="nope"))
 
-    assert list(make_adapter().stream(request))[-1].error.kind == ErrorKind.BAD_REQUEST
+    assert collect(make_adapter(), request)[-1].error.kind == ErrorKind.BAD_REQUEST
 
 
 def test_after_a_tool_result_it_answers_in_text_using_the_result() -> None:
@@ -361,14 +373,14 @@ def test_after_a_tool_result_it_answers_in_text_using_the_result() -> None:
         seed="seed-1",
     )
 
-    events = list(make_adapter().stream(request))
+    events = collect(make_adapter(), request)
 
     assert events[-1] == Finish(FinishReason.STOP)
     assert "According to get_weather, the result is: 18 degrees and sunny" in text_of(events)
 
 
 def test_json_object_output_is_valid_json() -> None:
-    events = list(make_adapter().stream(ask(response_format=ResponseFormat(type="json_object"))))
+    events = collect(make_adapter(), ask(response_format=ResponseFormat(type="json_object")))
 
     answer = json.loads(text_of(events))
     assert answer["topic"]
@@ -390,7 +402,7 @@ def test_json_schema_output_fits_the_schema() -> None:
     response_format = ResponseFormat(type="json_schema", schema=schema)
     request = ask("What's the weather like in Lisbon?", response_format=response_format)
 
-    answer = json.loads(text_of(list(make_adapter().stream(request))))
+    answer = json.loads(text_of(collect(make_adapter(), request)))
 
     assert answer["city"] == "Lisbon"
     assert -30 <= answer["temperature"] <= 45
@@ -399,7 +411,7 @@ def test_json_schema_output_fits_the_schema() -> None:
 
 
 def test_a_bad_option_fails_the_call_as_bad_request() -> None:
-    events = list(make_adapter(fail_mode="sometimes").stream(ask()))
+    events = collect(make_adapter(fail_mode="sometimes"), ask())
 
     assert events[-1].error.kind == ErrorKind.BAD_REQUEST
     assert "fail_mode" in events[-1].error.message
@@ -409,7 +421,7 @@ def test_a_malformed_schema_still_gets_json_back() -> None:
     schema = {"type": "object", "properties": {"count": {"type": "integer", "minimum": "one"}, "odd": "not a schema"}}
     request = ask(response_format=ResponseFormat(type="json_schema", schema=schema))
 
-    answer = json.loads(text_of(list(make_adapter().stream(request))))
+    answer = json.loads(text_of(collect(make_adapter(), request)))
 
     assert isinstance(answer["count"], int)
 
@@ -417,6 +429,6 @@ def test_a_malformed_schema_still_gets_json_back() -> None:
 def test_the_demo_registrys_simulated_options_are_all_valid() -> None:
     for model in SIMULATED["models"]:
         options = {**model["options"], "first_token_ms": 0, "tokens_per_second": 0, "fail_rate": 0}
-        events = list(make_adapter(**options).stream(ask()))
+        events = collect(make_adapter(**options), ask())
 
         assert events[-1] == Finish(FinishReason.STOP), model["name"]
