@@ -481,28 +481,37 @@ def cap_spent(cap: SpendCap, *, now: dt.datetime | None = None) -> Decimal:
 _PERIODS = tuple(SpendCap.Period.values)
 
 
-def spend_book(record: UsageRecord, *, client: redis.Redis | None = None) -> None:
+def spend_book(record: UsageRecord) -> None:
     """Add a newly inserted record's cost to the existing counters of its user, team and key.
 
     Call once per record, after its insert is committed. A Redis failure is
     logged, not raised: the record is already booked, and the counter catches
-    up when it is next rebuilt. With `client` a pipeline, the update is only
-    queued on it: the caller sends it along with its own commands (the worker
-    sends it with the call's terminal event, saving a round trip per call).
+    up when it is next rebuilt.
+    """
+    command = spend_command(record)
+    if command is None:
+        return
+    try:
+        get_redis().execute_command(*command)
+    except redis.RedisError:
+        logger.warning("could not add %s to the spend counters", record.request_id, exc_info=True)
+
+
+def spend_command(record: UsageRecord) -> tuple[str | int, ...] | None:
+    """The Redis command of spend_book, for a caller that sends it with commands of its own (None: nothing to add).
+
+    The worker sends it with the call's terminal event, saving a round trip per call.
     """
     if not record.cost_usd:
-        return
+        return None
     keys = [
         counter_for(kind, sid, period, record.created_at).key
         for kind, sid in _subjects(record.user_id, record.team_id, record.api_key_id)
         for period in _PERIODS
     ]
-    try:
-        # EVAL, not EVALSHA: Redis caches the compiled script by its hash either
-        # way, and a pipeline would otherwise first ask SCRIPT EXISTS.
-        (client or get_redis()).eval(_INCR_IF_PRESENT, len(keys), *keys, to_units(record.cost_usd))
-    except redis.RedisError:
-        logger.warning("could not add %s to the spend counters", record.request_id, exc_info=True)
+    # EVAL, not EVALSHA: Redis caches the compiled script by its hash either
+    # way, and EVALSHA would need a SCRIPT LOAD after every Redis restart.
+    return ("EVAL", _INCR_IF_PRESENT, len(keys), *keys, to_units(record.cost_usd))
 
 
 # Keeping every process's cache of caps in step with the database.

@@ -17,7 +17,6 @@ from billing import caps
 from billing.models import ApiKey, Team, UsageRecord
 
 if TYPE_CHECKING:
-    import redis
     from django.contrib.auth.models import User
 
     from routing.call_spec import CallSpec
@@ -71,12 +70,13 @@ def usage_cost(
     return cost.quantize(COST_PLACES)
 
 
-def usage_record_book(booking: UsageBooking, *, spend_via: redis.client.Pipeline | None = None) -> UsageRecord:
+def usage_record_book(booking: UsageBooking, *, spend_via: list[tuple[str | int, ...]] | None = None) -> UsageRecord:
     """Write the one usage record of a call, at the prices in force when it was made.
 
     Idempotent on the call id: a second booking of the same call returns the first record.
     The spend counters are updated after commit; outside a transaction, with
-    `spend_via`, the update is queued on that Redis pipeline for the caller to send.
+    `spend_via`, the Redis command that updates them is appended to that list
+    for the caller to send.
     """
     spec = booking.spec
     price = booking.model.price_at(spec.created_at) if booking.model else None
@@ -125,6 +125,8 @@ def usage_record_book(booking: UsageBooking, *, spend_via: redis.client.Pipeline
     # booking path (worker, lost run, playground) passes through here.
     if in_transaction:
         transaction.on_commit(functools.partial(caps.spend_book, record))
-    else:
-        caps.spend_book(record, client=spend_via)
+    elif spend_via is None:
+        caps.spend_book(record)
+    elif command := caps.spend_command(record):
+        spend_via.append(command)
     return record

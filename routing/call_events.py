@@ -18,16 +18,16 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 from django.conf import settings
 
 from routing.catalog import VERSION_KEY
-from switchyard.redis_clients import get_async_redis
+from switchyard.redis_clients import get_async_redis, get_resp
+from switchyard.resp import Command
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def run_key(call_id: str) -> str:
 
 
 class CallPublisher:
-    """Writes one call's events (worker side, on the call loop).
+    """Writes one call's events (worker side, on the call loop, through the lean client).
 
     Answer text is coalesced (settings.STREAM_COALESCE_MS): the first text
     goes out at once, later text waits until the window since the oldest
@@ -63,7 +63,7 @@ class CallPublisher:
     def __init__(self, call_id: str) -> None:
         self.call_id = call_id
         self.key = stream_key(call_id)
-        self.redis = get_async_redis()
+        self.redis = get_resp()
         self.window = settings.STREAM_COALESCE_MS / 1000
         self._loop = asyncio.get_running_loop()
         self._lock = asyncio.Lock()
@@ -75,16 +75,13 @@ class CallPublisher:
         self._text_sent = False
         self._flush_timer: asyncio.TimerHandle | None = None
 
-    def pipeline(self) -> aioredis.client.Pipeline:
-        return self.redis.pipeline(transaction=False)
-
-    async def publish(self, kind: str, data: dict[str, Any], *, pipe: aioredis.client.Pipeline | None = None) -> None:
-        """Append an event; with `pipe`, after the commands already queued on it, in the same round trip."""
-        pipe = pipe or self.pipeline()
+    async def publish(self, kind: str, data: dict[str, Any], *, after: Sequence[Command] = ()) -> None:
+        """Append an event; `after` are commands to send first, in the same round trip."""
         async with self._lock:
-            self._queue_text(pipe)
-            self._queue(pipe, kind, data)
-            await pipe.execute()
+            commands = list(after)
+            self._queue_text(commands)
+            self._queue(commands, kind, data)
+            await self.redis.pipeline(commands)
 
     async def publish_text(self, text: str) -> None:
         now = self._loop.time()
@@ -113,23 +110,23 @@ class CallPublisher:
 
     async def _send_text(self) -> None:
         async with self._lock:
-            if self._text:
-                pipe = self.pipeline()
-                self._queue_text(pipe)
-                await pipe.execute()
+            commands: list[Command] = []
+            self._queue_text(commands)
+            await self.redis.pipeline(commands)
 
-    def _queue_text(self, pipe: aioredis.client.Pipeline) -> None:
+    def _queue_text(self, commands: list[Command]) -> None:
         if self._text:
-            self._queue(pipe, "delta", {"c": "".join(self._text)})
+            self._queue(commands, "delta", {"c": "".join(self._text)})
             self._text.clear()
             if self._flush_timer is not None:
                 self._flush_timer.cancel()
                 self._flush_timer = None
 
-    def _queue(self, pipe: aioredis.client.Pipeline, kind: str, data: dict[str, Any]) -> None:
-        pipe.xadd(self.key, {"t": kind, "d": json.dumps(data, separators=(",", ":"))}, maxlen=STREAM_MAXLEN)
+    def _queue(self, commands: list[Command], kind: str, data: dict[str, Any]) -> None:
+        payload = json.dumps(data, separators=(",", ":"))
+        commands.append(("XADD", self.key, "MAXLEN", "~", STREAM_MAXLEN, "*", "t", kind, "d", payload))
         if not self._expiry_set or kind in TERMINAL:
-            pipe.expire(self.key, STREAM_TTL_SECONDS)
+            commands.append(("EXPIRE", self.key, STREAM_TTL_SECONDS))
             self._expiry_set = True
 
     async def cancelled(self, every: float = 0.2) -> bool:
@@ -137,17 +134,30 @@ class CallPublisher:
         now = self._loop.time()
         if not self._cancelled and now - self._cancel_checked_at >= every:
             self._cancel_checked_at = now
-            self._cancelled = bool(await self.redis.exists(cancel_key(self.call_id)))
+            self._cancelled = bool(await self.redis.execute("EXISTS", cancel_key(self.call_id)))
         return self._cancelled
 
     async def claim_run(self) -> RunClaim:
         """Take the call's run lease, and read the registry's version, in one round trip."""
-        pipe = self.pipeline()
-        pipe.set(run_key(self.call_id), "1", nx=True, ex=settings.CALL_RUN_LEASE_SECONDS)
-        pipe.xlen(self.key)
-        pipe.get(VERSION_KEY)
-        claimed, length, version = await pipe.execute()
-        return RunClaim(bool(claimed), length > 0, version)
+        claimed, length, version = await self.redis.pipeline(
+            [
+                ("SET", run_key(self.call_id), "1", "NX", "EX", settings.CALL_RUN_LEASE_SECONDS),
+                ("XLEN", self.key),
+                ("GET", VERSION_KEY),
+            ]
+        )
+        return RunClaim(claimed is not None, length > 0, version)
+
+    async def events_so_far(self) -> list[tuple[str, dict[str, Any]]]:
+        """The (type, data) of every event published so far, by this run or an earlier one."""
+        entries = await self.redis.execute("XRANGE", self.key, "-", "+")
+        return [_decoded(fields) for _, fields in entries]
+
+
+def _decoded(fields: list[bytes]) -> tuple[str, dict[str, Any]]:
+    """(type, data) of a raw stream entry's flat [field, value, …] list."""
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    return values[b"t"].decode(), json.loads(values[b"d"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,10 +201,9 @@ class LeaseKeeper:
             if not calls:
                 continue
             try:
-                pipe = get_async_redis().pipeline(transaction=False)
-                for call_id in calls:
-                    pipe.expire(run_key(call_id), settings.CALL_RUN_LEASE_SECONDS)
-                await pipe.execute()
+                await get_resp().pipeline(
+                    [("EXPIRE", run_key(call_id), settings.CALL_RUN_LEASE_SECONDS) for call_id in calls]
+                )
             except redis.RedisError:
                 logger.warning("could not renew %d run leases", len(calls))
 

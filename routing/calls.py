@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,9 +46,8 @@ from routing.providers.types import (
 )
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
     from billing.models import UsageRecord
+    from switchyard.resp import Command
 
 # Sent by the worker once a call is booked and before its terminal event is
 # published, so that a receiver's durable write is visible to whoever reacts
@@ -268,7 +266,7 @@ class CallRunner:
             error = {"kind": result.error.kind.value, "message": result.error.message}
         elif status == "cancelled":
             error = {"kind": "cancelled", "message": "stopped before the end"}
-        record, pipe = await _book_and_announce(self.publisher, booking, "".join(result.text), error)
+        record, spend = await _book_and_announce(booking, "".join(result.text), error)
         summary = {
             "model": model.public_id,
             "provider": model.provider_name,
@@ -288,44 +286,42 @@ class CallRunner:
             if not self.spec.publish_deltas:
                 summary["content"] = "".join(result.text)
                 summary["tool_calls"] = [result.tool_calls[i] for i in sorted(result.tool_calls)]
-            await self.publisher.publish("done", summary, pipe=pipe)
+            await self.publisher.publish("done", summary, after=spend)
         elif status == "error" and result.error is not None:
             error_data = {**summary, **_error_data(result.error), "after_output": True}
-            await self.publisher.publish("error", error_data, pipe=pipe)
+            await self.publisher.publish("error", error_data, after=spend)
         else:
             cancelled = {**summary, "kind": "cancelled", "message": "cancelled", "status": 499}
-            await self.publisher.publish("error", cancelled, pipe=pipe)
+            await self.publisher.publish("error", cancelled, after=spend)
 
     async def _fail(self, error: ProviderError) -> None:
         booking = self._booking(None, None, "error")
         booking = dataclasses.replace(booking, error_kind=error.kind.value)
         error_event = {"kind": error.kind.value, "message": error.message}
-        _, pipe = await _book_and_announce(self.publisher, booking, "", error_event)
+        _, spend = await _book_and_announce(booking, "", error_event)
         await self.publisher.publish(
             "error",
             {"attempts": booking.attempts, "route": self.spec.route, **_error_data(error, all_failed=True)},
-            pipe=pipe,
+            after=spend,
         )
 
 
 async def _book_and_announce(
-    publisher: CallPublisher, booking: UsageBooking, text: str, error: dict[str, str] | None
-) -> tuple[UsageRecord, aioredis.client.Pipeline]:
+    booking: UsageBooking, text: str, error: dict[str, str] | None
+) -> tuple[UsageRecord, list[Command]]:
     """Book the call on the database lane and tell call_finished's receivers.
 
-    Returns the record and a pipeline holding the spend-counter update, for
-    the caller to send with the call's terminal event.
+    Returns the record and the Redis commands that update the spend
+    counters, for the caller to send with the call's terminal event.
     """
-    pipe = publisher.pipeline()
+    spend: list[Command] = []
 
     def book() -> UsageRecord:
-        # Queuing a command on the loop's pipeline from the lane is safe: it
-        # is only appended to a list, and the loop awaits this function.
-        record = usage_record_book(booking, spend_via=pipe)
+        record = usage_record_book(booking, spend_via=spend)
         call_finished.send(CallRunner, spec=booking.spec, record=record, text=text, error=error)
         return record
 
-    return await db_lane.run(book), pipe
+    return await db_lane.run(book), spend
 
 
 def _error_data(error: ProviderError, *, all_failed: bool = False) -> dict[str, Any]:
@@ -351,9 +347,7 @@ async def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
     text: list[str] = []
     model_id = ""
     ended = False
-    for _, fields in await publisher.redis.xrange(publisher.key):
-        kind = fields[b"t"].decode()
-        data = json.loads(fields[b"d"])
+    for kind, data in await publisher.events_so_far():
         if kind == "start":
             model_id = data["model"]
         elif kind == "delta":
@@ -379,7 +373,7 @@ async def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
         finish_reason="",
     )
     error = {"kind": "worker_lost", "message": "the worker running this call stopped"}
-    _, pipe = await _book_and_announce(publisher, booking, "".join(text), error)
+    _, spend = await _book_and_announce(booking, "".join(text), error)
     if not ended:
         await publisher.publish(
             "error",
@@ -390,7 +384,7 @@ async def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
                 "attempts": attempts,
                 "after_output": True,
             },
-            pipe=pipe,
+            after=spend,
         )
     else:
-        await pipe.execute()
+        await publisher.redis.pipeline(spend)

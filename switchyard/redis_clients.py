@@ -1,4 +1,4 @@
-"""One pooled Redis client per process (sync) and per event loop (async)."""
+"""One pooled Redis client per process (sync) and per event loop (async), and the hot path's lean client."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from switchyard.resp import RespClient
+
 # A blocked XREAD must return before the socket timeout; callers block for
 # at most STREAM_BLOCK_MS, well under this.
 SOCKET_TIMEOUT = 10.0
@@ -17,6 +19,7 @@ SOCKET_TIMEOUT = 10.0
 _sync_client: redis.Redis | None = None
 _sync_lock = threading.Lock()
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+_resp_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RespClient] = weakref.WeakKeyDictionary()
 
 
 def get_redis() -> redis.Redis:
@@ -47,4 +50,14 @@ def get_async_redis() -> aioredis.Redis:
             max_connections=4096,
         )
         _async_clients[loop] = client
+    return client
+
+
+def get_resp() -> RespClient:
+    """The running loop's lean client (switchyard/resp.py), for the commands of every call."""
+    loop = asyncio.get_running_loop()
+    client = _resp_clients.get(loop)
+    if client is None:
+        client = RespClient(settings.REDIS_URL, timeout=SOCKET_TIMEOUT, connect_timeout=5)
+        _resp_clients[loop] = client
     return client

@@ -115,7 +115,9 @@ class HttpAdapter(ProviderAdapter):
         timeout = http.timeout(
             connect_seconds=self.config.connect_timeout_seconds, read_seconds=self.config.timeout_seconds
         )
-        async with http.upstream_session().post(url, data=payload, headers=headers, timeout=timeout) as response:
+        session = http.upstream_session()
+        proxy = http.proxy_for(url)
+        async with session.post(url, data=payload, headers=headers, timeout=timeout, proxy=proxy) as response:
             if response.status >= 400:
                 raise self.error_from_response(response.status, response.headers, await response.read())
             yield response

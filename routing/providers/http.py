@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import re
+import urllib.parse
+import urllib.request
 import weakref
 from collections.abc import AsyncIterator
 
@@ -38,10 +41,10 @@ def upstream_session() -> aiohttp.ClientSession:
     if session is None or session.closed:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=POOL_SIZE, keepalive_timeout=KEEPALIVE_SECONDS),
-            # As httpx did: HTTP(S)_PROXY and NO_PROXY from the environment apply.
-            trust_env=True,
+            # trust_env would read the environment and ~/.netrc on every
+            # request (a fifth of a call's CPU): proxies come from proxy_for.
+            trust_env=False,
             raise_for_status=False,
-            auto_decompress=True,
         )
         _sessions[loop] = session
     return session
@@ -52,6 +55,20 @@ async def close_upstream_session() -> None:
     session = _sessions.pop(asyncio.get_running_loop(), None)
     if session is not None:
         await session.close()
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy that HTTP_PROXY / HTTPS_PROXY / NO_PROXY give for `url` (as httpx honoured them)."""
+    parts = urllib.parse.urlsplit(url)
+    return _proxy_for(parts.scheme, parts.hostname or "")
+
+
+@functools.lru_cache(maxsize=256)
+def _proxy_for(scheme: str, host: str) -> str | None:
+    # Read once per host: the environment does not change under a running worker.
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(scheme)
 
 
 def timeout(*, connect_seconds: float, read_seconds: float) -> aiohttp.ClientTimeout:
