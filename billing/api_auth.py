@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from billing.models import ApiKey
 from billing.services import API_KEY_PREFIX, api_key_hash
-from switchyard.redis_clients import get_async_redis, get_redis
+from switchyard.redis_clients import get_redis, get_resp
 
 CACHE_KEY = "sy:apikeys"
 # A key's last-used time is written at most this often.
@@ -49,16 +49,17 @@ async def aauthenticate(raw_key: str) -> Principal | None:
     if not raw_key.startswith(API_KEY_PREFIX):
         return None
     hashed = api_key_hash(raw_key)
-    redis = get_async_redis()
-    cached = await redis.hget(CACHE_KEY, hashed)
+    redis = get_resp()
+    cached = await redis.execute("HGET", CACHE_KEY, hashed)
     if cached is not None:
         principal = Principal(**json.loads(cached))
     else:
         principal = await sync_to_async(_load)(hashed)
         if principal is None:
             return None
-        await redis.hset(CACHE_KEY, hashed, json.dumps(_as_dict(principal)))
-    if await redis.set(f"sy:apikey:{principal.key_id}:used", "1", nx=True, ex=LAST_USED_EVERY_SECONDS):
+        await redis.execute("HSET", CACHE_KEY, hashed, json.dumps(_as_dict(principal)))
+    used_key = f"sy:apikey:{principal.key_id}:used"
+    if await redis.execute("SET", used_key, "1", "NX", "EX", LAST_USED_EVERY_SECONDS):
         await sync_to_async(_touch)(principal.key_id)
     return principal
 

@@ -49,7 +49,7 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from billing.models import SpendCap, UsageRecord
-from switchyard.redis_clients import get_async_redis, get_redis
+from switchyard.redis_clients import get_async_redis, get_redis, get_resp
 
 logger = logging.getLogger(__name__)
 
@@ -421,16 +421,16 @@ async def acap_check(
     if not subjects:
         return CapCheck()
     now = now or timezone.now()
-    client = get_async_redis()
+    client = get_resp()
     cached = _cache
     rules = cached.rules_for(subjects)
     counters = _counters(rules or (), now)
-    raw_version, *values = await client.mget([VERSION_KEY, *(c.key for c in counters.values())])
+    raw_version, *values = await client.execute("MGET", VERSION_KEY, *(c.key for c in counters.values()))
     version = raw_version.decode() if raw_version is not None else await _reset_version_async()
     if rules is None or cached.version != version:
         rules = await sync_to_async(_load_rules)(version, subjects)
         counters = _counters(rules, now)
-        values = await client.mget([c.key for c in counters.values()]) if counters else []
+        values = await client.execute("MGET", *(c.key for c in counters.values())) if counters else []
     if not rules:
         return CapCheck()
     units, missing = _read(counters.values(), values)
@@ -448,9 +448,8 @@ def _reset_version_sync() -> str:
 
 
 async def _reset_version_async() -> str:
-    client = get_async_redis()
-    await client.set(VERSION_KEY, _fresh_version(), nx=True)
-    return (await client.get(VERSION_KEY)).decode()
+    _, version = await get_resp().pipeline([("SET", VERSION_KEY, _fresh_version(), "NX"), ("GET", VERSION_KEY)])
+    return str(version.decode())
 
 
 def cap_block_for(*, user_id: int, team_id: int | None, api_key_id: int | None) -> CapBlock | None:

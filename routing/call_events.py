@@ -26,7 +26,7 @@ import redis
 from django.conf import settings
 
 from routing.catalog import VERSION_KEY
-from switchyard.redis_clients import get_async_redis, get_resp
+from switchyard.redis_clients import get_blocking_resp, get_resp
 from switchyard.resp import Command
 
 logger = logging.getLogger(__name__)
@@ -223,22 +223,23 @@ async def read_events(call_id: str, *, deadline: float, after: str = "0-0") -> A
 
     Stops after a terminal event, or raises TimeoutError at `deadline` (monotonic).
     """
-    redis = get_async_redis()
+    readers = get_blocking_resp()
     key = stream_key(call_id)
     last = after
     while True:
         remaining_ms = int((deadline - time.monotonic()) * 1000)
         if remaining_ms <= 0:
             raise TimeoutError(f"call {call_id} produced no result in time")
-        response = await redis.xread({key: last}, block=min(STREAM_BLOCK_MS, remaining_ms), count=512)
-        raise_if_cancelled()
+        async with readers.connection() as reader:
+            block = min(STREAM_BLOCK_MS, remaining_ms)
+            response = await reader.execute("XREAD", "COUNT", 512, "BLOCK", block, "STREAMS", key, last)
         if not response:
             yield None
             continue
-        for entry_id, fields in response[0][1]:
-            last = entry_id.decode()
-            kind = fields[b"t"].decode()
-            yield CallEvent(last, kind, json.loads(fields[b"d"]))
+        for raw_id, fields in response[0][1]:
+            last = raw_id.decode()
+            kind, data = _decoded(fields)
+            yield CallEvent(last, kind, data)
             if kind in TERMINAL:
                 return
 
@@ -257,4 +258,4 @@ def raise_if_cancelled() -> None:
 
 
 async def request_cancel(call_id: str) -> None:
-    await get_async_redis().set(cancel_key(call_id), "1", ex=STREAM_TTL_SECONDS)
+    await get_resp().execute("SET", cancel_key(call_id), "1", "EX", STREAM_TTL_SECONDS)

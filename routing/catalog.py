@@ -18,7 +18,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from routing.providers.types import ModelConfig
-from switchyard.redis_clients import get_async_redis, get_redis
+from switchyard.redis_clients import get_redis, get_resp
 
 VERSION_KEY = "sy:registry:version"
 
@@ -180,7 +180,7 @@ def get_catalog(version: bytes | None = None) -> Catalog:
 
 async def aget_catalog(version: bytes | None = None) -> Catalog:
     """get_catalog for an event loop: the database only through a thread, and only when the registry changed."""
-    number = int((await get_async_redis().get(VERSION_KEY) if version is None else version) or 0)
+    number = int((await get_resp().execute("GET", VERSION_KEY) if version is None else version) or 0)
     return _cached(number) or _store(await sync_to_async(_load)(number))
 
 

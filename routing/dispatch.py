@@ -4,7 +4,7 @@ Celery's `apply_async` is synchronous (kombu writes to Redis with a blocking
 socket) and costs about a millisecond of CPU per call. On the /v1 hot path the
 task message is instead built with Celery's own protocol code
 (`amqp.as_task_v2`, so it follows the pinned Celery's format) and pushed with
-the asyncio Redis client, exactly where kombu's Redis transport would put it.
+the lean asyncio Redis client, exactly where kombu's Redis transport would put it.
 The worker side is plain Celery. tests/gateway cover the round trip.
 """
 
@@ -17,7 +17,7 @@ import uuid
 from routing.call_spec import CallSpec
 from routing.tasks import run_call_task
 from switchyard.celery import app as celery_app
-from switchyard.redis_clients import get_async_redis
+from switchyard.redis_clients import get_resp
 
 
 def task_message(spec: CallSpec) -> bytes:
@@ -51,4 +51,4 @@ def task_message(spec: CallSpec) -> bytes:
 
 
 async def enqueue_call(spec: CallSpec) -> None:
-    await get_async_redis().lpush(celery_app.conf.task_default_queue, task_message(spec))
+    await get_resp().execute("LPUSH", celery_app.conf.task_default_queue, task_message(spec))

@@ -10,7 +10,7 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from switchyard.resp import RespClient
+from switchyard.resp import BlockingPool, RespClient
 
 # A blocked XREAD must return before the socket timeout; callers block for
 # at most STREAM_BLOCK_MS, well under this.
@@ -20,6 +20,7 @@ _sync_client: redis.Redis | None = None
 _sync_lock = threading.Lock()
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
 _resp_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RespClient] = weakref.WeakKeyDictionary()
+_blocking_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BlockingPool] = weakref.WeakKeyDictionary()
 
 
 def get_redis() -> redis.Redis:
@@ -61,3 +62,14 @@ def get_resp() -> RespClient:
         client = RespClient(settings.REDIS_URL, timeout=SOCKET_TIMEOUT, connect_timeout=5)
         _resp_clients[loop] = client
     return client
+
+
+def get_blocking_resp() -> BlockingPool:
+    """The running loop's connections for blocking reads (XREAD BLOCK of the relays)."""
+    loop = asyncio.get_running_loop()
+    pool = _blocking_pools.get(loop)
+    if pool is None:
+        # As many idle connections kept as relays commonly wait at once.
+        pool = BlockingPool(settings.REDIS_URL, timeout=SOCKET_TIMEOUT, connect_timeout=5, keep=512)
+        _blocking_pools[loop] = pool
+    return pool

@@ -6,9 +6,10 @@ several times per call. This client keeps one connection per event loop,
 writes each command or pipeline at once, and hands Redis's replies, which
 come in order, to the futures waiting for them: 15-60 µs per command, and
 concurrent callers share round trips. It carries only what the hot path
-needs: plain commands and pipelines of them. No blocking commands (they
-would hold up everyone on the shared connection), no pub/sub, no
-transactions. Everything else uses redis-py (switchyard/redis_clients.py).
+needs: plain commands and pipelines of them; a blocking command (XREAD
+BLOCK) would hold up everyone on a shared connection, so it takes a
+connection of its own from a BlockingPool. No pub/sub, no transactions.
+Everything else uses redis-py (switchyard/redis_clients.py).
 Errors are redis-py's exception classes, so callers catch redis.RedisError
 either way.
 """
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ssl
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import hiredis
@@ -161,6 +163,33 @@ class RespClient:
                 protocol.abort(redis.TimeoutError(f"Redis did not answer within {self.timeout:g}s"))
                 return
         self._arm_watchdog()
+
+
+class BlockingPool:
+    """Connections for blocking commands: each caller has one to itself while its command blocks."""
+
+    def __init__(self, url: str, *, timeout: float, connect_timeout: float, keep: int) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.keep = keep
+        self._idle: list[RespClient] = []
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[RespClient]:
+        client = self._idle.pop() if self._idle else RespClient(
+            self.url, timeout=self.timeout, connect_timeout=self.connect_timeout
+        )
+        try:
+            yield client
+        except BaseException:
+            # Its command may still be blocking on the server: not reusable.
+            client.close()
+            raise
+        if len(self._idle) < self.keep:
+            self._idle.append(client)
+        else:
+            client.close()
 
 
 def _setup_commands(params: dict[str, Any]) -> list[Command]:

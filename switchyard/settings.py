@@ -155,6 +155,8 @@ EMBEDDED_REDIS_PORT = env.int("SWITCHYARD_REDIS_PORT", default=6380)
 REDIS_URL = env.str("REDIS_URL", default=f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+# kombu's Redis transport, minus a new redis-py client per acknowledgement.
+CELERY_BROKER_TRANSPORT = "switchyard.broker.Transport"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
