@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from routing.providers.errors import ErrorKind, ProviderError
 from routing.providers.registry import adapter_for
 from routing.providers.types import (
     ChatRequest,
+    Event,
     Finish,
     StreamError,
     TextDelta,
@@ -140,7 +142,7 @@ class CallRunner:
             if time.monotonic() >= self.deadline:
                 last_error = ProviderError(ErrorKind.TIMEOUT, "the call ran out of time")
                 break
-            request = self._fit(model)
+            request = await self._fit(model)
             if request is None:
                 error = ProviderError(ErrorKind.CONTEXT_TOO_LONG, f"the prompt does not fit {model_id}'s window")
                 self.attempts.append(Attempt(model_id, model.provider_name, "skipped", error.message))
@@ -179,13 +181,13 @@ class CallRunner:
                 break
         await self._fail(last_error or ProviderError(ErrorKind.UNAVAILABLE, "no model of the chain is available"))
 
-    def _fit(self, model: CatalogModel) -> ChatRequest | None:
+    async def _fit(self, model: CatalogModel) -> ChatRequest | None:
         """The request as this model can take it: max_tokens within its limits, or None if it cannot fit."""
         request = self.spec.request
         wanted = request.max_tokens or model.max_output_tokens
         prompt_tokens = tokens.request_tokens_upper_bound(request)
         if prompt_tokens + min(wanted, model.max_output_tokens) > model.context_window:
-            prompt_tokens = tokens.estimate_request_tokens(request)
+            prompt_tokens = await tokens.aestimate_request_tokens(request)
         room = model.context_window - prompt_tokens
         if room < MIN_OUTPUT_TOKENS:
             return None
@@ -194,54 +196,65 @@ class CallRunner:
 
     async def _attempt(self, model: CatalogModel, request: ChatRequest) -> AttemptResult:
         result = AttemptResult()
-        publish = self.spec.publish_deltas
         events = adapter_for(model.config()).stream(request)
         try:
-            async for event in events:
-                if await self.publisher.cancelled():
-                    result.cancelled = True
-                    break
-                if isinstance(event, TextDelta | ToolCallDelta) and not result.answered:
-                    result.answered = True
-                    result.ttft_ms = int((time.monotonic() - self.started) * 1000)
-                    if publish:
-                        await self.publisher.publish(
-                            "start",
-                            {
-                                "model": model.public_id,
-                                "provider": model.provider_name,
-                                "attempts": [a.as_json() for a in self.attempts],
-                            },
-                        )
-                if isinstance(event, TextDelta):
-                    result.text.append(event.text)
-                    if publish:
-                        await self.publisher.publish_text(event.text)
-                elif isinstance(event, ToolCallDelta):
-                    call = result.tool_calls.setdefault(event.index, {"id": "", "name": "", "arguments": ""})
-                    call["id"] = event.id or call["id"]
-                    call["name"] = event.name or call["name"]
-                    call["arguments"] += event.arguments
-                    if publish:
-                        await self.publisher.publish(
-                            "tool", {"i": event.index, "id": event.id, "n": event.name, "a": event.arguments}
-                        )
-                elif isinstance(event, Usage):
-                    result.usage = event
-                elif isinstance(event, Finish):
-                    result.finish = event.reason.value
-                elif isinstance(event, StreamError):
-                    result.error = event.error
+            # The deadline bounds the whole stream, not only each wait for a chunk.
+            async with asyncio.timeout(self.deadline - time.monotonic()):
+                await self._relay(model, events, result)
+        except TimeoutError:
+            limit = settings.CALL_DEADLINE_SECONDS
+            result.error = ProviderError(ErrorKind.TIMEOUT, f"the call ran out of time (its deadline is {limit} s)")
         finally:
             await events.aclose()
         if result.cancelled or result.usage is None:
+            output_tokens = await tokens.aestimate_text_tokens("".join(result.text))
+            for call in result.tool_calls.values():
+                output_tokens += await tokens.aestimate_text_tokens(call["arguments"])
             result.usage = Usage(
-                input_tokens=tokens.estimate_request_tokens(request),
-                output_tokens=tokens.estimate_text_tokens("".join(result.text))
-                + sum(tokens.estimate_text_tokens(c["arguments"]) for c in result.tool_calls.values()),
+                input_tokens=await tokens.aestimate_request_tokens(request),
+                output_tokens=output_tokens,
                 estimated=True,
             )
         return result
+
+    async def _relay(self, model: CatalogModel, events: AsyncIterator[Event], result: AttemptResult) -> None:
+        """Record the model's events in `result` and publish them as they come, until the end or a cancel."""
+        publish = self.spec.publish_deltas
+        async for event in events:
+            if await self.publisher.cancelled():
+                result.cancelled = True
+                break
+            if isinstance(event, TextDelta | ToolCallDelta) and not result.answered:
+                result.answered = True
+                result.ttft_ms = int((time.monotonic() - self.started) * 1000)
+                if publish:
+                    await self.publisher.publish(
+                        "start",
+                        {
+                            "model": model.public_id,
+                            "provider": model.provider_name,
+                            "attempts": [a.as_json() for a in self.attempts],
+                        },
+                    )
+            if isinstance(event, TextDelta):
+                result.text.append(event.text)
+                if publish:
+                    await self.publisher.publish_text(event.text)
+            elif isinstance(event, ToolCallDelta):
+                call = result.tool_calls.setdefault(event.index, {"id": "", "name": "", "arguments": ""})
+                call["id"] = event.id or call["id"]
+                call["name"] = event.name or call["name"]
+                call["arguments"] += event.arguments
+                if publish:
+                    await self.publisher.publish(
+                        "tool", {"i": event.index, "id": event.id, "n": event.name, "a": event.arguments}
+                    )
+            elif isinstance(event, Usage):
+                result.usage = event
+            elif isinstance(event, Finish):
+                result.finish = event.reason.value
+            elif isinstance(event, StreamError):
+                result.error = event.error
 
     def _booking(self, model: CatalogModel | None, result: AttemptResult | None, status: str) -> UsageBooking:
         usage = result.usage if result else None
@@ -364,8 +377,8 @@ async def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
         model=model,
         status="error",
         attempts=attempts,
-        input_tokens=tokens.estimate_request_tokens(spec.request),
-        output_tokens=tokens.estimate_text_tokens("".join(text)),
+        input_tokens=await tokens.aestimate_request_tokens(spec.request),
+        output_tokens=await tokens.aestimate_text_tokens("".join(text)),
         tokens_estimated=True,
         latency_ms=0,
         ttft_ms=None,

@@ -34,6 +34,7 @@ low-detail price), so a high-detail image is undercounted.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -71,6 +72,11 @@ _REPLY_PRIMING = 3
 _TOOLS_HEADER = 9
 _PER_IMAGE = 85
 
+# Up to this much text (~1 ms of tokenizing) is counted where it is asked
+# for; more is counted on a thread, so that an event loop running other
+# calls meanwhile is not held up (tiktoken releases the GIL as it counts).
+_INLINE_CHARACTERS = 16_384
+
 _encoding: tiktoken.Encoding | None = None
 _encoding_lock = threading.Lock()
 
@@ -102,6 +108,20 @@ def estimate_text_tokens(text: str) -> int:
     if not text:
         return 0
     return len(encoding().encode_ordinary(text))
+
+
+async def aestimate_text_tokens(text: str) -> int:
+    """estimate_text_tokens for an event loop: long text is counted on a thread."""
+    if len(text) <= _INLINE_CHARACTERS:
+        return estimate_text_tokens(text)
+    return await asyncio.to_thread(estimate_text_tokens, text)
+
+
+async def aestimate_request_tokens(request: ChatRequest) -> int:
+    """estimate_request_tokens for an event loop: a long prompt is counted on a thread."""
+    if request_tokens_upper_bound(request) <= _INLINE_CHARACTERS:
+        return estimate_request_tokens(request)
+    return await asyncio.to_thread(estimate_request_tokens, request)
 
 
 def _utf8_length(text: str) -> int:

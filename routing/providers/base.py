@@ -65,7 +65,7 @@ class ProviderAdapter(abc.ABC):
                     usage = event
                     continue
                 if isinstance(event, Finish):
-                    yield usage or self._estimated_usage(request, output_text)
+                    yield usage or await self._estimated_usage(request, output_text)
                     yield event
                     return
                 if isinstance(event, TextDelta):
@@ -87,13 +87,13 @@ class ProviderAdapter(abc.ABC):
         finally:
             # Now, not when the garbage collector finds it: this releases the upstream connection.
             await events.aclose()
-        yield usage or self._estimated_usage(request, output_text)
+        yield usage or await self._estimated_usage(request, output_text)
         yield StreamError(error)
 
-    def _estimated_usage(self, request: ChatRequest, output_text: list[str]) -> Usage:
+    async def _estimated_usage(self, request: ChatRequest, output_text: list[str]) -> Usage:
         return Usage(
-            input_tokens=tokens.estimate_request_tokens(request),
-            output_tokens=tokens.estimate_text_tokens("".join(output_text)),
+            input_tokens=await tokens.aestimate_request_tokens(request),
+            output_tokens=await tokens.aestimate_text_tokens("".join(output_text)),
             estimated=True,
         )
 

@@ -144,7 +144,7 @@ def _option_error(message: str) -> ProviderError:
 class SimulatedAdapter(ProviderAdapter):
     async def _events(self, request: ChatRequest) -> AsyncIterator[Event]:
         options = SimulatedOptions.from_options(self.config.options)
-        input_tokens = tokens.estimate_request_tokens(request)
+        input_tokens = await tokens.aestimate_request_tokens(request)
         if input_tokens > self.config.context_window:
             raise _context_error(input_tokens, self.config.context_window)
         call = _CallHash(self.config.model_id, request)
