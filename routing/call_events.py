@@ -75,12 +75,20 @@ class CallPublisher:
         self._text_sent = False
         self._flush_timer: asyncio.TimerHandle | None = None
 
-    async def publish(self, kind: str, data: dict[str, Any], *, after: Sequence[Command] = ()) -> None:
-        """Append an event; `after` are commands to send first, in the same round trip."""
+    async def publish(
+        self, kind: str, data: dict[str, Any], *, after: Sequence[Command] = (), text: str = ""
+    ) -> None:
+        """Append an event, then `text` as answer text if given.
+
+        `after` are commands to send before, in the same round trip.
+        """
         async with self._lock:
             commands = list(after)
             self._queue_text(commands)
             self._queue(commands, kind, data)
+            if text:
+                self._queue(commands, "delta", {"c": text})
+                self._text_sent = True
             await self.redis.pipeline(commands)
 
     async def publish_text(self, text: str) -> None:

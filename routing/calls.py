@@ -224,21 +224,22 @@ class CallRunner:
             if await self.publisher.cancelled():
                 result.cancelled = True
                 break
-            if isinstance(event, TextDelta | ToolCallDelta) and not result.answered:
+            first = isinstance(event, TextDelta | ToolCallDelta) and not result.answered
+            if first:
                 result.answered = True
                 result.ttft_ms = int((time.monotonic() - self.started) * 1000)
                 if publish:
-                    await self.publisher.publish(
-                        "start",
-                        {
-                            "model": model.public_id,
-                            "provider": model.provider_name,
-                            "attempts": [a.as_json() for a in self.attempts],
-                        },
-                    )
+                    start = {
+                        "model": model.public_id,
+                        "provider": model.provider_name,
+                        "attempts": [a.as_json() for a in self.attempts],
+                    }
+                    # The first text goes out with the start, in the same round trip.
+                    first_text = event.text if isinstance(event, TextDelta) else ""
+                    await self.publisher.publish("start", start, text=first_text)
             if isinstance(event, TextDelta):
                 result.text.append(event.text)
-                if publish:
+                if publish and not first:
                     await self.publisher.publish_text(event.text)
             elif isinstance(event, ToolCallDelta):
                 call = result.tool_calls.setdefault(event.index, {"id": "", "name": "", "arguments": ""})

@@ -98,3 +98,19 @@ def test_no_window_sends_every_piece_as_it_comes(call_id: str, redis_url: str) -
 
     on_loop(work, call_id, window_ms=0)
     assert [data["c"] for _, data in entries(call_id, redis_url)] == ["a", "b", "c"]
+
+
+def test_the_start_carries_the_first_text_after_it_in_one_send(call_id: str, redis_url: str) -> None:
+    async def work(publisher: CallPublisher) -> None:
+        await publisher.publish("start", {"model": "m"}, text="Hel")
+        await publisher.publish_text("lo")
+        await publisher.publish("done", {})
+
+    on_loop(work, call_id)
+    assert entries(call_id, redis_url) == [
+        ("start", {"model": "m"}),
+        ("delta", {"c": "Hel"}),
+        ("delta", {"c": "lo"}),
+        ("done", {}),
+    ]
+
