@@ -121,6 +121,8 @@ class RespClient:
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
+        protocol: _Protocol | None = None
+        setup = _setup_commands(self.params)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 if "path" in self.params:
@@ -134,10 +136,13 @@ class RespClient:
                 # uvloop may return before it has called connection_made.
                 protocol.transport = transport
                 protocol.last_reply = loop.time()
-                setup = _setup_commands(self.params)
                 replies = await asyncio.gather(*protocol.send(setup)) if setup else []
-        except (OSError, TimeoutError) as exc:
-            raise redis.ConnectionError(f"Cannot connect to Redis: {exc}") from exc
+        except BaseException as exc:
+            if protocol is not None:
+                protocol.abort(redis.ConnectionError("the connection was not set up"))
+            if isinstance(exc, OSError | TimeoutError):
+                raise redis.ConnectionError(f"Cannot connect to Redis: {exc}") from exc
+            raise
         for command, reply in zip(setup, replies, strict=True):
             if isinstance(reply, redis.ResponseError):
                 error = redis.AuthenticationError(str(reply)) if command[0] == "AUTH" else reply
