@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aioredis
@@ -18,9 +20,23 @@ SOCKET_TIMEOUT = 10.0
 
 _sync_client: redis.Redis | None = None
 _sync_lock = threading.Lock()
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
-_resp_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RespClient] = weakref.WeakKeyDictionary()
-_blocking_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BlockingPool] = weakref.WeakKeyDictionary()
+
+T = TypeVar("T")
+# An asyncio client cannot cross event loops: one of each kind per loop.
+_per_loop: dict[str, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]] = {
+    "redis-py": weakref.WeakKeyDictionary(),
+    "resp": weakref.WeakKeyDictionary(),
+    "blocking": weakref.WeakKeyDictionary(),
+}
+
+
+def _of_running_loop(kind: str, make: Callable[[], T]) -> T:
+    clients = _per_loop[kind]
+    loop = asyncio.get_running_loop()
+    client: T | None = clients.get(loop)
+    if client is None:
+        client = clients[loop] = make()
+    return client
 
 
 def get_redis() -> redis.Redis:
@@ -39,37 +55,30 @@ def get_redis() -> redis.Redis:
 
 
 def get_async_redis() -> aioredis.Redis:
-    """The client of the running event loop (an asyncio client cannot cross loops)."""
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        client = aioredis.Redis.from_url(
+    """The running event loop's redis-py client."""
+    return _of_running_loop(
+        "redis-py",
+        lambda: aioredis.Redis.from_url(
             settings.REDIS_URL,
             socket_timeout=SOCKET_TIMEOUT,
             socket_connect_timeout=5,
             health_check_interval=30,
             max_connections=4096,
-        )
-        _async_clients[loop] = client
-    return client
+        ),
+    )
 
 
 def get_resp() -> RespClient:
     """The running loop's lean client (switchyard/resp.py), for the commands of every call."""
-    loop = asyncio.get_running_loop()
-    client = _resp_clients.get(loop)
-    if client is None:
-        client = RespClient(settings.REDIS_URL, timeout=SOCKET_TIMEOUT, connect_timeout=5)
-        _resp_clients[loop] = client
-    return client
+    return _of_running_loop(
+        "resp", lambda: RespClient(settings.REDIS_URL, timeout=SOCKET_TIMEOUT, connect_timeout=5)
+    )
 
 
 def get_blocking_resp() -> BlockingPool:
     """The running loop's connections for blocking reads (XREAD BLOCK of the relays)."""
-    loop = asyncio.get_running_loop()
-    pool = _blocking_pools.get(loop)
-    if pool is None:
-        # As many idle connections kept as relays commonly wait at once.
-        pool = BlockingPool(settings.REDIS_URL, timeout=SOCKET_TIMEOUT, connect_timeout=5, keep=512)
-        _blocking_pools[loop] = pool
-    return pool
+    # As many idle connections kept as relays commonly wait at once.
+    return _of_running_loop(
+        "blocking",
+        lambda: BlockingPool(settings.REDIS_URL, timeout=SOCKET_TIMEOUT, connect_timeout=5, keep=512),
+    )
