@@ -103,9 +103,6 @@ class CallPublisher:
         self._text_sent = True
         await self._send_text()
 
-    def holds_text(self) -> bool:
-        return bool(self._text)
-
     def _flush_due(self) -> None:
         self._flush_timer = None
         if self._text:
