@@ -449,7 +449,7 @@ def _reset_version_sync() -> str:
 
 async def _reset_version_async() -> str:
     _, version = await get_resp().pipeline([("SET", VERSION_KEY, _fresh_version(), "NX"), ("GET", VERSION_KEY)])
-    return str(version.decode())
+    return version.decode()
 
 
 def cap_block_for(*, user_id: int, team_id: int | None, api_key_id: int | None) -> CapBlock | None:

@@ -32,10 +32,10 @@ _lock = threading.Lock()
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run `coro` on the process's call loop and wait for its result (or exception)."""
-    return asyncio.run_coroutine_threadsafe(coro, get_loop()).result()
+    return asyncio.run_coroutine_threadsafe(coro, _get_loop()).result()
 
 
-def get_loop() -> asyncio.AbstractEventLoop:
+def _get_loop() -> asyncio.AbstractEventLoop:
     global _loop
     with _lock:
         if _loop is None:

@@ -140,7 +140,7 @@ class CallRunner:
                 self.attempts.append(Attempt(model_id, model.provider_name, "skipped", "provider refused our key"))
                 continue
             if time.monotonic() >= self.deadline:
-                last_error = ProviderError(ErrorKind.TIMEOUT, "the call ran out of time")
+                last_error = _deadline_error()
                 break
             request = await self._fit(model)
             if request is None:
@@ -202,8 +202,7 @@ class CallRunner:
             async with asyncio.timeout(self.deadline - time.monotonic()):
                 await self._relay(model, events, result)
         except TimeoutError:
-            limit = settings.CALL_DEADLINE_SECONDS
-            result.error = ProviderError(ErrorKind.TIMEOUT, f"the call ran out of time (its deadline is {limit} s)")
+            result.error = _deadline_error()
         finally:
             await events.aclose()
         if result.cancelled or result.usage is None:
@@ -336,6 +335,12 @@ async def _book_and_announce(
         return record
 
     return await db_lane.run(book), spend
+
+
+def _deadline_error() -> ProviderError:
+    return ProviderError(
+        ErrorKind.TIMEOUT, f"the call ran out of time (its deadline is {settings.CALL_DEADLINE_SECONDS} s)"
+    )
 
 
 def _error_data(error: ProviderError, *, all_failed: bool = False) -> dict[str, Any]:
