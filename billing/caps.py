@@ -10,14 +10,17 @@ and booked after it still lands in its own period.
 - A counter is created only by a reader: when it is missing (never read in
   this period, Redis flushed or restarted) the reader rebuilds it from the
   usage records in the database and sets it unless another process did.
-- `spend_book` adds a record's cost when the record is first inserted
-  (billing.services.usage_record_book, after commit), and only to counters
-  that exist: starting a missing counter from zero would hide the spend
-  booked before it, whereas the next reader rebuilds it whole.
+- `spend_command` adds a record's cost, once per call, and only to
+  counters that exist: starting a missing counter from zero would hide the
+  spend booked before it, whereas the next reader rebuilds it whole. The
+  worker sends it with the call's terminal event: for an API call a moment
+  before it inserts the record, taking it back if that insert finds the call
+  booked already (routing/calls.py).
 
 Known gap, left to the periodic reconciliation of the roadmap: a record
-committed while a rebuild runs (between its database read and its SET) can
-be missed by, or counted twice in, that one counter.
+committed while a rebuild runs (between its database read and its SET), or
+counted with its terminal event but inserted after a rebuild's read, can be
+missed by, or counted twice in, that one counter.
 
 Which caps apply is cached per process and per subject, and stays valid
 while the token at `sy:caps:version` does: every save or delete of a
@@ -25,7 +28,7 @@ SpendCap replaces it. A check is therefore one Redis round trip: an MGET of
 that token and, for a subject with caps, its counters; the database is read
 only when the token moved or a counter is missing. The check reads spend
 before the call; the worst-case reservation and the settle of the roadmap
-take its place in the view and in spend_book, with the same keys and units.
+take its place in the view and in spend_command, with the same keys and units.
 """
 
 from __future__ import annotations
@@ -480,26 +483,11 @@ def cap_spent(cap: SpendCap, *, now: dt.datetime | None = None) -> Decimal:
 _PERIODS = tuple(SpendCap.Period.values)
 
 
-def spend_book(record: UsageRecord) -> None:
-    """Add a newly inserted record's cost to the existing counters of its user, team and key.
+def spend_command(record: UsageRecord, *, undo: bool = False) -> tuple[str | int, ...] | None:
+    """The Redis command that adds the cost of a call's record to its counters (None: nothing to add).
 
-    Call once per record, after its insert is committed. A Redis failure is
-    logged, not raised: the record is already booked, and the counter catches
-    up when it is next rebuilt.
-    """
-    command = spend_command(record)
-    if command is None:
-        return
-    try:
-        get_redis().execute_command(*command)
-    except redis.RedisError:
-        logger.warning("could not add %s to the spend counters", record.request_id, exc_info=True)
-
-
-def spend_command(record: UsageRecord) -> tuple[str | int, ...] | None:
-    """The Redis command of spend_book, for a caller that sends it with commands of its own (None: nothing to add).
-
-    The worker sends it with the call's terminal event, saving a round trip per call.
+    `undo` takes it back off. The worker sends it with the call's terminal
+    event, in the same round trip.
     """
     if not record.cost_usd:
         return None
@@ -510,7 +498,8 @@ def spend_command(record: UsageRecord) -> tuple[str | int, ...] | None:
     ]
     # EVAL, not EVALSHA: Redis caches the compiled script by its hash either
     # way, and EVALSHA would need a SCRIPT LOAD after every Redis restart.
-    return ("EVAL", _INCR_IF_PRESENT, len(keys), *keys, to_units(record.cost_usd))
+    units = to_units(record.cost_usd)
+    return ("EVAL", _INCR_IF_PRESENT, len(keys), *keys, -units if undo else units)
 
 
 # Keeping every process's cache of caps in step with the database.

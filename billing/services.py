@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -70,13 +69,10 @@ def usage_cost(
     return cost.quantize(COST_PLACES)
 
 
-def usage_record_book(booking: UsageBooking, *, spend_via: list[tuple[str | int, ...]] | None = None) -> UsageRecord:
-    """Write the one usage record of a call, at the prices in force when it was made.
+def usage_record_new(booking: UsageBooking) -> UsageRecord:
+    """The call's usage record, priced at the prices in force when it was made; not saved.
 
-    Idempotent on the call id: a second booking of the same call returns the first record.
-    The spend counters are updated after commit; outside a transaction, with
-    `spend_via`, the Redis command that updates them is appended to that list
-    for the caller to send.
+    Reads no database: the prices come with the booking's catalog model.
     """
     spec = booking.spec
     price = booking.model.price_at(spec.created_at) if booking.model else None
@@ -88,7 +84,7 @@ def usage_record_book(booking: UsageBooking, *, spend_via: list[tuple[str | int,
             input_per_million=price.input_per_million,
             output_per_million=price.output_per_million,
         )
-    record = UsageRecord(
+    return UsageRecord(
         request_id=spec.call_id,
         created_at=spec.created_at,
         source=spec.source,
@@ -113,6 +109,14 @@ def usage_record_book(booking: UsageBooking, *, spend_via: list[tuple[str | int,
         error_kind=booking.error_kind,
         finish_reason=booking.finish_reason,
     )
+
+
+def usage_record_insert(record: UsageRecord) -> bool:
+    """Insert a new usage record; False, and nothing written, if its call is booked already.
+
+    Only the first insert of a call may count towards the spend counters
+    (caps.spend_command): the caller sends that, or takes it back, by this answer.
+    """
     in_transaction = transaction.get_connection().in_atomic_block
     try:
         # A savepoint only inside a transaction, which a failed insert would
@@ -120,13 +124,5 @@ def usage_record_book(booking: UsageBooking, *, spend_via: list[tuple[str | int,
         with transaction.atomic() if in_transaction else contextlib.nullcontext():
             record.save(force_insert=True)
     except IntegrityError:
-        return UsageRecord.objects.get(request_id=spec.call_id)
-    # Here, not on call_finished: only the first insert may count, and every
-    # booking path (worker, lost run, playground) passes through here.
-    if in_transaction:
-        transaction.on_commit(functools.partial(caps.spend_book, record))
-    elif spend_via is None:
-        caps.spend_book(record)
-    elif command := caps.spend_command(record):
-        spend_via.append(command)
-    return record
+        return False
+    return True

@@ -10,12 +10,15 @@
 - After the first token the model is kept: a failure then ends the stream
   with an error event, and is booked as such. Text that reached the client
   is never silently continued by another model.
-- The usage record is written before the terminal event, exactly once per
-  call id. A task the broker delivers twice (acks_late, a worker killed)
-  waits while the first run's lease is alive; once the lease has lapsed
-  the run is known dead: if it had sent text, that run is booked and the
-  stream ended with an error instead of starting the answer again; if not,
-  the call simply runs.
+- The usage record is written exactly once per call id, before the task
+  is acknowledged: just after the terminal event for an API call, just
+  before it for a playground call (_book_and_announce says why). A task the
+  broker delivers twice (acks_late, a worker killed) waits while the first
+  run's lease is alive; once the lease has lapsed the run is known dead: if
+  it had published its terminal event, the call is booked from that event;
+  if it had sent text, that run is booked and the stream ended with an
+  error instead of starting the answer again; if neither, the call simply
+  runs.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.dispatch import Signal
 
-from billing.services import UsageBooking, usage_record_book
+from billing import caps
+from billing.models import UsageRecord
+from billing.services import UsageBooking, usage_record_insert, usage_record_new
 from routing import db_lane, tokens
-from routing.call_events import CallPublisher, lease_keeper
+from routing.call_events import TERMINAL, CallPublisher, lease_keeper
 from routing.call_spec import CallSpec
 from routing.catalog import Catalog, CatalogModel, aget_catalog
 from routing.providers.errors import ErrorKind, ProviderError
@@ -48,12 +53,12 @@ from routing.providers.types import (
 )
 
 if TYPE_CHECKING:
-    from billing.models import UsageRecord
     from switchyard.resp import Command
 
-# Sent by the worker once a call is booked and before its terminal event is
-# published, so that a receiver's durable write is visible to whoever reacts
-# to the event. Arguments: spec (CallSpec), record (UsageRecord), text (the
+# Sent by the worker once a call's record is inserted (the first time only);
+# for a playground call that is before its terminal event is published, so
+# that a receiver's durable write is visible to whoever reacts to the event.
+# Arguments: spec (CallSpec), record (UsageRecord), text (the
 # answer so far), error (a dict with kind and message, or None).
 call_finished = Signal()
 
@@ -111,8 +116,6 @@ async def call_run(spec: CallSpec) -> None:
 
 
 def _is_booked(call_id: str) -> bool:
-    from billing.models import UsageRecord
-
     return UsageRecord.objects.filter(request_id=call_id).exists()
 
 
@@ -279,7 +282,7 @@ class CallRunner:
             error = {"kind": result.error.kind.value, "message": result.error.message}
         elif status == "cancelled":
             error = {"kind": "cancelled", "message": "stopped before the end"}
-        record, spend = await _book_and_announce(booking, "".join(result.text), error)
+        record = usage_record_new(booking)
         summary = {
             "model": model.public_id,
             "provider": model.provider_name,
@@ -299,42 +302,59 @@ class CallRunner:
             if not self.spec.publish_deltas:
                 summary["content"] = "".join(result.text)
                 summary["tool_calls"] = [result.tool_calls[i] for i in sorted(result.tool_calls)]
-            await self.publisher.publish("done", summary, after=spend)
+            event = ("done", summary)
         elif status == "error" and result.error is not None:
-            error_data = {**summary, **_error_data(result.error), "after_output": True}
-            await self.publisher.publish("error", error_data, after=spend)
+            event = ("error", {**summary, **_error_data(result.error), "after_output": True})
         else:
-            cancelled = {**summary, "kind": "cancelled", "message": "cancelled", "status": 499}
-            await self.publisher.publish("error", cancelled, after=spend)
+            event = ("error", {**summary, "kind": "cancelled", "message": "cancelled", "status": 499})
+        await _book_and_announce(self.publisher, self.spec, record, event, "".join(result.text), error)
 
     async def _fail(self, error: ProviderError) -> None:
         booking = self._booking(None, None, "error")
         booking = dataclasses.replace(booking, error_kind=error.kind.value)
+        event_data = {"attempts": booking.attempts, "route": self.spec.route, "latency_ms": booking.latency_ms}
+        event = ("error", {**event_data, **_error_data(error, all_failed=True)})
         error_event = {"kind": error.kind.value, "message": error.message}
-        _, spend = await _book_and_announce(booking, "", error_event)
-        await self.publisher.publish(
-            "error",
-            {"attempts": booking.attempts, "route": self.spec.route, **_error_data(error, all_failed=True)},
-            after=spend,
-        )
+        await _book_and_announce(self.publisher, self.spec, usage_record_new(booking), event, "", error_event)
 
 
 async def _book_and_announce(
-    booking: UsageBooking, text: str, error: dict[str, str] | None
-) -> tuple[UsageRecord, list[Command]]:
-    """Book the call on the database lane and tell call_finished's receivers.
+    publisher: CallPublisher,
+    spec: CallSpec,
+    record: UsageRecord,
+    event: tuple[str, dict[str, Any]],
+    text: str,
+    error: dict[str, str] | None,
+) -> None:
+    """Insert the call's usage record and publish its terminal `event`, in the order its reader needs.
 
-    Returns the record and the Redis commands that update the spend
-    counters, for the caller to send with the call's terminal event.
+    An API client needs only the event, which carries the call's figures:
+    it goes out first, and the record is inserted right after, before the
+    task is acknowledged. That takes the insert (1-2 ms here, most of it
+    waiting for the database lane) off every call's latency. A run that
+    dies in between is booked from its event when the task is redelivered
+    (_book_lost_run). The playground's page reacts to the event by reading
+    what the call_finished receivers wrote: there the record comes first.
+    The spend counters' increment travels with the event either way; it is
+    taken back if the insert finds the call booked already.
     """
-    spend: list[Command] = []
+    kind, data = event
+    spend: list[Command] = [command] if (command := caps.spend_command(record)) else []
+    if spec.source == UsageRecord.Source.PLAYGROUND:
+        inserted = await db_lane.run(_insert, spec, record, text, error)
+        await publisher.publish(kind, data, after=spend if inserted else ())
+        return
+    await publisher.publish(kind, data, after=spend)
+    if not await db_lane.run(_insert, spec, record, text, error) and spend:
+        await publisher.redis.execute(*caps.spend_command(record, undo=True))
 
-    def book() -> UsageRecord:
-        record = usage_record_book(booking, spend_via=spend)
-        call_finished.send(CallRunner, spec=booking.spec, record=record, text=text, error=error)
-        return record
 
-    return await db_lane.run(book), spend
+def _insert(spec: CallSpec, record: UsageRecord, text: str, error: dict[str, str] | None) -> bool:
+    """Insert the record and tell call_finished's receivers; False if the call was booked already."""
+    if not usage_record_insert(record):
+        return False
+    call_finished.send(CallRunner, spec=spec, record=record, text=text, error=error)
+    return True
 
 
 def _deadline_error() -> ProviderError:
@@ -362,10 +382,16 @@ def client_status_for(error: ProviderError, *, all_failed: bool) -> int:
 
 
 async def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
-    """An earlier run of this call died after sending text: book what it sent, end the stream."""
+    """An earlier run of this call died after publishing events, before its record was inserted.
+
+    If it published the terminal event (an API call announces before it
+    books), that event holds the call's figures, and the spend went with
+    it: book those. Otherwise it died mid-answer: book the text it sent,
+    with estimated tokens, and end the stream with an error.
+    """
     text: list[str] = []
     model_id = ""
-    ended = False
+    terminal: tuple[str, dict[str, Any]] | None = None
     for kind, data in await publisher.events_so_far():
         if kind == "start":
             model_id = data["model"]
@@ -373,14 +399,19 @@ async def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
             text.append(data["c"])
         elif kind == "tool":
             text.append((data.get("n") or "") + data.get("a", ""))
-        elif kind in ("done", "error"):
-            ended = True
+        elif kind in TERMINAL:
+            terminal = (kind, data)
     catalog = await aget_catalog()
-    model = catalog.models.get(model_id)
+    if terminal is not None:
+        kind, data = terminal
+        record = usage_record_new(_booking_from_terminal(spec, catalog, kind, data))
+        error = None if kind == "done" else {"kind": data["kind"], "message": data["message"]}
+        await db_lane.run(_insert, spec, record, "".join(text) or data.get("content", ""), error)
+        return
     attempts = [{"model": model_id, "outcome": "worker_lost", "message": "the worker running this call stopped"}]
     booking = UsageBooking(
         spec=spec,
-        model=model,
+        model=catalog.models.get(model_id),
         status="error",
         attempts=attempts,
         input_tokens=await tokens.aestimate_request_tokens(spec.request),
@@ -391,19 +422,31 @@ async def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
         error_kind="worker_lost",
         finish_reason="",
     )
+    event = {
+        "kind": "worker_lost",
+        "message": "the worker running this call stopped; the answer is incomplete",
+        "status": 502,
+        "attempts": attempts,
+        "after_output": True,
+    }
     error = {"kind": "worker_lost", "message": "the worker running this call stopped"}
-    _, spend = await _book_and_announce(booking, "".join(text), error)
-    if not ended:
-        await publisher.publish(
-            "error",
-            {
-                "kind": "worker_lost",
-                "message": "the worker running this call stopped; the answer is incomplete",
-                "status": 502,
-                "attempts": attempts,
-                "after_output": True,
-            },
-            after=spend,
-        )
-    else:
-        await publisher.redis.pipeline(spend)
+    await _book_and_announce(publisher, spec, usage_record_new(booking), ("error", event), "".join(text), error)
+
+
+def _booking_from_terminal(spec: CallSpec, catalog: Catalog, kind: str, data: dict[str, Any]) -> UsageBooking:
+    """The booking that a call's published terminal event (done or error, see CallRunner._book) stands for."""
+    usage = data.get("usage", {})
+    status = "ok" if kind == "done" else "cancelled" if data["kind"] == "cancelled" else "error"
+    return UsageBooking(
+        spec=spec,
+        model=catalog.models.get(data.get("model", "")),
+        status=status,
+        attempts=data["attempts"],
+        input_tokens=usage.get("input", 0),
+        output_tokens=usage.get("output", 0),
+        tokens_estimated=usage.get("estimated", False),
+        latency_ms=data.get("latency_ms", 0),
+        ttft_ms=data.get("ttft_ms"),
+        error_kind=data["kind"] if status == "error" else "",
+        finish_reason=data.get("finish", ""),
+    )

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from billing import caps
 from billing.models import SpendCap, Team, UsageRecord
-from billing.services import UsageBooking, usage_record_book
+from billing.services import UsageBooking, usage_record_insert, usage_record_new
 from routing.call_spec import CallSpec
 from routing.catalog import get_catalog
 from routing.providers.types import ChatRequest, Message
@@ -156,7 +156,7 @@ def _booking(spec: CallSpec) -> UsageBooking:
     )
 
 
-def test_a_booking_counts_once_and_only_on_counters_that_exist(registry: dict[str, Any], alice: Any) -> None:
+def test_a_call_is_inserted_once_and_counts_only_on_counters_that_exist(registry: dict[str, Any], alice: Any) -> None:
     team = Team.objects.create(name="Acme", slug="acme")
     SpendCap.objects.create(team=team, limit_usd=Decimal("1"))
     caps.cap_check(user_id=alice.pk, team_id=team.pk, api_key_id=None)
@@ -172,14 +172,22 @@ def test_a_booking_counts_once_and_only_on_counters_that_exist(registry: dict[st
         team_id=team.pk,
     )
 
-    first = usage_record_book(_booking(spec))
-    again = usage_record_book(_booking(spec))
+    first = usage_record_new(_booking(spec))
+    again = usage_record_new(_booking(spec))
+    command = caps.spend_command(first)
+    assert command is not None
 
-    assert again.pk == first.pk and first.cost_usd == Decimal("0.0000088500")
+    assert usage_record_insert(first) is True
+    assert usage_record_insert(again) is False
+    get_redis().execute_command(*command)
+
+    assert UsageRecord.objects.get(request_id="chatcmpl-once").cost_usd == Decimal("0.0000088500")
     assert counter("team", team.pk, "month", now) == 88500
     # Never read, so never started: a counter begun at zero would hide earlier spend.
     assert counter("team", team.pk, "day", now) is None
     assert counter("user", alice.pk, "month", now) is None
+    get_redis().execute_command(*caps.spend_command(again, undo=True))
+    assert counter("team", team.pk, "month", now) == 0
 
 
 def test_the_playground_check_names_the_blocking_cap_and_is_none_without_caps(alice: Any, bob: Any) -> None:

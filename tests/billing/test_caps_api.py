@@ -15,6 +15,7 @@ from billing import caps
 from billing.models import ApiKey, SpendCap, Team, UsageRecord
 from switchyard.redis_clients import get_redis
 from tests.fakes.openai import FakeOpenAI
+from tests.usage_records import all_booked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,6 +50,7 @@ def test_a_user_cap_refuses_the_call_after_spend_reaches_it_and_books_nothing(
 
     # 11 calls leave $0.00009735 spent (room left), the 12th takes it to $0.0001062.
     assert answered == 12
+    assert all_booked(12).count() == 12
     assert spent_in_db(user=alice) == 12 * MINI_CALL == Decimal("0.0001062000")
     error = caught.value
     assert error.status_code == 429
@@ -63,7 +65,6 @@ def test_a_user_cap_refuses_the_call_after_spend_reaches_it_and_books_nothing(
     # OpenAI's SDKs honour it: no pointless retries of a cap that lasts until the period ends.
     assert error.response.headers["x-should-retry"] == "false"
     assert 0 <= retry_after - (resets - timezone.now()).total_seconds() < 5
-    assert UsageRecord.objects.count() == 12
     assert len(upstream.requests) == 12
 
 
@@ -80,8 +81,8 @@ def test_a_team_cap_refuses_every_member_s_team_key_but_not_their_own_keys(
         assert caught.value.code == "insufficient_quota"
         message = caught.value.body["message"]
         assert message.startswith("Team Acme's monthly cap of $0.0002 is used up ($0.000295 spent)")
+    assert all_booked(2).count() == 2
     assert spent_in_db(team=acme) == 2 * FOUR_O_CALL
-    assert UsageRecord.objects.count() == 2
 
     # alice's own key books to no team: the team's cap is not hers.
     assert client.chat.completions.create(model="up/gpt-4o-mini", messages=HELLO).choices[0].message.content
@@ -114,7 +115,8 @@ def test_the_counters_equal_the_sum_of_the_records_exactly(
     stream = acme_clients["bob"].chat.completions.create(model="up/gpt-4o-mini", messages=HELLO, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
-    # Each call was booked, and counted, before its answer ended.
+    # Each call was counted before its answer ended, and booked a moment after.
+    all_booked(4)
     team_spend = spent_in_db(team=acme)
     assert team_spend == MINI_CALL + 2 * FOUR_O_CALL + spent_in_db(request_id__in=_streamed(bob))
     assert counter_value("team", acme.pk, "day") == counter_value("team", acme.pk, "month") == caps.to_units(team_spend)
@@ -130,6 +132,7 @@ def _streamed(user: Any) -> list[str]:
 def test_a_flushed_counter_is_rebuilt_from_the_database_before_deciding(client: openai.OpenAI, alice: Any) -> None:
     SpendCap.objects.create(user=alice, limit_usd=Decimal("0.0002"))
     client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
+    all_booked(1)
     key = caps.counter_for("user", alice.pk, "month", timezone.now()).key
     get_redis().delete(key)
 
@@ -137,6 +140,7 @@ def test_a_flushed_counter_is_rebuilt_from_the_database_before_deciding(client: 
     client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
     assert int(get_redis().get(key)) == caps.to_units(2 * FOUR_O_CALL)
 
+    all_booked(2)
     get_redis().delete(key)
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
@@ -183,4 +187,4 @@ def test_a_cap_takes_effect_on_the_next_call_and_lifts_when_deleted_or_disabled(
 
     cap.delete()
     assert client.chat.completions.create(model="up2/gpt-4o", messages=HELLO).id
-    assert UsageRecord.objects.count() == 3
+    assert all_booked(3).count() == 3

@@ -6,25 +6,15 @@ from typing import Any
 import httpx
 import pytest
 
-from billing.models import UsageRecord
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import wire
+from tests.usage_records import booked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _events(name: str) -> list[bytes]:
     return [event + b"\n\n" for event in wire(name).split(b"\n\n") if event]
-
-
-def _wait_for_record(request_id: str, timeout: float = 15) -> UsageRecord:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = UsageRecord.objects.filter(request_id=request_id).first()
-        if record is not None:
-            return record
-        time.sleep(0.05)
-    raise AssertionError(f"no usage record for {request_id}")
 
 
 def test_it_stops_the_upstream_call_when_the_client_goes_away(
@@ -40,7 +30,7 @@ def test_it_stops_the_upstream_call_when_the_client_goes_away(
         for line in response.iter_lines():
             if '"content":"Hello"' in line:
                 break
-    record = _wait_for_record(request_id)
+    record = booked(request_id)
     assert record.status == "cancelled"
     assert record.tokens_estimated
     assert 0 < record.output_tokens < 10
@@ -66,7 +56,7 @@ def test_a_stream_that_outlasts_the_call_deadline_is_ended_and_booked_as_a_timeo
     assert any('"content":"Hello"' in line for line in lines)
     assert any('"code":"timeout"' in line for line in lines)
     assert lines[-1] != "data: [DONE]"
-    record = _wait_for_record(request_id)
+    record = booked(request_id)
     assert record.status == "error"
     assert record.error_kind == "timeout"
     assert record.output_tokens > 0

@@ -8,6 +8,7 @@ import pytest
 
 from billing.models import UsageRecord
 from tests.fakes.openai import FakeOpenAI
+from tests.usage_records import all_booked, booked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,7 +21,7 @@ def test_it_answers_a_non_streaming_call_and_books_it(client: openai.OpenAI, ups
     assert completion.choices[0].message.content == "Hello! How can I assist you today?"
     assert completion.usage.prompt_tokens == 19
     assert raw.headers["x-switchyard-model"] == "up/gpt-4o-mini"
-    record = UsageRecord.objects.get(request_id=raw.headers["x-request-id"])
+    record = booked(raw.headers["x-request-id"])
     assert record.status == "ok"
     assert (record.input_tokens, record.output_tokens) == (19, 10)
     assert record.cost_usd == Decimal("0.0000088500")
@@ -49,7 +50,7 @@ def test_it_falls_back_when_the_first_model_is_rate_limited(client: openai.OpenA
     assert raw.headers["x-switchyard-model"] == "up2/gpt-4o"
     assert raw.headers["x-switchyard-attempts"] == "up/gpt-4o-mini=rate_limited, up2/gpt-4o=ok"
     assert raw.headers["x-switchyard-route"] == "auto"
-    record = UsageRecord.objects.get(request_id=raw.headers["x-request-id"])
+    record = booked(raw.headers["x-request-id"])
     assert record.model == "up2/gpt-4o"
     assert [a["outcome"] for a in record.attempts] == ["rate_limited", "ok"]
 
@@ -60,7 +61,7 @@ def test_it_answers_503_when_every_model_fails(client: openai.OpenAI, upstream: 
         client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}])
     assert caught.value.status_code == 503
     assert "up/gpt-4o-mini=rate_limited" in caught.value.message
-    assert UsageRecord.objects.get().status == "error"
+    assert all_booked(1).get().status == "error"
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from tests.fakes.gemini import FakeGemini
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import FakeUpstream, Reply, serve, wire_head
+from tests.usage_records import booked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -527,7 +528,7 @@ def test_a_route_skips_a_model_without_the_tools_capability(
     assert raw.headers["x-switchyard-attempts"] == "up/plain-model=skipped"
     assert [json.loads(r.body)["model"] for r in upstream.requests] == ["gpt-4o-mini"]
     assert any(c.choices and c.choices[0].delta.tool_calls for c in chunks)
-    record = UsageRecord.objects.get(request_id=raw.headers["x-request-id"])
+    record = booked(raw.headers["x-request-id"])
     assert record.model == "up/gpt-4o-mini"
     assert record.trace["skipped"] == [{"model": "up/plain-model", "reason": "lacks tools"}]
     assert [(a["model"], a["outcome"], a.get("message")) for a in record.attempts] == [

@@ -1,0 +1,62 @@
+"""An API call's record is inserted just after its terminal event: a run that dies in between."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import openai
+import pytest
+from django.utils import timezone
+
+from billing import caps
+from billing.models import SpendCap, UsageRecord
+from routing import call_loop
+from routing.call_events import run_key
+from routing.call_spec import CallSpec
+from routing.calls import call_run
+from routing.providers.types import ChatRequest, Message
+from switchyard.redis_clients import get_redis
+from tests.usage_records import booked
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FIGURES = (
+    "status model provider attempts input_tokens output_tokens tokens_estimated cost_usd "
+    "input_price_per_million output_price_per_million latency_ms ttft_ms error_kind finish_reason"
+).split()
+
+
+def test_a_run_that_died_between_its_answer_and_its_insert_is_booked_from_the_answer_once(
+    client: openai.OpenAI, alice: Any
+) -> None:
+    SpendCap.objects.create(user=alice, limit_usd=Decimal("1"))
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "Hello!"}]
+    )
+    record = booked(raw.headers["x-request-id"])
+    counter = caps.counter_for("user", alice.pk, "month", timezone.now()).key
+    spend = get_redis().get(counter)
+    assert int(spend) == caps.to_units(record.cost_usd) > 0
+    # The state a worker killed after publishing the answer leaves: the answer
+    # on the call's stream, the spend counted, no record, the run lease lapsed.
+    UsageRecord.objects.filter(pk=record.pk).delete()
+    get_redis().delete(run_key(record.request_id))
+    redelivered = CallSpec(
+        call_id=record.request_id,
+        created_at=record.created_at,
+        requested=record.requested,
+        route=record.route,
+        chain=tuple(record.trace["chain"]),
+        request=ChatRequest(messages=(Message(role="user", content="Hello!"),)),
+        user_id=alice.pk,
+        api_key_id=record.api_key_id,
+        publish_deltas=False,
+    )
+
+    call_loop.run(call_run(redelivered))
+
+    again = UsageRecord.objects.get(request_id=record.request_id)
+    assert {f: getattr(again, f) for f in FIGURES} == {f: getattr(record, f) for f in FIGURES}
+    assert str(again.cost_usd) == raw.headers["x-switchyard-cost-usd"]
+    assert get_redis().get(counter) == spend
