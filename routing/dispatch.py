@@ -20,8 +20,7 @@ from switchyard.celery import app as celery_app
 from switchyard.redis_clients import get_resp
 
 
-def task_message(spec: CallSpec) -> bytes:
-    queue = celery_app.conf.task_default_queue
+def task_message(spec: CallSpec, queue: str) -> bytes:
     message = celery_app.amqp.as_task_v2(
         spec.call_id,
         run_call_task.name,
@@ -51,4 +50,5 @@ def task_message(spec: CallSpec) -> bytes:
 
 
 async def enqueue_call(spec: CallSpec) -> None:
-    await get_resp().execute("LPUSH", celery_app.conf.task_default_queue, task_message(spec))
+    queue = celery_app.conf.task_default_queue
+    await get_resp().execute("LPUSH", queue, task_message(spec, queue))
