@@ -426,7 +426,10 @@ async def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
         "kind": "worker_lost",
         "message": "the worker running this call stopped; the answer is incomplete",
         "status": 502,
+        "model": model_id,
         "attempts": attempts,
+        # So that a recovery that dies in turn is booked from this event alike.
+        "usage": {"input": booking.input_tokens, "output": booking.output_tokens, "estimated": True},
         "after_output": True,
     }
     error = {"kind": "worker_lost", "message": "the worker running this call stopped"}
