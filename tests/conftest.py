@@ -8,6 +8,7 @@ keys they created.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
+from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import connections
 
@@ -72,6 +74,19 @@ def celery_worker(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Any]
     for connection in connections.all(initialized_only=True):
         if hasattr(connection, "close_pool"):
             connection.close_pool()
+
+
+@pytest.fixture(autouse=True)
+def calls_settled() -> Iterator[None]:
+    """After each test, wait for the in-process worker's calls to end before the database is flushed.
+
+    An API call's record is inserted just after its client has the answer; a
+    flush (TRUNCATE on PostgreSQL) racing that insert can deadlock.
+    """
+    yield
+    deadline = time.monotonic() + 30
+    while (worker_state.active_requests or worker_state.reserved_requests) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")
