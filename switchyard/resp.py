@@ -5,13 +5,13 @@ here (pool checkout, retry and observability wrappers, response callbacks),
 several times per call. This client keeps one connection per event loop,
 writes all the commands of one turn of the event loop in one system call,
 and hands Redis's replies, which come in order, to the futures waiting for
-them: 15-60 µs per command, and concurrent callers share round trips. It carries only what the hot path
-needs: plain commands and pipelines of them; a blocking command (XREAD
-BLOCK) would hold up everyone on a shared connection, so it takes a
-connection of its own from a BlockingPool. No pub/sub, no transactions.
-Everything else uses redis-py (switchyard/redis_clients.py).
-Errors are redis-py's exception classes, so callers catch redis.RedisError
-either way.
+them: 15-60 µs per command, and concurrent callers share round trips. It
+carries only what the hot path needs: plain commands and pipelines of them;
+a blocking command (XREAD BLOCK) would hold up everyone on a shared
+connection, so it takes a connection of its own from a BlockingPool. No
+pub/sub, no transactions. Everything else uses redis-py
+(switchyard/redis_clients.py). Errors are redis-py's exception classes, so
+callers catch redis.RedisError either way.
 """
 
 from __future__ import annotations
