@@ -19,7 +19,7 @@ from routing.call_events import request_cancel
 from routing.call_spec import CallSpec
 from routing.catalog import Catalog, get_catalog
 from routing.resolution import ModelNotFound, NoCapableModel, Resolution, resolve
-from routing.tasks import run_call_task
+from routing.tasks import run_calls_task
 
 if TYPE_CHECKING:
     from billing.models import UsageRecord
@@ -90,6 +90,7 @@ def playground_run_start(*, user_id: int, request: RunRequest, catalog: Catalog 
             blind=request.blind,
             category=request.category or classify_prompt(request.prompt),
         )
+        specs: list[dict[str, Any]] = []
         for position, index in enumerate(order):
             call_id = f"pg-{uuid.uuid4().hex}"
             resolution = resolutions[index]
@@ -113,8 +114,11 @@ def playground_run_start(*, user_id: int, request: RunRequest, catalog: Catalog 
                 source="playground",
                 publish_deltas=True,
             )
-            # A worker must find the panel's row when its call ends.
-            transaction.on_commit(functools.partial(run_call_task.apply_async, args=[spec.to_json()], task_id=call_id))
+            specs.append(spec.to_json())
+        # One task message for the run's calls; a worker must find the panels' rows when their calls end.
+        transaction.on_commit(
+            functools.partial(run_calls_task.apply_async, args=[specs], task_id=specs[0]["call_id"])
+        )
     return run
 
 

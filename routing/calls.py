@@ -1,6 +1,7 @@
 """Running one call: walk the fallback chain, relay events, book the usage once.
 
-`call_run` is what the Celery task runs. Its rules:
+`call_run` runs one call; the Celery task runs the calls of its message side
+by side (`calls_run`). Its rules:
 
 - Before the first token, a retryable failure (rate limited, overloaded,
   timeout, unavailable; context too long when a later model has a larger
@@ -93,6 +94,13 @@ class AttemptResult:
     text: list[str] = field(default_factory=list)
     tool_calls: dict[int, dict[str, str]] = field(default_factory=dict)
     ttft_ms: int | None = None
+
+
+async def calls_run(specs: list[CallSpec]) -> None:
+    """Run the calls of one task message side by side, each to its end whatever the others do."""
+    for outcome in await asyncio.gather(*(call_run(spec) for spec in specs), return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def call_run(spec: CallSpec) -> None:

@@ -6,13 +6,14 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 
-@shared_task(name="routing.run_call", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def run_call_task(spec: dict[str, Any]) -> None:
+@shared_task(name="routing.run_calls", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_calls_task(specs: list[dict[str, Any]]) -> None:
+    """Run the calls of one task message side by side; acknowledged once the last has ended."""
     from routing import call_loop
     from routing.call_spec import CallSpec
-    from routing.calls import call_run
+    from routing.calls import calls_run
 
-    call_loop.run(call_run(CallSpec.from_json(spec)))
+    call_loop.run(calls_run([CallSpec.from_json(spec) for spec in specs]))
 
 
 @worker_ready.connect

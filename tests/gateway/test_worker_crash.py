@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,10 +21,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from billing.models import UsageRecord
+from routing.call_events import stream_key
+from routing.call_spec import CallSpec
+from routing.dispatch import task_message
+from routing.providers.types import ChatRequest, Message
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import wire
 
@@ -194,3 +201,45 @@ def test_a_worker_killed_before_the_first_token_is_replaced_and_the_call_booked_
         _stop(first_worker, signal.SIGKILL)
         if second_worker is not None:
             _stop(second_worker)
+
+
+def test_a_worker_killed_with_a_shared_message_half_done_books_each_of_its_calls_once(
+    stack_env: dict[str, str], registry: dict[str, Any], upstream: FakeOpenAI, alice: Any
+) -> None:
+    # One call of the message answers at once, the other streams slowly: the
+    # worker dies after the first is booked, before its message is acknowledged.
+    upstream.queue(FakeOpenAI.stream())
+    upstream.queue(_paced_stream(0.5))
+    specs = [
+        CallSpec(
+            call_id=f"chatcmpl-{uuid.uuid4().hex}",
+            created_at=timezone.now(),
+            requested="up/gpt-4o-mini",
+            chain=("up/gpt-4o-mini",),
+            request=ChatRequest(messages=(Message(role="user", content="Hello!"),)),
+            user_id=alice.pk,
+        )
+        for _ in range(2)
+    ]
+    broker = redis.Redis.from_url(stack_env["REDIS_URL"])
+    first_worker = _worker(stack_env)
+    second_worker = None
+    try:
+        broker.lpush("celery", task_message(specs, "celery"))
+        deadline = time.monotonic() + 30
+        calls = UsageRecord.objects.filter(request_id__in=[spec.call_id for spec in specs])
+        # One call booked, both with text published.
+        while not (calls.exists() and all(broker.xlen(stream_key(spec.call_id)) for spec in specs)):
+            assert time.monotonic() < deadline, "the first worker never booked one call while streaming the other"
+            time.sleep(0.05)
+        _stop(first_worker, signal.SIGKILL)
+        second_worker = _worker(stack_env)
+        records = [_wait_for_records(spec.call_id)[0] for spec in specs]
+        assert calls.count() == 2
+        assert sorted((r.status, r.error_kind) for r in records) == [("error", "worker_lost"), ("ok", "")]
+        assert len(upstream.requests) == 2, "neither call was sent upstream again"
+    finally:
+        _stop(first_worker, signal.SIGKILL)
+        if second_worker is not None:
+            _stop(second_worker)
+        broker.close()

@@ -1,0 +1,77 @@
+"""Doing for many callers at once what each would do alone: group commit, on an event loop.
+
+A caller hands an item in and waits for its own result. While no flush is
+on its way, an item goes out at once (in the next turn of the loop, with
+whatever else came in that turn): a caller alone waits no longer than if
+it had done the work itself. While a flush is on its way, items gather and
+go out together in the next one. Under load, the fixed cost of a flush (a
+task message that a worker must take, a database transaction) is shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Gathering(Generic[T, R]):
+    """One event loop's items waiting for the next flush, and whether a flush is on its way."""
+
+    def __init__(self) -> None:
+        self.items: list[T] = []
+        self.results: asyncio.Future[Sequence[R]] | None = None
+        self.flushing = False
+
+
+class Coalescer(Generic[T, R]):
+    def __init__(self, flush: Callable[[list[T]], Awaitable[Sequence[R]]]) -> None:
+        """`flush` handles a list of items and returns one result per item, in order (or raises for them all)."""
+        self._flush = flush
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Gathering[T, R]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        gathering = self._per_loop.get(loop)
+        if gathering is None:
+            gathering = self._per_loop[loop] = _Gathering()
+        if gathering.results is None:
+            gathering.results = loop.create_future()
+            if not gathering.flushing:
+                gathering.flushing = True
+                loop.call_soon(self._start, gathering)
+        index = len(gathering.items)
+        gathering.items.append(item)
+        # Shielded: a caller that goes away must not cancel the others' flush.
+        return (await asyncio.shield(gathering.results))[index]
+
+    def _start(self, gathering: _Gathering[T, R]) -> None:
+        items, results = gathering.items, gathering.results
+        assert results is not None
+        gathering.items, gathering.results = [], None
+        task = asyncio.get_running_loop().create_task(self._run(gathering, items, results))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, gathering: _Gathering[T, R], items: list[T], results: asyncio.Future[Sequence[R]]) -> None:
+        try:
+            results.set_result(await self._flush(items))
+        except asyncio.CancelledError:
+            results.cancel()
+            raise
+        except Exception as exc:
+            results.set_exception(exc)
+            # Retrieved here, so that no "never retrieved" warning follows if every caller went away.
+            results.exception()
+        finally:
+            if gathering.items:
+                asyncio.get_running_loop().call_soon(self._start, gathering)
+            else:
+                gathering.flushing = False
