@@ -36,7 +36,7 @@ from django.dispatch import Signal
 
 from billing import caps
 from billing.models import UsageRecord
-from billing.services import UsageBooking, usage_record_insert, usage_record_new
+from billing.services import UsageBooking, usage_record_new, usage_records_insert
 from routing import db_lane, tokens
 from routing.call_events import TERMINAL, CallPublisher, lease_keeper
 from routing.call_spec import CallSpec
@@ -52,6 +52,7 @@ from routing.providers.types import (
     ToolCallDelta,
     Usage,
 )
+from switchyard.coalesce import Coalescer
 
 if TYPE_CHECKING:
     from switchyard.resp import Command
@@ -348,21 +349,41 @@ async def _book_and_announce(
     """
     kind, data = event
     spend: list[Command] = [command] if (command := caps.spend_command(record)) else []
+    booking = _Booked(spec, record, text, error)
     if spec.source == UsageRecord.Source.PLAYGROUND:
-        inserted = await db_lane.run(_insert, spec, record, text, error)
+        inserted = await _bookings.submit(booking)
         await publisher.publish(kind, data, after=spend if inserted else ())
         return
     await publisher.publish(kind, data, after=spend)
-    if not await db_lane.run(_insert, spec, record, text, error) and spend:
+    if not await _bookings.submit(booking) and spend:
         await publisher.redis.execute(*caps.spend_command(record, undo=True))
 
 
-def _insert(spec: CallSpec, record: UsageRecord, text: str, error: dict[str, str] | None) -> bool:
-    """Insert the record and tell call_finished's receivers; False if the call was booked already."""
-    if not usage_record_insert(record):
-        return False
-    call_finished.send(CallRunner, spec=spec, record=record, text=text, error=error)
-    return True
+@dataclass(frozen=True, slots=True)
+class _Booked:
+    spec: CallSpec
+    record: UsageRecord
+    text: str
+    error: dict[str, str] | None
+
+
+def _insert(bookings: list[_Booked]) -> list[bool]:
+    """Insert the records and tell call_finished's receivers; False for a call booked already."""
+    inserted = usage_records_insert([booking.record for booking in bookings])
+    for booking, new in zip(bookings, inserted, strict=True):
+        if new:
+            call_finished.send(
+                CallRunner, spec=booking.spec, record=booking.record, text=booking.text, error=booking.error
+            )
+    return inserted
+
+
+async def _insert_on_lane(bookings: list[_Booked]) -> list[bool]:
+    return await db_lane.run(_insert, bookings)
+
+
+# The calls that end while a booking transaction runs are booked together in the next.
+_bookings: Coalescer[_Booked, bool] = Coalescer(_insert_on_lane)
 
 
 def _deadline_error() -> ProviderError:
@@ -414,7 +435,7 @@ async def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
         kind, data = terminal
         record = usage_record_new(_booking_from_terminal(spec, catalog, kind, data))
         error = None if kind == "done" else {"kind": data["kind"], "message": data["message"]}
-        await db_lane.run(_insert, spec, record, "".join(text) or data.get("content", ""), error)
+        await _bookings.submit(_Booked(spec, record, "".join(text) or data.get("content", ""), error))
         return
     attempts = [{"model": model_id, "outcome": "worker_lost", "message": "the worker running this call stopped"}]
     booking = UsageBooking(

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from billing import caps
 from billing.models import SpendCap, Team, UsageRecord
-from billing.services import UsageBooking, usage_record_insert, usage_record_new
+from billing.services import UsageBooking, usage_record_insert, usage_record_new, usage_records_insert
 from routing.call_spec import CallSpec
 from routing.catalog import get_catalog
 from routing.providers.types import ChatRequest, Message
@@ -188,6 +188,31 @@ def test_a_call_is_inserted_once_and_counts_only_on_counters_that_exist(registry
     assert counter("user", alice.pk, "month", now) is None
     get_redis().execute_command(*caps.spend_command(again, undo=True))
     assert counter("team", team.pk, "month", now) == 0
+
+
+def test_records_inserted_together_are_written_at_once_and_a_call_booked_already_is_told_apart(
+    registry: dict[str, Any], alice: Any, django_assert_max_num_queries: Any
+) -> None:
+    def spec(call_id: str) -> CallSpec:
+        return CallSpec(
+            call_id=call_id,
+            created_at=timezone.now(),
+            requested="up/gpt-4o-mini",
+            chain=("up/gpt-4o-mini",),
+            request=ChatRequest(messages=(Message(role="user", content="Hi"),)),
+            user_id=alice.pk,
+        )
+
+    together = [usage_record_new(_booking(spec(f"chatcmpl-together-{n}"))) for n in range(5)]
+    # One statement for the five (at most a savepoint and its release besides).
+    with django_assert_max_num_queries(3):
+        assert usage_records_insert(together) == [True] * 5
+    assert all(record.pk for record in together)
+
+    again = [usage_record_new(_booking(spec(f"chatcmpl-together-{n}"))) for n in (5, 1, 6)]
+    assert usage_records_insert(again) == [True, False, True]
+    ids = UsageRecord.objects.filter(request_id__startswith="chatcmpl-together-").values_list("request_id", flat=True)
+    assert sorted(ids) == [f"chatcmpl-together-{n}" for n in range(7)]
 
 
 def test_the_playground_check_names_the_blocking_cap_and_is_none_without_caps(alice: Any, bob: Any) -> None:
