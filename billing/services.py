@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -133,11 +132,9 @@ def usage_record_insert(record: UsageRecord) -> bool:
     Only the first insert of a call may count towards the spend counters
     (caps.spend_command): the caller sends that, or takes it back, by this answer.
     """
-    in_transaction = transaction.get_connection().in_atomic_block
     try:
-        # A savepoint only inside a transaction, which a failed insert would
-        # break; in autocommit (the worker) the insert is its own transaction.
-        with transaction.atomic() if in_transaction else contextlib.nullcontext():
+        # Inside a transaction a savepoint, which a failed insert would otherwise break.
+        with transaction.atomic():
             record.save(force_insert=True)
     except IntegrityError:
         return False
