@@ -17,8 +17,10 @@ def run_calls_task(specs: list[dict[str, Any]]) -> None:
 
 
 @worker_ready.connect
-def load_tokenizer(**_: Any) -> None:
-    """Load the token ranks (~0.5 s) before the first call, not during it."""
+def prepare_for_calls(**_: Any) -> None:
+    """Load the token ranks (~0.5 s) before the first call, not during it; then settle the heap."""
     from routing import tokens
+    from switchyard import heap
 
     tokens.encoding()
+    heap.settle()

@@ -7,6 +7,8 @@ from typing import Any
 
 from django.core.asgi import get_asgi_application
 
+from switchyard import heap
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "switchyard.settings")
 
 django_application = get_asgi_application()
@@ -14,6 +16,8 @@ django_application = get_asgi_application()
 from routing.gateway import GatewayApp  # noqa: E402  (needs Django set up)
 
 gateway_application = GatewayApp()
+
+heap.settle()
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
