@@ -6,6 +6,12 @@ whatever else came in that turn): a caller alone waits no longer than if
 it had done the work itself. While a flush is on its way, items gather and
 go out together in the next one. Under load, the fixed cost of a flush (a
 task message that a worker must take, a database transaction) is shared.
+
+With a `linger`, items also wait for company while they come in faster than
+one per flush (the last flush carried more than one): the first of them
+waits up to `linger` seconds, or until `max_items` are gathered (Kafka's
+producers linger the same way). A caller alone, the last flush having
+carried one item, still goes out at once.
 """
 
 from __future__ import annotations
@@ -26,12 +32,18 @@ class _Gathering(Generic[T, R]):
         self.items: list[T] = []
         self.results: asyncio.Future[Sequence[R]] | None = None
         self.flushing = False
+        self.lingering: asyncio.TimerHandle | None = None
+        self.last_size = 0
 
 
 class Coalescer(Generic[T, R]):
-    def __init__(self, flush: Callable[[list[T]], Awaitable[Sequence[R]]]) -> None:
+    def __init__(
+        self, flush: Callable[[list[T]], Awaitable[Sequence[R]]], *, linger: float = 0.0, max_items: int = 0
+    ) -> None:
         """`flush` handles a list of items and returns one result per item, in order (or raises for them all)."""
         self._flush = flush
+        self._linger = linger
+        self._max_items = max_items
         self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Gathering[T, R]] = (
             weakref.WeakKeyDictionary()
         )
@@ -46,16 +58,24 @@ class Coalescer(Generic[T, R]):
             gathering.results = loop.create_future()
             if not gathering.flushing:
                 gathering.flushing = True
-                loop.call_soon(self._start, gathering)
+                if self._linger and gathering.last_size > 1:
+                    gathering.lingering = loop.call_later(self._linger, self._start, gathering)
+                else:
+                    loop.call_soon(self._start, gathering)
+        results = gathering.results
         index = len(gathering.items)
         gathering.items.append(item)
+        if gathering.lingering is not None and self._max_items and len(gathering.items) >= self._max_items:
+            gathering.lingering.cancel()
+            self._start(gathering)
         # Shielded: a caller that goes away must not cancel the others' flush.
-        return (await asyncio.shield(gathering.results))[index]
+        return (await asyncio.shield(results))[index]
 
     def _start(self, gathering: _Gathering[T, R]) -> None:
         items, results = gathering.items, gathering.results
         assert results is not None
-        gathering.items, gathering.results = [], None
+        gathering.items, gathering.results, gathering.lingering = [], None, None
+        gathering.last_size = len(items)
         task = asyncio.get_running_loop().create_task(self._run(gathering, items, results))
         self._running.add(task)
         task.add_done_callback(self._running.discard)

@@ -196,6 +196,11 @@ CALL_RUN_LEASE_SECONDS = env.int("SWITCHYARD_RUN_LEASE_SECONDS", default=15)
 # send a token every few ms. The first text of a call is never held. 0 = none.
 STREAM_COALESCE_MS = env.int("SWITCHYARD_STREAM_COALESCE_MS", default=25)
 
+# While calls reach a web process faster than one per push to the queue, the
+# first call of a push waits this long for more to share its task message
+# (routing/dispatch.py). 0 = never wait; a call alone never waits.
+DISPATCH_LINGER_MS = env.int("SWITCHYARD_DISPATCH_LINGER_MS", default=10)
+
 # A provider call never runs longer than this, whatever its chain.
 CALL_DEADLINE_SECONDS = env.int("SWITCHYARD_CALL_DEADLINE", default=600)
 

@@ -108,3 +108,46 @@ def test_each_event_loop_gathers_its_own_callers() -> None:
     assert asyncio.run(one(1)) == 10
     assert asyncio.run(one(2)) == 20
     assert flush.batches == [[1], [2]]
+
+
+def test_with_a_linger_a_caller_alone_still_goes_out_at_once() -> None:
+    async def scenario() -> None:
+        flush = Recorder()
+        coalescer = Coalescer(flush, linger=30, max_items=16)
+        assert await asyncio.wait_for(coalescer.submit(1), timeout=5) == 10
+        assert await asyncio.wait_for(coalescer.submit(2), timeout=5) == 20
+        assert flush.batches == [[1], [2]]
+
+    asyncio.run(scenario())
+
+
+def test_while_items_come_faster_than_one_per_flush_the_next_waits_for_company() -> None:
+    async def scenario() -> None:
+        flush = Recorder()
+        coalescer = Coalescer(flush, linger=1.0, max_items=16)
+        assert await asyncio.gather(coalescer.submit(1), coalescer.submit(2)) == [10, 20]
+        waiting = asyncio.ensure_future(coalescer.submit(3))
+        await asyncio.sleep(0.05)
+        assert flush.batches == [[1, 2]], "the item after a shared flush lingers"
+        company = [asyncio.ensure_future(coalescer.submit(i)) for i in (4, 5)]
+        assert await waiting == 30
+        assert await asyncio.gather(*company) == [40, 50]
+        assert flush.batches == [[1, 2], [3, 4, 5]]
+        assert await asyncio.wait_for(coalescer.submit(6), timeout=5) == 60
+        assert flush.batches[-1] == [6]
+        # Well within the linger: a flush of one ended the lingering.
+        assert await asyncio.wait_for(coalescer.submit(7), timeout=0.5) == 70
+
+    asyncio.run(scenario())
+
+
+def test_a_lingering_flush_goes_out_as_soon_as_it_is_full() -> None:
+    async def scenario() -> None:
+        flush = Recorder()
+        coalescer = Coalescer(flush, linger=30, max_items=3)
+        await asyncio.gather(coalescer.submit(1), coalescer.submit(2))
+        full = asyncio.gather(*(coalescer.submit(i) for i in (3, 4, 5)))
+        assert await asyncio.wait_for(full, timeout=5) == [30, 40, 50]
+        assert flush.batches == [[1, 2], [3, 4, 5]]
+
+    asyncio.run(scenario())
