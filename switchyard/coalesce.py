@@ -8,10 +8,10 @@ go out together in the next one. Under load, the fixed cost of a flush (a
 task message that a worker must take, a database transaction) is shared.
 
 With a `linger`, items also wait for company while they come in faster than
-one per flush (the last flush carried more than one): the first of them
-waits up to `linger` seconds, or until `max_items` are gathered (Kafka's
-producers linger the same way). A caller alone, the last flush having
-carried one item, still goes out at once.
+one per flush (the last flush carried more than one and began less than two
+lingers ago): the first of them waits up to `linger` seconds, or until
+`max_items` are gathered (Kafka's producers linger the same way). A caller
+alone still goes out at once.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class _Gathering(Generic[T, R]):
         self.flushing = False
         self.lingering: asyncio.TimerHandle | None = None
         self.last_size = 0
+        self.last_start = 0.0
 
 
 class Coalescer(Generic[T, R]):
@@ -58,7 +59,8 @@ class Coalescer(Generic[T, R]):
             gathering.results = loop.create_future()
             if not gathering.flushing:
                 gathering.flushing = True
-                if self._linger and gathering.last_size > 1:
+                coming_fast = gathering.last_size > 1 and loop.time() - gathering.last_start < 2 * self._linger
+                if self._linger and coming_fast:
                     gathering.lingering = loop.call_later(self._linger, self._start, gathering)
                 else:
                     loop.call_soon(self._start, gathering)
@@ -75,8 +77,9 @@ class Coalescer(Generic[T, R]):
         items, results = gathering.items, gathering.results
         assert results is not None
         gathering.items, gathering.results, gathering.lingering = [], None, None
-        gathering.last_size = len(items)
-        task = asyncio.get_running_loop().create_task(self._run(gathering, items, results))
+        loop = asyncio.get_running_loop()
+        gathering.last_size, gathering.last_start = len(items), loop.time()
+        task = loop.create_task(self._run(gathering, items, results))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 

@@ -141,6 +141,19 @@ def test_while_items_come_faster_than_one_per_flush_the_next_waits_for_company()
     asyncio.run(scenario())
 
 
+def test_an_item_long_after_a_shared_flush_goes_out_at_once() -> None:
+    async def scenario() -> None:
+        flush = Recorder()
+        coalescer = Coalescer(flush, linger=0.2, max_items=16)
+        await asyncio.gather(coalescer.submit(1), coalescer.submit(2))
+        await asyncio.sleep(0.5)
+        # Well within the linger: the last shared flush is too long ago to say items come in fast.
+        assert await asyncio.wait_for(coalescer.submit(3), timeout=0.1) == 30
+        assert flush.batches == [[1, 2], [3]]
+
+    asyncio.run(scenario())
+
+
 def test_a_lingering_flush_goes_out_as_soon_as_it_is_full() -> None:
     async def scenario() -> None:
         flush = Recorder()
