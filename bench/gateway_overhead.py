@@ -260,7 +260,10 @@ def main() -> int:
             print(f"  growth: web {100 * (w2 - w1) / w1:+.1f}%   worker {100 * (k2 - k1) / k1:+.1f}%")
         return 0
     finally:
-        devstack.stop(children, grace=5)
+        # Web and worker first: the worker still acknowledges its last messages as it shuts down.
+        services = [child for child in children if child.name in ("web", "worker")]
+        devstack.stop(services, grace=10)
+        devstack.stop([child for child in children if child not in services], grace=5)
 
 
 if __name__ == "__main__":
