@@ -59,8 +59,9 @@ class Coalescer(Generic[T, R]):
             gathering.results = loop.create_future()
             if not gathering.flushing:
                 gathering.flushing = True
+                # False without a linger (no time elapsed is below zero): items then go out at once.
                 coming_fast = gathering.last_size > 1 and loop.time() - gathering.last_start < 2 * self._linger
-                if self._linger and coming_fast:
+                if coming_fast:
                     gathering.lingering = loop.call_later(self._linger, self._start, gathering)
                 else:
                     loop.call_soon(self._start, gathering)
