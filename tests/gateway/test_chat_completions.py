@@ -37,6 +37,7 @@ def test_it_streams_with_usage(client: openai.OpenAI) -> None:
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith("Hello")
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
