@@ -74,6 +74,11 @@ _STREAM_INSTANT = _STREAM_HEAD + b"".join(
 ) + b"0\r\n\r\n"
 
 
+# How long each paced stream took this process, read and cleared by GET /stats:
+# sharing the machine's cores, its own pacing slows when they are busy.
+_paced_seconds: list[float] = []
+
+
 def _framed(piece: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(piece), piece)
 
@@ -102,7 +107,21 @@ class UpstreamProtocol(asyncio.Protocol):
                 return
             body = self.buffer[head_end + 4 : total]
             self.buffer = self.buffer[total:]
-            self.respond(body)
+            if head.startswith(b"get /stats"):
+                self.send_stats()
+            else:
+                self.respond(body)
+
+    def send_stats(self) -> None:
+        """The paced streams' own durations since the last ask, from request to last byte written."""
+        assert self.transport is not None
+        durations = sorted(_paced_seconds)
+        _paced_seconds.clear()
+        p50 = durations[len(durations) // 2] * 1000 if durations else None
+        body = json.dumps({"paced": len(durations), "paced_p50_ms": p50}).encode()
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+        )
 
     def respond(self, body: bytes) -> None:
         assert self.transport is not None
@@ -115,6 +134,7 @@ class UpstreamProtocol(asyncio.Protocol):
 
     async def paced(self) -> None:
         assert self.transport is not None
+        started = asyncio.get_running_loop().time()
         await asyncio.sleep(0.1)
         self.transport.write(_STREAM_HEAD + _framed(_ROLE + _WORD_CHUNKS[0]))
         for piece in _WORD_CHUNKS[1:]:
@@ -123,6 +143,7 @@ class UpstreamProtocol(asyncio.Protocol):
                 return
             self.transport.write(_framed(piece))
         self.transport.write(_framed(_TAIL) + b"0\r\n\r\n")
+        _paced_seconds.append(asyncio.get_running_loop().time() - started)
 
 
 async def serve(port: int) -> None:

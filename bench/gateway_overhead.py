@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
+import json
 import os
 import secrets
 import shutil
@@ -125,6 +127,16 @@ def profiling(folder: str | None, label: str, pids: dict[str, int]) -> Iterator[
             spy.wait(timeout=30)
 
 
+def upstream_paced_p50(port: int) -> float | None:
+    """The fake upstream's own p50 duration of the paced streams it served since the last ask."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/stats")
+        return json.loads(connection.getresponse().read())["paced_p50_ms"]
+    finally:
+        connection.close()
+
+
 def fmt(value: float) -> str:
     return f"{value:8.1f}"
 
@@ -217,10 +229,13 @@ def main() -> int:
         print("-" * len(header))
         memory: dict[int, tuple[float, float]] = {}
         for number, p in enumerate(phases):
+            upstream_paced_p50(upstream_port)
             direct = asyncio.run(phase(upstream_port, f"bench-{p.model}", p, {}))
+            own = {"direct": upstream_paced_p50(upstream_port)}
             before = {pid: cpu_seconds(pid) for pid in (web_pid, worker_pid, redis_pid)}
             with profiling(args.profile, f"{number}-{p.model}-c{p.concurrency}", {"web": web_pid, "worker": worker_pid}):
                 through = asyncio.run(phase(web_port, f"bench/bench-{p.model}", p, auth))
+            own["through"] = upstream_paced_p50(upstream_port)
             spent = {pid: (cpu_seconds(pid) - before[pid]) * 1000 / max(1, through.completed) for pid in before}
             through_calls += through.completed + through.errors
             for label, result in (("direct", direct), ("through", through)):
@@ -233,6 +248,8 @@ def main() -> int:
                 )
                 for sample in result.error_samples:
                     print(f"    error: {sample}")
+                if own[label] is not None:
+                    print(f"    the upstream's own pacing took p50 {own[label]:.1f} ms")
             print(
                 f"{'':<18}{'':>5} {'overhead':<8}{'':>9}{fmt(through.p50 - direct.p50)} "
                 f"{fmt(through.p99 - direct.p99)} {fmt(through.ttft_p50 - direct.ttft_p50)}"
