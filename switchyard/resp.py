@@ -109,12 +109,17 @@ class RespClient:
         """Send commands in one write; return their replies in order, or raise the first error among them."""
         if not commands:
             return []
+        return checked(await (await self.submit(commands)))
+
+    async def submit(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+        """Queue commands behind every command queued before, without waiting for their replies.
+
+        Redis runs a connection's commands in the order they were written, so
+        a caller may queue more before the replies come. Returns the future of
+        the replies, in order; `checked` raises the first error among them.
+        """
         protocol = await self._connection()
-        replies = list(await asyncio.gather(*protocol.send(commands)))
-        for reply in replies:
-            if isinstance(reply, redis.ResponseError):
-                raise reply
-        return replies
+        return asyncio.gather(*protocol.send(commands))
 
     def close(self) -> None:
         if self._protocol is not None:
@@ -180,6 +185,14 @@ class RespClient:
                 protocol.abort(redis.TimeoutError(f"Redis did not answer within {self.timeout:g}s"))
                 return
         self._arm_watchdog()
+
+
+def checked(replies: list[Any]) -> list[Any]:
+    """`replies` as they are, unless one is an error: then raise the first."""
+    for reply in replies:
+        if isinstance(reply, redis.ResponseError):
+            raise reply
+    return replies
 
 
 class BlockingPool:

