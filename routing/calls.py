@@ -18,8 +18,10 @@ by side (`calls_run`). Its rules:
   run's lease is alive; once the lease has lapsed the run is known dead: if
   it had published its terminal event, the call is booked from that event;
   if it had sent text, that run is booked and the stream ended with an
-  error instead of starting the answer again; if neither, the call simply
-  runs.
+  error instead of starting the answer again; if it had inserted the
+  record but died before its terminal event (a playground call books
+  first), the event is published from the record, with its spend; if
+  none of these, the call simply runs.
 """
 
 from __future__ import annotations
@@ -114,18 +116,34 @@ async def call_run(spec: CallSpec) -> None:
             break
         # Another delivery of this call holds the lease: wait until it
         # finishes (its record appears) or dies (its lease lapses).
-        if await db_lane.run(_is_booked, spec.call_id) or time.monotonic() > give_up:
+        if await db_lane.run(_record_of, spec.call_id) is not None or time.monotonic() > give_up:
             return
         await asyncio.sleep(1)
     async with lease_keeper.holding(spec.call_id):
         if not claim.earlier_output:
             await CallRunner(spec, publisher, await aget_catalog(claim.catalog_version)).run()
-        elif not await db_lane.run(_is_booked, spec.call_id):
+        elif (record := await db_lane.run(_record_of, spec.call_id)) is None:
             await _book_lost_run(spec, publisher)
+        else:
+            await _announce_booked_run(publisher, record)
 
 
-def _is_booked(call_id: str) -> bool:
-    return UsageRecord.objects.filter(request_id=call_id).exists()
+def _record_of(call_id: str) -> UsageRecord | None:
+    return UsageRecord.objects.filter(request_id=call_id).first()
+
+
+def _figures(record: UsageRecord) -> dict[str, Any]:
+    """What a call's terminal event tells of it, whatever its end: the figures of its record."""
+    return {
+        "model": record.model,
+        "provider": record.provider,
+        "route": record.route,
+        "attempts": record.attempts,
+        "usage": {"input": record.input_tokens, "output": record.output_tokens, "estimated": record.tokens_estimated},
+        "cost": None if record.cost_usd is None else str(record.cost_usd),
+        "latency_ms": record.latency_ms,
+        "ttft_ms": record.ttft_ms,
+    }
 
 
 class CallRunner:
@@ -292,20 +310,7 @@ class CallRunner:
         elif status == "cancelled":
             error = {"kind": "cancelled", "message": "stopped before the end"}
         record = usage_record_new(booking)
-        summary = {
-            "model": model.public_id,
-            "provider": model.provider_name,
-            "route": self.spec.route,
-            "attempts": booking.attempts,
-            "usage": {
-                "input": booking.input_tokens,
-                "output": booking.output_tokens,
-                "estimated": booking.tokens_estimated,
-            },
-            "cost": None if record.cost_usd is None else str(record.cost_usd),
-            "latency_ms": booking.latency_ms,
-            "ttft_ms": booking.ttft_ms,
-        }
+        summary = _figures(record)
         if status == "ok":
             summary["finish"] = result.finish or "stop"
             if not self.spec.publish_deltas:
@@ -343,7 +348,9 @@ async def _book_and_announce(
     waiting for the database lane) off every call's latency. A run that
     dies in between is booked from its event when the task is redelivered
     (_book_lost_run). The playground's page reacts to the event by reading
-    what the call_finished receivers wrote: there the record comes first.
+    what the call_finished receivers wrote: there the record comes first,
+    and a run that dies in between is announced from its record when the
+    task is redelivered (_announce_booked_run).
     The spend counters' increment travels with the event either way; it is
     taken back if the insert finds the call booked already.
     """
@@ -463,6 +470,30 @@ async def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
     }
     error = {"kind": "worker_lost", "message": "the worker running this call stopped"}
     await _book_and_announce(publisher, spec, usage_record_new(booking), ("error", event), "".join(text), error)
+
+
+async def _announce_booked_run(publisher: CallPublisher, record: UsageRecord) -> None:
+    """An earlier run inserted the call's record; publish its terminal event if that run died before it did.
+
+    A playground call is booked before it is announced (_book_and_announce),
+    and its page waits on the stream for the terminal event. The spend
+    increment travels with that event, in the same write and before it:
+    an event on the stream means the spend was counted; none means neither.
+    """
+    if any(kind in TERMINAL for kind, _ in await publisher.events_so_far()):
+        return
+    figures = _figures(record)
+    if record.status == UsageRecord.Status.OK:
+        event = ("done", {**figures, "finish": record.finish_reason or "stop"})
+    elif record.status == UsageRecord.Status.CANCELLED:
+        event = ("error", {**figures, "kind": "cancelled", "message": "cancelled", "status": 499})
+    else:
+        said = [attempt["message"] for attempt in record.attempts if attempt.get("message")]
+        message = said[-1] if said else "the call failed"
+        event = ("error", {**figures, "kind": record.error_kind, "message": message, "status": 502})
+    kind, data = event
+    spend = caps.spend_command(record)
+    await publisher.publish(kind, data, after=[spend] if spend else ())
 
 
 def _booking_from_terminal(spec: CallSpec, catalog: Catalog, kind: str, data: dict[str, Any]) -> UsageBooking:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +14,8 @@ from django.utils import timezone
 from billing import caps
 from billing.models import SpendCap, UsageRecord
 from routing import call_loop
-from routing.call_events import run_key
+from billing.caps import acap_check
+from routing.call_events import run_key, stream_key
 from routing.call_spec import CallSpec
 from routing.calls import call_run
 from routing.providers.types import ChatRequest, Message
@@ -60,3 +63,46 @@ def test_a_run_that_died_between_its_answer_and_its_insert_is_booked_from_the_an
     assert {f: getattr(again, f) for f in FIGURES} == {f: getattr(record, f) for f in FIGURES}
     assert str(again.cost_usd) == raw.headers["x-switchyard-cost-usd"]
     assert get_redis().get(counter) == spend
+
+
+def test_a_playground_run_that_died_between_its_insert_and_its_terminal_event_is_announced_once(
+    registry: dict[str, Any], alice: Any
+) -> None:
+    SpendCap.objects.create(user=alice, limit_usd=Decimal("1"))
+    call_loop.run(acap_check(user_id=alice.pk, team_id=None, api_key_id=None))
+    counter = caps.counter_for("user", alice.pk, "month", timezone.now()).key
+    spec = CallSpec(
+        call_id=f"playground-{uuid.uuid4().hex}",
+        created_at=timezone.now(),
+        requested="sim/swift",
+        chain=("sim/swift",),
+        request=ChatRequest(messages=(Message(role="user", content="Hello!"),)),
+        user_id=alice.pk,
+        publish_deltas=True,
+        source=UsageRecord.Source.PLAYGROUND,
+    )
+    call_loop.run(call_run(spec))
+    record = booked(spec.call_id)
+    units = caps.to_units(record.cost_usd)
+    assert units > 0 and int(get_redis().get(counter)) == units
+    stream = get_redis().xrange(stream_key(spec.call_id))
+    answered = [fields for _, fields in stream]
+    assert answered[-1][b"t"] == b"done"
+    # The state a worker killed between the insert and the announcement
+    # leaves (a playground call books first): the record, the answer on the
+    # stream without its terminal event, the spend not counted, the run
+    # lease lapsed.
+    get_redis().xdel(stream_key(spec.call_id), stream[-1][0])
+    get_redis().decrby(counter, units)
+    get_redis().delete(run_key(spec.call_id))
+
+    for _ in range(2):
+        call_loop.run(call_run(spec))
+        get_redis().delete(run_key(spec.call_id))
+
+        again = [fields for _, fields in get_redis().xrange(stream_key(spec.call_id))]
+        assert again[:-1] == answered[:-1], "the answer is not sent again"
+        assert again[-1][b"t"] == b"done"
+        assert json.loads(again[-1][b"d"])["cost"] == str(record.cost_usd)
+        assert int(get_redis().get(counter)) == units, "the spend is counted once"
+        assert UsageRecord.objects.filter(request_id=spec.call_id).count() == 1
