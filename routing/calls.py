@@ -482,16 +482,14 @@ async def _announce_booked_run(publisher: CallPublisher, record: UsageRecord) ->
     """
     if any(kind in TERMINAL for kind, _ in await publisher.events_so_far()):
         return
-    figures = _figures(record)
+    kind, data = "error", _figures(record)
     if record.status == UsageRecord.Status.OK:
-        event = ("done", {**figures, "finish": record.finish_reason or "stop"})
+        kind, data["finish"] = "done", record.finish_reason or "stop"
     elif record.status == UsageRecord.Status.CANCELLED:
-        event = ("error", {**figures, "kind": "cancelled", "message": "cancelled", "status": 499})
+        data |= {"kind": "cancelled", "message": "cancelled", "status": 499}
     else:
         said = [attempt["message"] for attempt in record.attempts if attempt.get("message")]
-        message = said[-1] if said else "the call failed"
-        event = ("error", {**figures, "kind": record.error_kind, "message": message, "status": 502})
-    kind, data = event
+        data |= {"kind": record.error_kind, "message": said[-1] if said else "the call failed", "status": 502}
     spend = caps.spend_command(record)
     await publisher.publish(kind, data, after=[spend] if spend else ())
 
