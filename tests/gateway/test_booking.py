@@ -65,8 +65,9 @@ def test_a_run_that_died_between_its_answer_and_its_insert_is_booked_from_the_an
     assert get_redis().get(counter) == spend
 
 
+@pytest.mark.parametrize("ended", ["ok", "error"])
 def test_a_playground_run_that_died_between_its_insert_and_its_terminal_event_is_announced_once(
-    registry: dict[str, Any], alice: Any
+    registry: dict[str, Any], alice: Any, ended: str
 ) -> None:
     SpendCap.objects.create(user=alice, limit_usd=Decimal("1"))
     call_loop.run(acap_check(user_id=alice.pk, team_id=None, api_key_id=None))
@@ -95,6 +96,10 @@ def test_a_playground_run_that_died_between_its_insert_and_its_terminal_event_is
     get_redis().xdel(stream_key(spec.call_id), stream[-1][0])
     get_redis().decrby(counter, units)
     get_redis().delete(run_key(spec.call_id))
+    if ended == "error":
+        # As a model that failed after its first tokens leaves its record.
+        attempts = [{"model": "sim/swift", "outcome": "unavailable", "message": "the stream broke"}]
+        UsageRecord.objects.filter(pk=record.pk).update(status="error", error_kind="unavailable", attempts=attempts)
 
     for _ in range(2):
         call_loop.run(call_run(spec))
@@ -102,7 +107,12 @@ def test_a_playground_run_that_died_between_its_insert_and_its_terminal_event_is
 
         again = [fields for _, fields in get_redis().xrange(stream_key(spec.call_id))]
         assert again[:-1] == answered[:-1], "the answer is not sent again"
-        assert again[-1][b"t"] == b"done"
-        assert json.loads(again[-1][b"d"])["cost"] == str(record.cost_usd)
+        terminal = json.loads(again[-1][b"d"])
+        assert terminal["cost"] == str(record.cost_usd)
+        if ended == "ok":
+            assert again[-1][b"t"] == b"done"
+        else:
+            assert again[-1][b"t"] == b"error"
+            assert (terminal["kind"], terminal["message"]) == ("unavailable", "the stream broke")
         assert int(get_redis().get(counter)) == units, "the spend is counted once"
         assert UsageRecord.objects.filter(request_id=spec.call_id).count() == 1
