@@ -16,8 +16,8 @@ from billing.models import SpendCap, Team, UsageRecord
 from billing.services import UsageBooking, usage_record_insert, usage_record_new, usage_records_insert
 from routing.call_spec import CallSpec
 from routing.catalog import get_catalog
-from routing.providers.types import ChatRequest, Message
 from switchyard.redis_clients import get_redis
+from tests.call_specs import call_spec
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -162,14 +162,8 @@ def test_a_call_is_inserted_once_and_counts_only_on_counters_that_exist(registry
     caps.cap_check(user_id=alice.pk, team_id=team.pk, api_key_id=None)
     now = timezone.now()
     assert counter("team", team.pk, "month", now) == 0
-    spec = CallSpec(
-        call_id="chatcmpl-once",
-        created_at=now,
-        requested="up/gpt-4o-mini",
-        chain=("up/gpt-4o-mini",),
-        request=ChatRequest(messages=(Message(role="user", content="Hi"),)),
-        user_id=alice.pk,
-        team_id=team.pk,
+    spec = call_spec(
+        "up/gpt-4o-mini", prompt="Hi", call_id="chatcmpl-once", created_at=now, user_id=alice.pk, team_id=team.pk
     )
 
     first = usage_record_new(_booking(spec))
@@ -194,14 +188,7 @@ def test_records_inserted_together_are_written_at_once_and_a_call_booked_already
     registry: dict[str, Any], alice: Any, django_assert_max_num_queries: Any
 ) -> None:
     def spec(call_id: str) -> CallSpec:
-        return CallSpec(
-            call_id=call_id,
-            created_at=timezone.now(),
-            requested="up/gpt-4o-mini",
-            chain=("up/gpt-4o-mini",),
-            request=ChatRequest(messages=(Message(role="user", content="Hi"),)),
-            user_id=alice.pk,
-        )
+        return call_spec("up/gpt-4o-mini", prompt="Hi", call_id=call_id, user_id=alice.pk)
 
     together = [usage_record_new(_booking(spec(f"chatcmpl-together-{n}"))) for n in range(5)]
     # One statement for the five (at most a savepoint and its release besides).

@@ -14,12 +14,12 @@ from django.utils import timezone
 from billing import caps
 from billing.models import SpendCap, UsageRecord
 from routing import call_loop
-from billing.caps import acap_check
 from routing.call_events import run_key, stream_key
 from routing.call_spec import CallSpec
 from routing.calls import call_run
 from routing.providers.types import ChatRequest, Message
 from switchyard.redis_clients import get_redis
+from tests.call_specs import call_spec
 from tests.usage_records import booked
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,17 +70,10 @@ def test_a_playground_run_that_died_between_its_insert_and_its_terminal_event_is
     registry: dict[str, Any], alice: Any, ended: str
 ) -> None:
     SpendCap.objects.create(user=alice, limit_usd=Decimal("1"))
-    call_loop.run(acap_check(user_id=alice.pk, team_id=None, api_key_id=None))
+    call_loop.run(caps.acap_check(user_id=alice.pk, team_id=None, api_key_id=None))
     counter = caps.counter_for("user", alice.pk, "month", timezone.now()).key
-    spec = CallSpec(
-        call_id=f"playground-{uuid.uuid4().hex}",
-        created_at=timezone.now(),
-        requested="sim/swift",
-        chain=("sim/swift",),
-        request=ChatRequest(messages=(Message(role="user", content="Hello!"),)),
-        user_id=alice.pk,
-        publish_deltas=True,
-        source=UsageRecord.Source.PLAYGROUND,
+    spec = call_spec(
+        "sim/swift", call_id=f"playground-{uuid.uuid4().hex}", user_id=alice.pk, source=UsageRecord.Source.PLAYGROUND
     )
     call_loop.run(call_run(spec))
     record = booked(spec.call_id)

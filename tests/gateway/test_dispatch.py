@@ -5,34 +5,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
 import pytest
 import redis
-from django.utils import timezone
 
 from routing.call_spec import CallSpec
 from routing.dispatch import MAX_CALLS_PER_MESSAGE, enqueue_call
-from routing.providers.types import ChatRequest, Message
 from switchyard.celery import app as celery_app
+from tests.call_specs import call_spec
 from tests.usage_records import all_booked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _spec(user_id: int) -> CallSpec:
-    return CallSpec(
-        call_id=f"chatcmpl-{uuid.uuid4().hex}",
-        created_at=timezone.now(),
-        requested="sim/swift",
-        chain=("sim/swift",),
-        request=ChatRequest(messages=(Message(role="user", content="Hello!"),)),
-        user_id=user_id,
-        publish_deltas=False,
-    )
+    return call_spec("sim/swift", user_id=user_id, publish_deltas=False)
 
 
 def _calls_of(message: bytes) -> list[dict[str, Any]]:

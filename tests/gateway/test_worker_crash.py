@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,13 +23,11 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
 from billing.models import UsageRecord
 from routing.call_events import stream_key
-from routing.call_spec import CallSpec
 from routing.dispatch import task_message
-from routing.providers.types import ChatRequest, Message
+from tests.call_specs import call_spec
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import wire
 
@@ -210,17 +207,7 @@ def test_a_worker_killed_with_a_shared_message_half_done_books_each_of_its_calls
     # worker dies after the first is booked, before its message is acknowledged.
     upstream.queue(FakeOpenAI.stream())
     upstream.queue(_paced_stream(0.5))
-    specs = [
-        CallSpec(
-            call_id=f"chatcmpl-{uuid.uuid4().hex}",
-            created_at=timezone.now(),
-            requested="up/gpt-4o-mini",
-            chain=("up/gpt-4o-mini",),
-            request=ChatRequest(messages=(Message(role="user", content="Hello!"),)),
-            user_id=alice.pk,
-        )
-        for _ in range(2)
-    ]
+    specs = [call_spec("up/gpt-4o-mini", user_id=alice.pk) for _ in range(2)]
     broker = redis.Redis.from_url(stack_env["REDIS_URL"])
     first_worker = _worker(stack_env)
     second_worker = None
