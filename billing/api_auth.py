@@ -46,22 +46,29 @@ def _touch(key_id: int) -> None:
 
 
 async def aauthenticate(raw_key: str) -> Principal | None:
+    """The principal of an active key, or None; the caller then marks the key used (amark_used)."""
     if not raw_key.startswith(API_KEY_PREFIX):
         return None
     hashed = api_key_hash(raw_key)
     redis = get_resp()
     cached = await redis.execute("HGET", CACHE_KEY, hashed)
     if cached is not None:
-        principal = Principal(**json.loads(cached))
-    else:
-        principal = await sync_to_async(_load)(hashed)
-        if principal is None:
-            return None
+        return Principal(**json.loads(cached))
+    principal = await sync_to_async(_load)(hashed)
+    if principal is not None:
         await redis.execute("HSET", CACHE_KEY, hashed, json.dumps(_as_dict(principal)))
-    used_key = f"sy:apikey:{principal.key_id}:used"
-    if await redis.execute("SET", used_key, "1", "NX", "EX", LAST_USED_EVERY_SECONDS):
-        await sync_to_async(_touch)(principal.key_id)
     return principal
+
+
+async def amark_used(principal: Principal) -> None:
+    """Keep the key's last-used time, writing it to the database at most once per LAST_USED_EVERY_SECONDS.
+
+    Apart from aauthenticate so that a caller can send its Redis command
+    together with the call's next ones, in one round trip.
+    """
+    used_key = f"sy:apikey:{principal.key_id}:used"
+    if await get_resp().execute("SET", used_key, "1", "NX", "EX", LAST_USED_EVERY_SECONDS):
+        await sync_to_async(_touch)(principal.key_id)
 
 
 def _as_dict(principal: Principal) -> dict[str, int | None]:

@@ -25,7 +25,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from billing.api_auth import Principal, aauthenticate, bearer_token
+from billing.api_auth import Principal, aauthenticate, amark_used, bearer_token
 from billing.caps import CapCheck, acap_check
 from routing.call_events import CallEvent, read_events, request_cancel
 from routing.call_spec import CallSpec
@@ -140,7 +140,12 @@ class GatewayApp:
                     "Incorrect API key provided. You can find your API keys on the API keys page of Switchyard.",
                     code="invalid_api_key",
                 )
-            return await route(request, principal)
+            # Started before the route, whose first Redis commands then share its round trip.
+            marking = asyncio.ensure_future(amark_used(principal))
+            try:
+                return await route(request, principal)
+            finally:
+                await _marked(marking)
         except redis.RedisError:
             logger.exception("redis unavailable")
             return openai_error(503, "Switchyard's queue is unavailable; try again shortly.", type="server_error")
@@ -149,6 +154,14 @@ class GatewayApp:
         except Exception:
             logger.exception("unexpected error on %s", request.path)
             return openai_error(500, "The server had an error while processing your request.", type="server_error")
+
+
+async def _marked(marking: asyncio.Future[None]) -> None:
+    """Wait for the key's last-used mark; its failure is logged, not the call's: the call may be under way."""
+    try:
+        await marking
+    except Exception:
+        logger.exception("could not keep the API key's last-used time")
 
 
 async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any] | None) -> None:
@@ -232,13 +245,17 @@ async def chat_completions(request: Request, principal: Principal) -> Response:
         parsed = parse_chat_body(raw)
     except InvalidRequest as exc:
         return openai_error(400, exc.message, param=exc.param, code=exc.code)
+    # Sent in the same turn of the event loop, so in one round trip to Redis (with the key's last-used mark).
+    catalog, caps = await asyncio.gather(
+        aget_catalog(),
+        acap_check(user_id=principal.user_id, team_id=principal.team_id, api_key_id=principal.key_id),
+    )
     try:
-        resolution = resolve(await aget_catalog(), parsed.model, parsed.request)
+        resolution = resolve(catalog, parsed.model, parsed.request)
     except ModelNotFound as exc:
         return openai_error(404, str(exc), param="model", code="model_not_found")
     except NoCapableModel as exc:
         return openai_error(400, str(exc), param="model", code="model_not_supported")
-    caps = await acap_check(user_id=principal.user_id, team_id=principal.team_id, api_key_id=principal.key_id)
     if caps.block is not None:
         return openai_error(
             429,

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal
 from typing import Any
 
 import openai
 import pytest
 
-from billing.models import UsageRecord
+from billing.models import ApiKey, UsageRecord
+from switchyard.redis_clients import get_redis
 from tests.fakes.openai import FakeOpenAI
 from tests.usage_records import all_booked, booked
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+HELLO = [{"role": "user", "content": "Hello!"}]
 
 
 def test_it_answers_a_non_streaming_call_and_books_it(client: openai.OpenAI, upstream: FakeOpenAI) -> None:
@@ -79,6 +83,17 @@ def test_it_refuses_malformed_bodies_naming_the_field(client: openai.OpenAI, bod
         client.post("/chat/completions", body=body, cast_to=object)
     assert caught.value.body["param"] == param
     assert UsageRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize("body", [{"model": "up/gpt-4o-mini", "messages": HELLO}, {"model": "up/gpt-4o-mini"}])
+def test_a_call_keeps_its_keys_last_used_time(client: openai.OpenAI, body: dict[str, Any]) -> None:
+    """Also when the call is refused: the key was used all the same."""
+    key = ApiKey.objects.get()
+    get_redis().delete(f"sy:apikey:{key.pk}:used")
+    with contextlib.suppress(openai.BadRequestError):
+        client.post("/chat/completions", body=body, cast_to=object)
+    key.refresh_from_db()
+    assert key.last_used_at is not None
 
 
 def test_it_refuses_a_bad_key(gateway_url: str, registry: dict[str, Any]) -> None:
