@@ -30,11 +30,23 @@ from redis.connection import parse_url
 Command = Sequence[str | bytes | int | float]
 
 
+class _Batch:
+    """Commands sent together, and the one future of their replies (one future per command cost a gather each)."""
+
+    __slots__ = ("future", "count", "replies", "sent_at")
+
+    def __init__(self, future: asyncio.Future[list[Any]], count: int, sent_at: float) -> None:
+        self.future = future
+        self.count = count
+        self.replies: list[Any] = []
+        self.sent_at = sent_at
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader(replyError=redis.ResponseError)
-        # (future, monotonic time it was sent), in the order Redis answers.
-        self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        # In the order Redis answers.
+        self.waiting: collections.deque[_Batch] = collections.deque()
         self.transport: asyncio.BaseTransport | None = None
         self.lost: Exception | None = None
         self.last_reply = 0.0
@@ -45,10 +57,13 @@ class _Protocol(asyncio.Protocol):
         self.reader.feed(data)
         try:
             while (reply := self.reader.gets()) is not False:
-                future, _ = self.waiting.popleft()
-                # A caller that was cancelled meanwhile no longer waits.
-                if not future.done():
-                    future.set_result(reply)
+                batch = self.waiting[0]
+                batch.replies.append(reply)
+                if len(batch.replies) == batch.count:
+                    self.waiting.popleft()
+                    # A caller that was cancelled meanwhile no longer waits.
+                    if not batch.future.done():
+                        batch.future.set_result(batch.replies)
         except hiredis.ProtocolError as exc:
             self.abort(redis.InvalidResponse(f"Redis sent a malformed reply: {exc}"))
             return
@@ -57,25 +72,25 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = self.lost or redis.ConnectionError(f"Connection to Redis lost: {exc or 'closed'}")
         while self.waiting:
-            future, _ = self.waiting.popleft()
-            if not future.done():
-                future.set_exception(self.lost)
+            batch = self.waiting.popleft()
+            if not batch.future.done():
+                batch.future.set_exception(self.lost)
 
     def abort(self, reason: Exception) -> None:
         self.lost = reason
         if self.transport is not None:
             self.transport.abort()
 
-    def send(self, commands: Sequence[Command]) -> list[asyncio.Future[Any]]:
+    def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+        """Queue `commands` (at least one); the future of their replies, in order."""
         assert self.transport is not None, "send before the connection is made"
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        futures = [loop.create_future() for _ in commands]
-        self.waiting.extend((future, now) for future in futures)
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self.waiting.append(_Batch(future, len(commands), loop.time()))
         if not self.outgoing:
             loop.call_soon(self._flush)
         self.outgoing.extend(hiredis.pack_command(tuple(command)) for command in commands)
-        return futures
+        return future
 
     def _flush(self) -> None:
         # A write is a system call, and on these machines one costs as much CPU
@@ -100,7 +115,7 @@ class RespClient:
     async def execute(self, *command: str | bytes | int | float) -> Any:
         """Send one command; return its reply, or raise its error."""
         protocol = await self._connection()
-        reply = await protocol.send([command])[0]
+        [reply] = await protocol.send([command])
         if isinstance(reply, redis.ResponseError):
             raise reply
         return reply
@@ -119,7 +134,7 @@ class RespClient:
         the replies, in order; `checked` raises the first error among them.
         """
         protocol = await self._connection()
-        return asyncio.gather(*protocol.send(commands))
+        return protocol.send(commands)
 
     def close(self) -> None:
         if self._protocol is not None:
@@ -153,7 +168,7 @@ class RespClient:
                 # uvloop may return before it has called connection_made.
                 protocol.transport = transport
                 protocol.last_reply = loop.time()
-                replies = await asyncio.gather(*protocol.send(setup)) if setup else []
+                replies = await protocol.send(setup) if setup else []
         except BaseException as exc:
             if protocol is not None:
                 protocol.abort(redis.ConnectionError("the connection was not set up"))
@@ -180,8 +195,7 @@ class RespClient:
             return
         if protocol.waiting:
             now = asyncio.get_running_loop().time()
-            _, oldest = protocol.waiting[0]
-            if now - max(oldest, protocol.last_reply) > self.timeout:
+            if now - max(protocol.waiting[0].sent_at, protocol.last_reply) > self.timeout:
                 protocol.abort(redis.TimeoutError(f"Redis did not answer within {self.timeout:g}s"))
                 return
         self._arm_watchdog()
