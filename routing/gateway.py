@@ -368,31 +368,37 @@ async def _relay(
 ) -> AsyncIterator[bytes]:
     writer = ChunkWriter(call_id, first.data.get("model", ""))
     finished = False
+    # Each piece is a write to the client (a system call, and ASGI's machinery
+    # around it): the role chunk waits for the first text, which comes with the
+    # start, and the end goes out in one piece.
+    held = writer.role()
     try:
-        yield writer.role()
         event: CallEvent | None = first
         while True:
+            piece = b""
             if event is None:
-                yield b": keepalive\n\n"
+                piece = b": keepalive\n\n"
             elif event.kind == "delta":
-                yield writer.text(event.data["c"])
+                piece = writer.text(event.data["c"])
             elif event.kind == "tool":
-                yield writer.tool(event.data)
+                piece = writer.tool(event.data)
             elif event.kind == "done":
                 finished = True
-                yield writer.finish(event.data.get("finish", "stop"))
-                if include_usage:
-                    yield writer.usage(event.data["usage"])
-                yield writer.done()
+                usage = writer.usage(event.data["usage"]) if include_usage else b""
+                yield held + writer.finish(event.data.get("finish", "stop")) + usage + writer.done()
                 return
             elif event.kind == "error":
                 finished = True
-                yield writer.error(event.data.get("message", "the call failed"), "server_error", event.data.get("kind"))
+                message = event.data.get("message", "the call failed")
+                yield held + writer.error(message, "server_error", event.data.get("kind"))
                 return
+            if piece:
+                yield held + piece
+                held = b""
             event = await anext(events)
     except TimeoutError:
         finished = True
-        yield writer.error("the call produced no answer in time", "server_error", "timeout")
+        yield held + writer.error("the call produced no answer in time", "server_error", "timeout")
     finally:
         if not finished:
             with contextlib.suppress(redis.RedisError):
