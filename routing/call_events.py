@@ -26,7 +26,7 @@ import redis
 from django.conf import settings
 
 from routing.catalog import VERSION_KEY
-from switchyard.redis_clients import get_blocking_resp, get_resp
+from switchyard.redis_clients import get_resp, get_stream_hub
 from switchyard.resp import Command, checked
 
 logger = logging.getLogger(__name__)
@@ -250,25 +250,20 @@ async def read_events(call_id: str, *, deadline: float, after: str = "0-0") -> A
 
     Stops after a terminal event, or raises TimeoutError at `deadline` (monotonic).
     """
-    readers = get_blocking_resp()
-    key = stream_key(call_id)
-    last = after
-    while True:
-        remaining_ms = int((deadline - time.monotonic()) * 1000)
-        if remaining_ms <= 0:
-            raise TimeoutError(f"call {call_id} produced no result in time")
-        async with readers.connection() as reader:
-            block = min(STREAM_BLOCK_MS, remaining_ms)
-            response = await reader.execute("XREAD", "COUNT", 512, "BLOCK", block, "STREAMS", key, last)
-        if not response:
-            yield None
-            continue
-        for raw_id, fields in response[0][1]:
-            last = raw_id.decode()
-            kind, data = _decoded(fields)
-            yield CallEvent(last, kind, data)
-            if kind in TERMINAL:
-                return
+    async with get_stream_hub().follow(stream_key(call_id), after=after) as follower:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"call {call_id} produced no result in time")
+            entries = await follower.entries(timeout=min(STREAM_BLOCK_MS / 1000, remaining))
+            if not entries:
+                yield None
+                continue
+            for raw_id, fields in entries:
+                kind, data = _decoded(fields)
+                yield CallEvent(raw_id.decode(), kind, data)
+                if kind in TERMINAL:
+                    return
 
 
 def raise_if_cancelled() -> None:

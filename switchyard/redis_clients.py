@@ -12,10 +12,11 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from switchyard.resp import BlockingPool, RespClient
+from switchyard.resp import RespClient
+from switchyard.stream_hub import StreamHub
 
-# A blocked XREAD must return before the socket timeout; callers block for
-# at most STREAM_BLOCK_MS, well under this.
+# A blocked XREAD must return before the socket timeout; the stream hub
+# blocks for at most READ_BLOCK_MS (switchyard/stream_hub.py), well under this.
 SOCKET_TIMEOUT = 10.0
 
 _sync_client: redis.Redis | None = None
@@ -26,7 +27,7 @@ T = TypeVar("T")
 _per_loop: dict[str, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]] = {
     "redis-py": weakref.WeakKeyDictionary(),
     "resp": weakref.WeakKeyDictionary(),
-    "blocking": weakref.WeakKeyDictionary(),
+    "stream-hub": weakref.WeakKeyDictionary(),
 }
 
 
@@ -75,10 +76,9 @@ def get_resp() -> RespClient:
     )
 
 
-def get_blocking_resp() -> BlockingPool:
-    """The running loop's connections for blocking reads (XREAD BLOCK of the relays)."""
-    # As many idle connections kept as relays commonly wait at once.
+def get_stream_hub() -> StreamHub:
+    """The running loop's reader of the streams it follows (the relays' call events), on a connection of its own."""
     return _of_running_loop(
-        "blocking",
-        lambda: BlockingPool(settings.REDIS_URL, timeout=SOCKET_TIMEOUT, connect_timeout=5, keep=512),
+        "stream-hub",
+        lambda: StreamHub(RespClient(settings.REDIS_URL, timeout=SOCKET_TIMEOUT, connect_timeout=5), get_resp()),
     )

@@ -8,7 +8,7 @@ and hands Redis's replies, which come in order, to the futures waiting for
 them: 15-60 µs per command, and concurrent callers share round trips. It
 carries only what the hot path needs: plain commands and pipelines of them;
 a blocking command (XREAD BLOCK) would hold up everyone on a shared
-connection, so it takes a connection of its own from a BlockingPool. No
+connection, so it gets a client of its own (switchyard/stream_hub.py). No
 pub/sub, no transactions. Everything else uses redis-py
 (switchyard/redis_clients.py). Errors are redis-py's exception classes, so
 callers catch redis.RedisError either way.
@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import hiredis
@@ -33,7 +32,7 @@ Command = Sequence[str | bytes | int | float]
 class _Batch:
     """Commands sent together, and the one future of their replies (one future per command cost a gather each)."""
 
-    __slots__ = ("future", "count", "replies", "sent_at")
+    __slots__ = ("count", "future", "replies", "sent_at")
 
     def __init__(self, future: asyncio.Future[list[Any]], count: int, sent_at: float) -> None:
         self.future = future
@@ -207,33 +206,6 @@ def checked(replies: list[Any]) -> list[Any]:
         if isinstance(reply, redis.ResponseError):
             raise reply
     return replies
-
-
-class BlockingPool:
-    """Connections for blocking commands: each caller has one to itself while its command blocks."""
-
-    def __init__(self, url: str, *, timeout: float, connect_timeout: float, keep: int) -> None:
-        self.url = url
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.keep = keep
-        self._idle: list[RespClient] = []
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[RespClient]:
-        client = self._idle.pop() if self._idle else RespClient(
-            self.url, timeout=self.timeout, connect_timeout=self.connect_timeout
-        )
-        try:
-            yield client
-        except BaseException:
-            # Its command may still be blocking on the server: not reusable.
-            client.close()
-            raise
-        if len(self._idle) < self.keep:
-            self._idle.append(client)
-        else:
-            client.close()
 
 
 def _setup_commands(params: dict[str, Any]) -> list[Command]:
