@@ -45,7 +45,10 @@ class Follower:
         self._error: BaseException | None = None
 
     async def entries(self, timeout: float) -> list[tuple[bytes, list[bytes]]]:
-        """The entries read since the last call: (id, [field, value, …]); [] if none came within `timeout`."""
+        """The entries read since the last call: (id, [field, value, …]); [] if none came within `timeout`.
+
+        A failed read is raised once the entries read before it are taken.
+        """
         if not self._entries and self._error is None:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -55,7 +58,7 @@ class Follower:
                 return []
             finally:
                 self._waiter = None
-        if self._error is not None:
+        if not self._entries and self._error is not None:
             raise self._error
         entries = list(self._entries)
         self._entries.clear()
@@ -92,11 +95,11 @@ class StreamHub:
         """Follow the stream at `key` from the entry after `after` while the context lasts (one follower per stream)."""
         follower = Follower(key, after)
         self._followers[follower.key] = follower
-        if self._reading is None or self._reading.done():
-            self._reading = asyncio.get_running_loop().create_task(self._read_forever())
-        else:
-            await self._wake()
         try:
+            if self._reading is None or self._reading.done():
+                self._reading = asyncio.get_running_loop().create_task(self._read_forever())
+            else:
+                await self._wake()
             yield follower
         finally:
             if self._followers.get(follower.key) is follower:

@@ -117,3 +117,24 @@ def test_a_failed_read_is_raised_to_every_follower(redis_url: str, keys: list[st
         return failures
 
     assert with_hub(redis_url, work, reader_url=unreachable) == 2
+
+
+def test_entries_read_before_a_failed_read_are_taken_before_the_failure(redis_url: str, keys: list[str]) -> None:
+    async def run() -> list[bytes]:
+        reader = RespClient(redis_url, timeout=5, connect_timeout=2)
+        waker = RespClient(redis_url, timeout=5, connect_timeout=2)
+        try:
+            await waker.execute("XADD", keys[0], "*", "v", "1")
+            async with StreamHub(reader, waker).follow(keys[0]) as follower:
+                # Time for the hub to read the entry and block again; then its connection breaks.
+                await asyncio.sleep(0.3)
+                reader.close()
+                await asyncio.sleep(0.1)
+                first = await values(follower, 1)
+                with pytest.raises(redis.ConnectionError):
+                    await follower.entries(timeout=5)
+                return first
+        finally:
+            waker.close()
+
+    assert asyncio.run(run()) == [b"1"]
