@@ -25,7 +25,9 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from switchyard.resp import RespClient
+import redis
+
+from switchyard.resp import RespClient, checked
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +143,8 @@ class StreamHub:
 def _log_failed_wake(replies: asyncio.Future[list[Any]]) -> None:
     if replies.cancelled():
         return
-    if (error := replies.exception()) is None:
-        error = next((reply for reply in replies.result() if isinstance(reply, Exception)), None)
-    if error is not None:
+    try:
+        checked(replies.result())
+    except redis.RedisError as error:
         # The read then returns at its timeout instead, or with the next entry of another stream.
         logger.warning("could not wake the stream hub: %s", error)
