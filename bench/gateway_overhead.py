@@ -4,8 +4,10 @@ Starts a fast fake OpenAI upstream (bench/fast_upstream.py), an embedded
 Redis, and Switchyard as `make run` runs it (uvicorn + one Celery worker,
 threads pool, SQLite under a temporary folder), then runs the same load
 direct to the upstream and through Switchyard and prints requests/s,
-latency p50/p99, time to first token, the CPU milliseconds per request of
-our processes, and the overhead (through minus direct). Finally it reports
+latency p50/p99, time to first token, the CPU milliseconds and the system
+calls (reads and writes, from /proc/PID/io) per request of our processes,
+and the overhead (through minus direct). The system calls are counts, not
+times: they show what a change does on a machine whose speed drifts. Finally it reports
 the resident memory of the web and worker processes after 1,000 and 20,000
 calls.
 
@@ -69,6 +71,12 @@ class Phase:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def system_calls(pid: int) -> int:
+    """Reads and writes the process has made (/proc/PID/io): a count that does not drift with the machine's speed."""
+    counts = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(counts["syscr"]) + int(counts["syscw"])
 
 
 def rss_mb(pid: int) -> float:
@@ -233,10 +241,12 @@ def main() -> int:
             direct = asyncio.run(phase(upstream_port, f"bench-{p.model}", p, {}))
             own = {"direct": upstream_paced_p50(upstream_port)}
             before = {pid: cpu_seconds(pid) for pid in (web_pid, worker_pid, redis_pid)}
+            calls_before = {pid: system_calls(pid) for pid in before}
             with profiling(args.profile, f"{number}-{p.model}-c{p.concurrency}", {"web": web_pid, "worker": worker_pid}):
                 through = asyncio.run(phase(web_port, f"bench/bench-{p.model}", p, auth))
             own["through"] = upstream_paced_p50(upstream_port)
             spent = {pid: (cpu_seconds(pid) - before[pid]) * 1000 / max(1, through.completed) for pid in before}
+            syscalls = {pid: (system_calls(pid) - calls_before[pid]) / max(1, through.completed) for pid in before}
             through_calls += through.completed + through.errors
             for label, result in (("direct", direct), ("through", through)):
                 cpu = ""
@@ -250,6 +260,10 @@ def main() -> int:
                     print(f"    error: {sample}")
                 if own[label] is not None:
                     print(f"    the upstream's own pacing took p50 {own[label]:.1f} ms")
+            print(
+                f"{'':<18}{'':>5} {'':<8}{'':>51}{'reads+writes/req':>17} "
+                f"{syscalls[web_pid]:.1f}+{syscalls[worker_pid]:.1f}+{syscalls[redis_pid]:.1f}"
+            )
             print(
                 f"{'':<18}{'':>5} {'overhead':<8}{'':>9}{fmt(through.p50 - direct.p50)} "
                 f"{fmt(through.p99 - direct.p99)} {fmt(through.ttft_p50 - direct.ttft_p50)}"
