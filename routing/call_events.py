@@ -245,25 +245,25 @@ class CallEvent:
     data: dict[str, Any]
 
 
-async def read_events(call_id: str, *, deadline: float, after: str = "0-0") -> AsyncIterator[CallEvent | None]:
-    """Yield the call's events as they come, and None on each quiet interval (for keepalives).
+async def read_events(call_id: str, *, deadline: float, after: str = "0-0") -> AsyncIterator[list[CallEvent]]:
+    """Yield the call's events in the batches they are read in, and [] on each quiet interval (for keepalives).
 
-    Stops after a terminal event, or raises TimeoutError at `deadline` (monotonic).
+    A relay writes a batch to its client at once. Stops after a terminal
+    event, or raises TimeoutError at `deadline` (monotonic).
     """
     async with get_stream_hub().follow(stream_key(call_id), after=after) as follower:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"call {call_id} produced no result in time")
-            entries = await follower.entries(timeout=min(STREAM_BLOCK_MS / 1000, remaining))
-            if not entries:
-                yield None
-                continue
-            for raw_id, fields in entries:
+            batch: list[CallEvent] = []
+            for raw_id, fields in await follower.entries(timeout=min(STREAM_BLOCK_MS / 1000, remaining)):
                 kind, data = _decoded(fields)
-                yield CallEvent(raw_id.decode(), kind, data)
+                batch.append(CallEvent(raw_id.decode(), kind, data))
                 if kind in TERMINAL:
+                    yield batch
                     return
+            yield batch
 
 
 def raise_if_cancelled() -> None:

@@ -47,7 +47,8 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
-    stream: AsyncIterator[bytes] | None = None
+    # The body's pieces, each with whether more follow (the last one ends the response in the same write).
+    stream: AsyncIterator[tuple[bytes, bool]] | None = None
 
 
 def json_response(status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
@@ -189,9 +190,11 @@ async def _send_stream(send: Send, response: Response) -> None:
     stream = response.stream
     try:
         await send({"type": "http.response.start", "status": response.status, "headers": _head(response)})
-        async for chunk in stream:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        more = True
+        async for piece, more in stream:
+            await send({"type": "http.response.body", "body": piece, "more_body": more})
+        if more:
+            await send({"type": "http.response.body", "body": b""})
     finally:
         # Run the relay's cleanup (cancelling the call) now, not at garbage collection.
         await stream.aclose()  # type: ignore[attr-defined]
@@ -283,7 +286,7 @@ async def chat_completions(request: Request, principal: Principal) -> Response:
     await enqueue_call(spec)
     events = read_events(call_id, deadline=time.monotonic() + settings.CALL_DEADLINE_SECONDS + 30)
     try:
-        first = await _first_event(events)
+        batch = await _first_batch(events)
     except asyncio.CancelledError:
         await request_cancel(call_id)
         raise
@@ -292,6 +295,7 @@ async def chat_completions(request: Request, principal: Principal) -> Response:
         return openai_error(
             504, "The call produced no answer in time.", type="server_error", headers={"x-request-id": call_id}
         )
+    first = batch[0]
     if first.kind == "error":
         return _with_cap_warning(_error_response(call_id, first.data), caps)
     if not parsed.stream:
@@ -302,7 +306,7 @@ async def chat_completions(request: Request, principal: Principal) -> Response:
             200,
             headers=_call_headers(call_id, first.data) | {"cache-control": "no-cache", "x-accel-buffering": "no"},
             content_type="text/event-stream; charset=utf-8",
-            stream=_relay(call_id, first, events, include_usage=parsed.include_usage),
+            stream=_relay(call_id, batch, events, include_usage=parsed.include_usage),
         ),
         caps,
     )
@@ -320,10 +324,10 @@ _ROUTES: dict[str, Callable[[Request, Principal], Awaitable[Response]]] = {
 }
 
 
-async def _first_event(events: AsyncIterator[CallEvent | None]) -> CallEvent:
-    async for event in events:
-        if event is not None:
-            return event
+async def _first_batch(events: AsyncIterator[list[CallEvent]]) -> list[CallEvent]:
+    async for batch in events:
+        if batch:
+            return batch
     raise TimeoutError
 
 
@@ -364,41 +368,46 @@ def _error_response(call_id: str, data: dict[str, Any]) -> Response:
 
 
 async def _relay(
-    call_id: str, first: CallEvent, events: AsyncIterator[CallEvent | None], *, include_usage: bool
-) -> AsyncIterator[bytes]:
-    writer = ChunkWriter(call_id, first.data.get("model", ""))
+    call_id: str, batch: list[CallEvent], events: AsyncIterator[list[CallEvent]], *, include_usage: bool
+) -> AsyncIterator[tuple[bytes, bool]]:
+    """The SSE pieces of a call, from its first batch of events (which begins with its start) on."""
+    writer = ChunkWriter(call_id, batch[0].data.get("model", ""))
     finished = False
     # Each piece is a write to the client (a system call, and ASGI's machinery
-    # around it): the role chunk waits for the first text, which comes with the
-    # start, and the end goes out in one piece.
+    # around it): the events read together go out together, the role chunk
+    # waits for the first text, and the end goes out in one piece, which
+    # also ends the response.
     held = writer.role()
     try:
-        event: CallEvent | None = first
         while True:
-            piece = b""
-            if event is None:
-                piece = b": keepalive\n\n"
-            elif event.kind == "delta":
-                piece = writer.text(event.data["c"])
-            elif event.kind == "tool":
-                piece = writer.tool(event.data)
-            elif event.kind == "done":
-                finished = True
-                usage = writer.usage(event.data["usage"]) if include_usage else b""
-                yield held + writer.finish(event.data.get("finish", "stop")) + usage + writer.done()
+            pieces = [held] if held else []
+            if not batch:
+                pieces.append(b": keepalive\n\n")
+            for event in batch:
+                if event.kind == "delta":
+                    pieces.append(writer.text(event.data["c"]))
+                elif event.kind == "tool":
+                    pieces.append(writer.tool(event.data))
+                elif event.kind == "done":
+                    finished = True
+                    pieces.append(writer.finish(event.data.get("finish", "stop")))
+                    if include_usage:
+                        pieces.append(writer.usage(event.data["usage"]))
+                    pieces.append(writer.done())
+                elif event.kind == "error":
+                    finished = True
+                    message = event.data.get("message", "the call failed")
+                    pieces.append(writer.error(message, "server_error", event.data.get("kind")))
+            if finished:
+                yield b"".join(pieces), False
                 return
-            elif event.kind == "error":
-                finished = True
-                message = event.data.get("message", "the call failed")
-                yield held + writer.error(message, "server_error", event.data.get("kind"))
-                return
-            if piece:
-                yield held + piece
+            if len(pieces) > bool(held):
+                yield b"".join(pieces), True
                 held = b""
-            event = await anext(events)
+            batch = await anext(events)
     except TimeoutError:
         finished = True
-        yield held + writer.error("the call produced no answer in time", "server_error", "timeout")
+        yield held + writer.error("the call produced no answer in time", "server_error", "timeout"), False
     finally:
         if not finished:
             with contextlib.suppress(redis.RedisError):

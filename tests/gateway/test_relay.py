@@ -1,0 +1,99 @@
+"""How a streamed call's events reach the client's socket: the writes that the relay makes, on the test Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from routing import call_loop
+from routing.call_events import read_events, stream_key
+from routing.gateway import Response, _first_batch, _relay, _send_stream
+
+USAGE = {"input": 3, "output": 2}
+
+
+@pytest.fixture
+def call_id(redis_url: str) -> Iterator[str]:
+    call_id = f"test-{uuid.uuid4().hex}"
+    yield call_id
+    redis.Redis.from_url(redis_url).delete(stream_key(call_id))
+
+
+def publish(redis_url: str, call_id: str, *events: tuple[str, dict[str, Any]]) -> None:
+    """Append `events` in one transaction, so that a reader gets them in one read, as a worker's write of several."""
+    with redis.Redis.from_url(redis_url).pipeline() as pipe:
+        for kind, data in events:
+            pipe.xadd(stream_key(call_id), {"t": kind, "d": json.dumps(data)})
+        pipe.execute()
+
+
+def relayed(call_id: str, *, on_write: Any = None) -> list[dict[str, Any]]:
+    """The ASGI messages that the gateway sends for the call's stream (the same loop and hub as a web process's)."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if on_write is not None:
+            on_write(len(sent))
+
+    async def relay() -> None:
+        events = read_events(call_id, deadline=time.monotonic() + 10)
+        stream = _relay(call_id, await _first_batch(events), events, include_usage=True)
+        await _send_stream(send, Response(200, stream=stream))
+
+    call_loop.run(relay())
+    return sent
+
+
+def data_lines(message: dict[str, Any]) -> list[Any]:
+    lines = [line for line in message["body"].decode().split("\n\n") if line]
+    return [line if line == "data: [DONE]" else json.loads(line.removeprefix("data: ")) for line in lines]
+
+
+def test_events_read_together_go_out_in_one_write_and_the_end_ends_the_response(
+    redis_url: str, call_id: str
+) -> None:
+    publish(redis_url, call_id, ("start", {"model": "up/m"}), ("delta", {"c": "Hel"}))
+
+    def after(writes: int) -> None:
+        if writes == 2:
+            publish(redis_url, call_id, ("delta", {"c": "lo"}), ("done", {"finish": "stop", "usage": USAGE}))
+
+    head, first, last = relayed(call_id, on_write=after)
+
+    assert head["type"] == "http.response.start"
+    assert first["more_body"] is True
+    role, hel = data_lines(first)
+    assert role["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert hel["choices"][0]["delta"] == {"content": "Hel"}
+    # The last text, the finish, the usage and [DONE] in one write, which also ends the response.
+    assert last["more_body"] is False
+    lo, finish, usage, done = data_lines(last)
+    assert lo["choices"][0]["delta"] == {"content": "lo"}
+    assert finish["choices"][0]["finish_reason"] == "stop"
+    assert usage["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    assert done == "data: [DONE]"
+
+
+def test_a_call_whose_events_are_all_there_is_answered_in_one_write(redis_url: str, call_id: str) -> None:
+    publish(
+        redis_url,
+        call_id,
+        ("start", {"model": "up/m"}),
+        ("delta", {"c": "Hi"}),
+        ("delta", {"c": "!"}),
+        ("error", {"kind": "unavailable", "message": "the provider went away", "after_output": True}),
+    )
+
+    head, body = relayed(call_id)
+
+    assert body["more_body"] is False
+    role, hi, bang, error = data_lines(body)
+    assert [hi["choices"][0]["delta"], bang["choices"][0]["delta"]] == [{"content": "Hi"}, {"content": "!"}]
+    assert error["error"]["code"] == "unavailable"
