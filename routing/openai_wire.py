@@ -1,7 +1,11 @@
 """OpenAI's Chat Completions wire format on our side of /v1: bodies in, JSON and chunks out.
 
-Parameters we accept but no provider adapter maps (top_p, penalties, seed,
-logprobs, …) are dropped rather than passed through to fail upstream.
+The sampling parameters (temperature, top_p, the penalties, seed) go to each
+provider that takes them, under its own names; a provider without one does
+without it (Anthropic has no penalties or seed, Gemini gets no penalties,
+which some of its models refuse). Parameters that no adapter maps
+(logprobs, logit_bias, …) are dropped rather than passed through to fail
+upstream.
 """
 
 from __future__ import annotations
@@ -54,16 +58,18 @@ def parse_chat_body(raw: bytes) -> ParsedRequest:
     if n is not None and n != 1:
         raise InvalidRequest("Only n=1 is supported.", "n")
     system, messages = _messages(body.get("messages"))
-    temperature = _optional(body, "temperature", (int, float))
-    if temperature is not None and not 0 <= temperature <= 2:
-        raise InvalidRequest(f"{temperature} is not between 0 and 2 - 'temperature'", "temperature")
+    temperature = _number_between(body, "temperature", 0, 2)
     max_tokens = _optional(body, "max_completion_tokens", int) or _optional(body, "max_tokens", int)
     if max_tokens is not None and max_tokens < 1:
         raise InvalidRequest("max_tokens must be at least 1", "max_tokens")
     request = ChatRequest(
         messages=messages,
         system=system,
-        temperature=None if temperature is None else float(temperature),
+        temperature=temperature,
+        top_p=_number_between(body, "top_p", 0, 1),
+        frequency_penalty=_number_between(body, "frequency_penalty", -2, 2),
+        presence_penalty=_number_between(body, "presence_penalty", -2, 2),
+        sampling_seed=_optional(body, "seed", int),
         max_tokens=max_tokens,
         stop=_stop(body.get("stop")),
         # A client that does not stream gets its answer in one piece anyway, so
@@ -88,6 +94,15 @@ def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) ->
         expected = {bool: "a boolean", int: "an integer", str: "a string", dict: "an object"}.get(kind, "a number")  # type: ignore[call-overload]
         raise InvalidRequest(f"Invalid type for '{name}': expected {expected}, but got {_json_type(value)}.", name)
     return value
+
+
+def _number_between(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
+    value = _optional(body, name, (int, float))
+    if value is None:
+        return None
+    if not low <= value <= high:
+        raise InvalidRequest(f"{value} is not between {low} and {high} - '{name}'", name)
+    return float(value)
 
 
 def _json_type(value: Any) -> str:

@@ -102,6 +102,8 @@ class AnthropicAdapter(HttpAdapter):
             body["system"] = system
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
         if request.stop:
             body["stop_sequences"] = list(request.stop)
         if request.user:

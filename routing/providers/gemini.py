@@ -95,6 +95,10 @@ class GeminiAdapter(HttpAdapter):
         generation: dict[str, Any] = {}
         if request.temperature is not None:
             generation["temperature"] = request.temperature
+        if request.top_p is not None:
+            generation["topP"] = request.top_p
+        if request.sampling_seed is not None:
+            generation["seed"] = request.sampling_seed
         if request.max_tokens:
             generation["maxOutputTokens"] = request.max_tokens
         if request.stop:

@@ -109,9 +109,8 @@ def ollama_chat_body(request: ChatRequest, config: ModelConfig) -> dict[str, Any
     tool_names = {call.id: call.name for m in request.messages for call in m.tool_calls if call.id}
     messages.extend(_message(message, tool_names) for message in request.messages)
     body: dict[str, Any] = {"model": config.upstream_name, "messages": messages, "stream": request.stream}
-    options: dict[str, Any] = {}
-    if request.temperature is not None:
-        options["temperature"] = request.temperature
+    # Ollama's options take OpenAI's names for these.
+    options: dict[str, Any] = request.sampling()
     if request.max_tokens is not None:
         options["num_predict"] = request.max_tokens
     if request.stop:

@@ -174,8 +174,7 @@ def chat_completion_body(request: ChatRequest, config: ModelConfig) -> dict[str,
         messages.append({"role": "system", "content": request.system})
     messages.extend(_message(message) for message in request.messages)
     body: dict[str, Any] = {"model": config.upstream_name, "messages": messages}
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
+    body |= request.sampling()
     if request.max_tokens is not None:
         body[config.options.get("max_tokens_field", "max_tokens")] = request.max_tokens
     if request.stop:

@@ -70,6 +70,11 @@ class ChatRequest:
     messages: tuple[Message, ...]
     system: str | None = None
     temperature: float | None = None
+    top_p: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    # The client's seed for sampling (OpenAI's `seed`); `seed` below is ours.
+    sampling_seed: int | None = None
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     stream: bool = True
@@ -80,6 +85,17 @@ class ChatRequest:
     # A stable per-call string. The simulated provider derives its
     # deterministic behaviour from it; real providers ignore it.
     seed: str = ""
+
+    def sampling(self) -> dict[str, float | int]:
+        """The sampling parameters that the client set, under OpenAI's names."""
+        named = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
+            "seed": self.sampling_seed,
+        }
+        return {name: value for name, value in named.items() if value is not None}
 
 
 class FinishReason(enum.StrEnum):

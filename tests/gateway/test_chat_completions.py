@@ -15,6 +15,7 @@ from tests.usage_records import all_booked, booked
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HELLO = [{"role": "user", "content": "Hello!"}]
+VALID = {"model": "up/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
 
 
 def test_it_answers_a_non_streaming_call_and_books_it(client: openai.OpenAI, upstream: FakeOpenAI) -> None:
@@ -49,6 +50,26 @@ def test_it_streams_with_usage(client: openai.OpenAI) -> None:
     assert finish == ["stop"]
 
 
+def test_the_sampling_parameters_reach_the_provider(client: openai.OpenAI, upstream: FakeOpenAI) -> None:
+    client.chat.completions.create(
+        model="up/gpt-4o-mini",
+        messages=HELLO,
+        temperature=0.2,
+        top_p=0.9,
+        frequency_penalty=0.5,
+        presence_penalty=-0.5,
+        seed=42,
+    )
+    sent = upstream.requests[0].json()
+    assert {name: sent[name] for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed")} == {
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "frequency_penalty": 0.5,
+        "presence_penalty": -0.5,
+        "seed": 42,
+    }
+
+
 def test_it_falls_back_when_the_first_model_is_rate_limited(client: openai.OpenAI, upstream: FakeOpenAI) -> None:
     upstream.queue(FakeOpenAI.rate_limited(retry_after="3"))
     raw = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "Hi"}])
@@ -75,7 +96,11 @@ def test_it_answers_503_when_every_model_fails(client: openai.OpenAI, upstream: 
         ({"messages": [{"role": "user", "content": "x"}]}, "model"),
         ({"model": "up/gpt-4o-mini"}, "messages"),
         ({"model": "up/gpt-4o-mini", "messages": "hi"}, "messages"),
-        ({"model": "up/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "temperature"),
+        (VALID | {"temperature": "hot"}, "temperature"),
+        (VALID | {"top_p": 1.5}, "top_p"),
+        (VALID | {"presence_penalty": -3}, "presence_penalty"),
+        (VALID | {"frequency_penalty": True}, "frequency_penalty"),
+        (VALID | {"seed": 4.2}, "seed"),
     ],
 )
 def test_it_refuses_malformed_bodies_naming_the_field(client: openai.OpenAI, body: dict[str, Any], param: str) -> None:

@@ -108,10 +108,15 @@ def test_it_parses_the_documented_stream_with_spaces_in_its_json(
 
 
 def test_it_sends_the_messages_request_with_its_headers(fake: FakeAnthropic, adapter: AnthropicAdapter) -> None:
+    """The Messages API has top_p, but no penalties and no seed: those are left out."""
     request = ChatRequest(
         messages=(Message(role="user", content="Hello, Claude"),),
         system="You are a helpful assistant.",
         temperature=0.7,
+        top_p=0.9,
+        frequency_penalty=0.5,
+        presence_penalty=-0.5,
+        sampling_seed=42,
         max_tokens=1024,
         stop=("END",),
         user="user-42",
@@ -130,6 +135,7 @@ def test_it_sends_the_messages_request_with_its_headers(fake: FakeAnthropic, ada
         "messages": [{"role": "user", "content": "Hello, Claude"}],
         "system": "You are a helpful assistant.",
         "temperature": 0.7,
+        "top_p": 0.9,
         "stop_sequences": ["END"],
         "metadata": {"user_id": "user-42"},
         "stream": True,

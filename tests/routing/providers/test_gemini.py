@@ -103,6 +103,7 @@ def test_it_copes_with_crlf_split_at_odd_byte_boundaries(
 
 
 def test_it_sends_the_stream_request_with_its_key_header(fake: FakeGemini, adapter: GeminiAdapter) -> None:
+    """topP and seed are mapped; the penalties, which some Gemini models refuse, are left out."""
     request = ChatRequest(
         messages=(
             Message(role="user", content="Hello"),
@@ -111,6 +112,10 @@ def test_it_sends_the_stream_request_with_its_key_header(fake: FakeGemini, adapt
         ),
         system="You are a cat. Your name is Neko.",
         temperature=1.0,
+        top_p=0.9,
+        frequency_penalty=0.5,
+        presence_penalty=-0.5,
+        sampling_seed=42,
         max_tokens=800,
         stop=("Title",),
         user="ignored-by-gemini",
@@ -133,7 +138,13 @@ def test_it_sends_the_stream_request_with_its_key_header(fake: FakeGemini, adapt
             {"role": "model", "parts": [{"text": "Great to meet you. What would you like to know?"}]},
             {"role": "user", "parts": [{"text": "I have two dogs in my house. How many paws are in my house?"}]},
         ],
-        "generationConfig": {"temperature": 1.0, "maxOutputTokens": 800, "stopSequences": ["Title"]},
+        "generationConfig": {
+            "temperature": 1.0,
+            "topP": 0.9,
+            "seed": 42,
+            "maxOutputTokens": 800,
+            "stopSequences": ["Title"],
+        },
     }
 
 

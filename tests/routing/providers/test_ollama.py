@@ -135,6 +135,10 @@ def test_it_sends_the_translated_request(fake: FakeOllama, adapter: OllamaAdapte
             Message(role="user", content="And this one?", images=("iVBORw0KGgo=",)),
         ),
         temperature=0.7,
+        top_p=0.9,
+        frequency_penalty=0.5,
+        presence_penalty=-0.5,
+        sampling_seed=42,
         max_tokens=256,
         stop=("\n\n",),
         tools=(weather,),
@@ -159,7 +163,15 @@ def test_it_sends_the_translated_request(fake: FakeOllama, adapter: OllamaAdapte
             {"role": "user", "content": "And this one?", "images": ["iVBORw0KGgo="]},
         ],
         "stream": True,
-        "options": {"temperature": 0.7, "num_predict": 256, "stop": ["\n\n"]},
+        "options": {
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "frequency_penalty": 0.5,
+            "presence_penalty": -0.5,
+            "seed": 42,
+            "num_predict": 256,
+            "stop": ["\n\n"],
+        },
         "format": "json",
         "tools": [
             {
