@@ -8,6 +8,9 @@ Model options read here:
     max_tokens_field  the body field for ChatRequest.max_tokens: `max_tokens`
                       (default) or `max_completion_tokens` (OpenAI reasoning
                       models refuse `max_tokens`).
+    seed_field        the body field for the client's sampling seed: `seed`
+                      (default) or `random_seed` (Mistral, which refuses
+                      fields it does not know).
 """
 
 from __future__ import annotations
@@ -174,7 +177,10 @@ def chat_completion_body(request: ChatRequest, config: ModelConfig) -> dict[str,
         messages.append({"role": "system", "content": request.system})
     messages.extend(_message(message) for message in request.messages)
     body: dict[str, Any] = {"model": config.upstream_name, "messages": messages}
-    body |= request.sampling()
+    sampling = request.sampling()
+    if "seed" in sampling:
+        sampling[config.options.get("seed_field", "seed")] = sampling.pop("seed")
+    body |= sampling
     if request.max_tokens is not None:
         body[config.options.get("max_tokens_field", "max_tokens")] = request.max_tokens
     if request.stop:

@@ -267,6 +267,14 @@ def test_it_sends_max_completion_tokens_when_configured(
     assert "max_tokens" not in body
 
 
+def test_it_sends_the_seed_under_the_configured_field(fake: FakeOpenAI, upstream: tuple[FakeOpenAI, str]) -> None:
+    adapter = make_adapter(upstream[1], options={"seed_field": "random_seed"})
+    run(adapter, ChatRequest(messages=HELLO.messages, sampling_seed=7))
+    body = fake.requests[0].json()
+    assert body["random_seed"] == 7
+    assert "seed" not in body
+
+
 def test_it_sends_no_authorization_without_a_key(
     fake: FakeOpenAI, upstream: tuple[FakeOpenAI, str]
 ) -> None:
