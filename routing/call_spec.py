@@ -83,6 +83,8 @@ def chat_request_from_json(data: dict[str, Any]) -> ChatRequest:
         user=data.get("user"),
         tools=tuple(ToolSpec(**t) for t in data.get("tools", ())),
         tool_choice=ToolChoice(**tool_choice) if tool_choice else None,
+        parallel_tool_calls=data.get("parallel_tool_calls"),
+        reasoning_effort=data.get("reasoning_effort"),
         response_format=ResponseFormat(**response_format) if response_format else None,
         seed=data.get("seed", ""),
     )

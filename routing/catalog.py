@@ -79,6 +79,7 @@ class CatalogModel:
             context_window=self.context_window,
             max_output_tokens=self.max_output_tokens,
             options=self.options,
+            capabilities=self.capabilities,
         )
 
 

@@ -21,6 +21,8 @@ class Capability(models.TextChoices):
     TOOLS = "tools", "Tool calling"
     LONG_CONTEXT = "long-context", "Long context"
     MULTILINGUAL = "multilingual", "Multilingual"
+    # Takes OpenAI's reasoning_effort (o-series, gpt-5, …); other models refuse it, so they do not get it.
+    REASONING = "reasoning", "Reasoning effort"
 
 
 class Provider(models.Model):

@@ -3,7 +3,10 @@
 The sampling parameters (temperature, top_p, the penalties, seed) go to each
 provider that takes them, under its own names; a provider without one does
 without it (Anthropic has no penalties or seed, Gemini gets no penalties,
-which some of its models refuse). Parameters that no adapter maps
+which some of its models refuse). reasoning_effort goes only to the
+OpenAI-compatible models tagged `reasoning` (the others refuse it), and
+parallel_tool_calls to OpenAI-compatible providers and, as
+disable_parallel_tool_use, to Anthropic. Parameters that no adapter maps
 (logprobs, logit_bias, …) are dropped rather than passed through to fail
 upstream.
 """
@@ -78,6 +81,8 @@ def parse_chat_body(raw: bytes) -> ParsedRequest:
         user=_optional(body, "user", str),
         tools=_tools(body.get("tools")),
         tool_choice=_tool_choice(body.get("tool_choice")),
+        parallel_tool_calls=_optional(body, "parallel_tool_calls", bool),
+        reasoning_effort=_optional(body, "reasoning_effort", str),
         response_format=_response_format(body.get("response_format")),
     )
     return ParsedRequest(model=model, request=request, stream=stream, include_usage=include_usage)

@@ -110,8 +110,13 @@ class AnthropicAdapter(HttpAdapter):
             body["metadata"] = {"user_id": request.user}
         if request.tools:
             body["tools"] = [_tool(tool) for tool in request.tools]
-            if request.tool_choice is not None:
-                body["tool_choice"] = _tool_choice(request.tool_choice.mode, request.tool_choice.name)
+            choice = request.tool_choice
+            if choice is not None or request.parallel_tool_calls is False:
+                tool_choice = _tool_choice(choice.mode if choice else "auto", choice.name if choice else None)
+                # Anthropic's choice carries OpenAI's parallel_tool_calls (not "none", which calls no tool).
+                if request.parallel_tool_calls is False and tool_choice["type"] != "none":
+                    tool_choice["disable_parallel_tool_use"] = True
+                body["tool_choice"] = tool_choice
         if request.stream:
             body["stream"] = True
         return body

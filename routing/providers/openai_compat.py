@@ -191,6 +191,11 @@ def chat_completion_body(request: ChatRequest, config: ModelConfig) -> dict[str,
         body["tools"] = [_tool(tool) for tool in request.tools]
     if request.tool_choice is not None:
         body["tool_choice"] = _tool_choice(request.tool_choice)
+    if request.tools and request.parallel_tool_calls is not None:
+        # OpenAI refuses it in a request without tools.
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.reasoning_effort and "reasoning" in config.capabilities:
+        body["reasoning_effort"] = request.reasoning_effort
     if request.response_format is not None and request.response_format.type != "text":
         response_format = request.response_format
         if response_format.type == "json_object":

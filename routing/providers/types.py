@@ -81,7 +81,11 @@ class ChatRequest:
     user: str | None = None
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice | None = None
+    # None: the provider's default (OpenAI's is true).
+    parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+    # OpenAI's reasoning_effort, as the client sent it ("low", "high", …): the provider checks the value.
+    reasoning_effort: str | None = None
     # A stable per-call string. The simulated provider derives its
     # deterministic behaviour from it; real providers ignore it.
     seed: str = ""
@@ -164,3 +168,4 @@ class ModelConfig:
     context_window: int = 8192
     max_output_tokens: int = 4096
     options: dict[str, Any] = field(default_factory=dict)
+    capabilities: frozenset[str] = frozenset()

@@ -70,6 +70,20 @@ def test_the_sampling_parameters_reach_the_provider(client: openai.OpenAI, upstr
     }
 
 
+def test_reasoning_effort_reaches_only_a_model_tagged_reasoning(
+    client: openai.OpenAI, upstream: FakeOpenAI, registry: dict[str, Any]
+) -> None:
+    client.chat.completions.create(model="up/gpt-4o-mini", messages=HELLO, reasoning_effort="low")
+    tagged = registry["models"]["gpt"]
+    tagged.capabilities = [*tagged.capabilities, "reasoning"]
+    tagged.save()
+    client.chat.completions.create(model="up/gpt-4o-mini", messages=HELLO, reasoning_effort="low")
+
+    untagged, reasoning = (sent.json() for sent in upstream.requests)
+    assert "reasoning_effort" not in untagged
+    assert reasoning["reasoning_effort"] == "low"
+
+
 def test_it_falls_back_when_the_first_model_is_rate_limited(client: openai.OpenAI, upstream: FakeOpenAI) -> None:
     upstream.queue(FakeOpenAI.rate_limited(retry_after="3"))
     raw = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "Hi"}])
@@ -101,6 +115,8 @@ def test_it_answers_503_when_every_model_fails(client: openai.OpenAI, upstream: 
         (VALID | {"presence_penalty": -3}, "presence_penalty"),
         (VALID | {"frequency_penalty": True}, "frequency_penalty"),
         (VALID | {"seed": 4.2}, "seed"),
+        (VALID | {"parallel_tool_calls": "no"}, "parallel_tool_calls"),
+        (VALID | {"reasoning_effort": 3}, "reasoning_effort"),
     ],
 )
 def test_it_refuses_malformed_bodies_naming_the_field(client: openai.OpenAI, body: dict[str, Any], param: str) -> None:

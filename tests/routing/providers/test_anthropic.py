@@ -4,6 +4,7 @@ import dataclasses
 import json
 import socket
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -221,6 +222,24 @@ def test_it_maps_tool_choice(
     fake: FakeAnthropic, adapter: AnthropicAdapter, choice: ToolChoice, expected: dict[str, str]
 ) -> None:
     run(adapter, dataclasses.replace(HELLO, tools=(WEATHER_TOOL,), tool_choice=choice))
+
+    assert fake.requests[0].json()["tool_choice"] == expected
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        (None, {"type": "auto", "disable_parallel_tool_use": True}),
+        (ToolChoice(mode="required"), {"type": "any", "disable_parallel_tool_use": True}),
+        (ToolChoice(mode="none"), {"type": "none"}),
+    ],
+)
+def test_it_carries_parallel_tool_calls_false_in_the_tool_choice(
+    fake: FakeAnthropic, adapter: AnthropicAdapter, choice: ToolChoice | None, expected: dict[str, Any]
+) -> None:
+    request = dataclasses.replace(HELLO, tools=(WEATHER_TOOL,), tool_choice=choice, parallel_tool_calls=False)
+
+    run(adapter, request)
 
     assert fake.requests[0].json()["tool_choice"] == expected
 

@@ -252,6 +252,24 @@ def test_it_sends_tool_choice_modes_as_strings(fake: FakeOpenAI, adapter: OpenAI
     assert body["tools"] == [{"type": "function", "function": {"name": "f"}}]
 
 
+def test_it_sends_parallel_tool_calls_only_with_tools(fake: FakeOpenAI, adapter: OpenAICompatAdapter) -> None:
+    run(adapter, ChatRequest(messages=HELLO.messages, tools=(ToolSpec(name="f"),), parallel_tool_calls=False))
+    run(adapter, ChatRequest(messages=HELLO.messages, parallel_tool_calls=False))
+    with_tools, without = (sent.json() for sent in fake.requests)
+    assert with_tools["parallel_tool_calls"] is False
+    # OpenAI refuses parallel_tool_calls in a request without tools.
+    assert "parallel_tool_calls" not in without
+
+
+@pytest.mark.parametrize(("capabilities", "sent"), [(frozenset({"reasoning"}), "high"), (frozenset(), None)])
+def test_it_sends_reasoning_effort_only_to_reasoning_models(
+    fake: FakeOpenAI, upstream: tuple[FakeOpenAI, str], capabilities: frozenset[str], sent: str | None
+) -> None:
+    adapter = make_adapter(upstream[1], capabilities=capabilities)
+    run(adapter, ChatRequest(messages=HELLO.messages, reasoning_effort="high"))
+    assert fake.requests[0].json().get("reasoning_effort") == sent
+
+
 def test_it_asks_for_a_json_object(fake: FakeOpenAI, adapter: OpenAICompatAdapter) -> None:
     run(adapter, ChatRequest(messages=HELLO.messages, response_format=ResponseFormat(type="json_object")))
     assert fake.requests[0].json()["response_format"] == {"type": "json_object"}
