@@ -97,3 +97,18 @@ def test_a_call_whose_events_are_all_there_is_answered_in_one_write(redis_url: s
     role, hi, bang, error = data_lines(body)
     assert [hi["choices"][0]["delta"], bang["choices"][0]["delta"]] == [{"content": "Hi"}, {"content": "!"}]
     assert error["error"]["code"] == "unavailable"
+
+
+def test_a_quiet_stream_gets_a_keepalive_comment_and_then_its_end(redis_url: str, call_id: str) -> None:
+    """A model that pauses longer than one read's wait: the client gets a comment, so that no proxy drops it."""
+    publish(redis_url, call_id, ("start", {"model": "up/m"}), ("delta", {"c": "Hi"}))
+
+    def after(writes: int) -> None:
+        if writes == 3:
+            publish(redis_url, call_id, ("done", {"finish": "stop", "usage": USAGE}))
+
+    head, first, keepalive, last = relayed(call_id, on_write=after)
+
+    assert keepalive == {"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True}
+    assert last["more_body"] is False
+    assert data_lines(last)[-1] == "data: [DONE]"
