@@ -1,8 +1,9 @@
 """One SSE stream per run, multiplexing every column's call events for htmx.
 
 A browser allows about six connections per origin, so a six-column run must
-not open six EventSources: this reads all the calls' Redis streams with one
-XREAD and names each SSE event after its column:
+not open six EventSources: this follows all the calls' Redis streams through
+the web process's stream hub (switchyard/stream_hub.py), which reads them
+with the gateway's in one XREAD, and names each SSE event after its column:
 
     text-<n>     the answer so far, escaped (replaces the column's body: the
                  first text of a connection that did not resume)
@@ -24,7 +25,6 @@ time keeps the run going.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -35,8 +35,9 @@ from typing import Any
 import redis
 
 from playground.render import escape_text
-from routing.call_events import STREAM_BLOCK_MS, TERMINAL, raise_if_cancelled, request_cancel, stream_key
-from switchyard.redis_clients import get_async_redis
+from routing.call_events import STREAM_BLOCK_MS, TERMINAL, event_of, request_cancel, stream_key
+from switchyard.redis_clients import get_resp, get_stream_hub
+from switchyard.stream_hub import Entry
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def cursor_parse(value: str | None) -> dict[int, str]:
 async def _cancel_if_abandoned(run_id: str, call_ids: list[str], grace: float) -> None:
     await asyncio.sleep(grace)
     try:
-        viewers = int(await get_async_redis().get(viewers_key(run_id)) or 0)
+        viewers = int(await get_resp().execute("GET", viewers_key(run_id)) or 0)
         if viewers <= 0:
             for call_id in call_ids:
                 await request_cancel(call_id)
@@ -143,39 +144,43 @@ class RunRelay:
     async def events(self) -> AsyncIterator[bytes]:
         try:
             # Counted out in _leave, whichever way the stream ends.
-            pipe = get_async_redis().pipeline(transaction=False)
-            pipe.incr(viewers_key(self.run_id))
-            pipe.expire(viewers_key(self.run_id), 3600)
-            await pipe.execute()
+            key = viewers_key(self.run_id)
+            await get_resp().pipeline([("INCR", key), ("EXPIRE", key, 3600)])
             yield f"retry: {RETRY_MS}\n\n".encode()
             for column in self.columns:
                 if column.ended:
                     async for chunk in self._close(column):
                         yield chunk
-            while open_columns := [c for c in self.columns if not c.closed]:
-                remaining_ms = int((self.deadline - time.monotonic()) * 1000)
-                if remaining_ms <= 0:
-                    async for chunk in self._time_out(open_columns):
-                        yield chunk
-                    break
-                streams = {stream_key(c.call_id): c.last_id for c in open_columns}
-                response = await get_async_redis().xread(streams, block=min(STREAM_BLOCK_MS, remaining_ms), count=512)
-                raise_if_cancelled()
-                if not response:
-                    yield b": keepalive\n\n"
-                    continue
-                for key, entries in response:
-                    async for chunk in self._relay(self._by_key[key], entries):
-                        yield chunk
+            if any(not c.closed for c in self.columns):
+                async for chunk in self._follow():
+                    yield chunk
             yield sse_event("summary", await self.fragments.summary(), self._id())
             yield sse_event("done", "done", self._id())
             self.finished = True
         finally:
             await self._leave()
 
+    async def _follow(self) -> AsyncIterator[bytes]:
+        """Relay the open columns' events until each has ended, or the run's deadline."""
+        cursors = {stream_key(c.call_id): c.last_id for c in self.columns if not c.closed}
+        async with get_stream_hub().follow_many(cursors) as follower:
+            while open_columns := [c for c in self.columns if not c.closed]:
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    async for chunk in self._time_out(open_columns):
+                        yield chunk
+                    return
+                entries = await follower.entries(timeout=min(STREAM_BLOCK_MS / 1000, remaining))
+                if not entries:
+                    yield b": keepalive\n\n"
+                    continue
+                for key, column_entries in _by_stream(entries).items():
+                    async for chunk in self._relay(self._by_key[key], column_entries):
+                        yield chunk
+
     async def _leave(self) -> None:
         try:
-            await get_async_redis().decr(viewers_key(self.run_id))
+            await get_resp().execute("DECR", viewers_key(self.run_id))
         except redis.RedisError:
             logger.warning("could not count a viewer of run %s out", self.run_id)
         open_calls = [c.call_id for c in self.columns if not c.closed]
@@ -186,18 +191,18 @@ class RunRelay:
             _pending.add(task)
             task.add_done_callback(_pending.discard)
 
-    async def _relay(self, column: Column, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> AsyncIterator[bytes]:
+    async def _relay(self, column: Column, entries: list[tuple[bytes, list[bytes]]]) -> AsyncIterator[bytes]:
         text: list[str] = []
         for entry_id, fields in entries:
             column.last_id = entry_id.decode()
-            kind = fields[b"t"].decode()
+            kind, data = event_of(fields)
             if kind == "delta":
-                text.append(json.loads(fields[b"d"])["c"])
+                text.append(data["c"])
             elif kind == "start":
                 if text:
                     yield self._text(column, text)
                     text = []
-                started = await self.fragments.started(column.position, json.loads(fields[b"d"]))
+                started = await self.fragments.started(column.position, data)
                 yield sse_event(f"start-{column.position}", started, self._id())
             elif kind in TERMINAL:
                 if text:
@@ -224,3 +229,11 @@ class RunRelay:
             await request_cancel(column.call_id)
             column.closed = True
             yield sse_event(f"error-{column.position}", await self.fragments.timed_out(column.position), self._id())
+
+
+def _by_stream(entries: list[Entry]) -> dict[bytes, list[tuple[bytes, list[bytes]]]]:
+    """Each stream's entries, in the order read."""
+    grouped: dict[bytes, list[tuple[bytes, list[bytes]]]] = {}
+    for key, entry_id, fields in entries:
+        grouped.setdefault(key, []).append((entry_id, fields))
+    return grouped

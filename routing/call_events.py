@@ -178,10 +178,10 @@ class CallPublisher:
     async def events_so_far(self) -> list[tuple[str, dict[str, Any]]]:
         """The (type, data) of every event published so far, by this run or an earlier one."""
         entries = await self.redis.execute("XRANGE", self.key, "-", "+")
-        return [_decoded(fields) for _, fields in entries]
+        return [event_of(fields) for _, fields in entries]
 
 
-def _decoded(fields: list[bytes]) -> tuple[str, dict[str, Any]]:
+def event_of(fields: list[bytes]) -> tuple[str, dict[str, Any]]:
     """(type, data) of a raw stream entry's flat [field, value, …] list."""
     values = dict(zip(fields[::2], fields[1::2], strict=True))
     return values[b"t"].decode(), json.loads(values[b"d"])
@@ -257,26 +257,13 @@ async def read_events(call_id: str, *, deadline: float, after: str = "0-0") -> A
             if remaining <= 0:
                 raise TimeoutError(f"call {call_id} produced no result in time")
             batch: list[CallEvent] = []
-            for raw_id, fields in await follower.entries(timeout=min(STREAM_BLOCK_MS / 1000, remaining)):
-                kind, data = _decoded(fields)
+            for _, raw_id, fields in await follower.entries(timeout=min(STREAM_BLOCK_MS / 1000, remaining)):
+                kind, data = event_of(fields)
                 batch.append(CallEvent(raw_id.decode(), kind, data))
                 if kind in TERMINAL:
                     yield batch
                     return
             yield batch
-
-
-def raise_if_cancelled() -> None:
-    """Re-raise a cancellation that a Redis call swallowed.
-
-    redis.asyncio can swallow a CancelledError that lands while it opens a
-    connection (redis/redis-py#2028, #2551): the task still counts the
-    request in `cancelling()`, so a reader that checks after each call stops
-    instead of streaming on to a client that has gone.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 async def request_cancel(call_id: str) -> None:

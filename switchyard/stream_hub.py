@@ -1,18 +1,20 @@
 """One blocking XREAD for all the Redis streams that an event loop follows.
 
-The web process relays each call's events from its stream. With a blocking
-XREAD per relay, on a connection of its own, every event cost a command, a
-write and a read on that connection: at 100 paced streams the web process
-made 33 system calls per call, and 16 with this hub (BENCHMARKS.md). A hub
-reads every followed stream in one XREAD on one connection, and hands each
-stream's entries to its follower.
+The web process relays each call's events from its stream: the gateway one
+call per response, the playground all the columns of a run in one. With a
+blocking XREAD per relay, on a connection of its own, every event cost a
+command, a write and a read on that connection: at 100 paced streams the
+web process made 33 system calls per call, and 16 with this hub
+(BENCHMARKS.md). A hub reads every followed stream in one XREAD on one
+connection, and hands each stream's entries to its followers.
 
 A stream followed while that XREAD blocks must join it. Every read also
 includes the hub's wake stream, and following adds an entry to it (on the
 loop's shared connection, with whatever else that turn of the loop sends):
 the read returns at once, or does not block at all if Redis takes the wake
-first, and the next read includes the newcomer. Each read resumes from
-each stream's last entry id, so nothing is missed or read twice.
+first, and the next read includes the newcomer. Each read resumes each
+stream from its furthest-behind follower's last entry, and a follower takes
+only the entries after its own, so nothing is missed or read twice.
 """
 
 from __future__ import annotations
@@ -37,18 +39,22 @@ READ_BLOCK_MS = 2000
 WAKE_TTL_SECONDS = 3600
 
 
-class Follower:
-    """The entries of one followed stream, as the hub reads them."""
+# (stream key, entry id, [field, value, …]), as XREAD gives them.
+Entry = tuple[bytes, bytes, list[bytes]]
 
-    def __init__(self, key: str, after: str) -> None:
-        self.key = key.encode()
-        self.last = after.encode()
-        self._entries: collections.deque[tuple[bytes, list[bytes]]] = collections.deque()
+
+class Follower:
+    """The entries of the streams one reader follows, as the hub reads them."""
+
+    def __init__(self, cursors: dict[str, str]) -> None:
+        # Each stream's last entry id taken: the next entries come after it.
+        self.last = {key.encode(): after.encode() for key, after in cursors.items()}
+        self._entries: collections.deque[Entry] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
 
-    async def entries(self, timeout: float) -> list[tuple[bytes, list[bytes]]]:
-        """The entries read since the last call: (id, [field, value, …]); [] if none came within `timeout`.
+    async def entries(self, timeout: float) -> list[Entry]:
+        """The entries read since the last call, in the order read; [] if none came within `timeout`.
 
         A failed read is raised once the entries read before it are taken.
         """
@@ -67,10 +73,13 @@ class Follower:
         self._entries.clear()
         return entries
 
-    def _deliver(self, entries: list[tuple[bytes, list[bytes]]]) -> None:
-        self.last = entries[-1][0]
-        self._entries.extend(entries)
-        self._wake()
+    def _deliver(self, key: bytes, entries: list[tuple[bytes, list[bytes]]]) -> None:
+        last = _order(self.last[key])
+        new = [(key, entry_id, fields) for entry_id, fields in entries if _order(entry_id) > last]
+        if new:
+            self.last[key] = new[-1][1]
+            self._entries.extend(new)
+            self._wake()
 
     def _fail(self, error: BaseException) -> None:
         self._error = error
@@ -81,23 +90,34 @@ class Follower:
             self._waiter.set_result(None)
 
 
+def _order(entry_id: bytes) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition(b"-")
+    return int(milliseconds), int(sequence or 0)
+
+
 class StreamHub:
     """The followed streams of one event loop, read by one task on one connection of its own."""
 
     def __init__(self, reader: RespClient, waker: RespClient) -> None:
         self._reader = reader
         self._waker = waker
-        self._followers: dict[bytes, Follower] = {}
+        # A stream may have several followers (two pages showing the same run).
+        self._followers: dict[bytes, list[Follower]] = {}
         self._wake_key = f"sy:hub:{uuid.uuid4().hex}"
         self._wake_last = b"0-0"
         self._reading: asyncio.Task[None] | None = None
         self._woken = False
 
+    def follow(self, key: str, *, after: str = "0-0") -> contextlib.AbstractAsyncContextManager[Follower]:
+        """Follow the stream at `key` from the entry after `after` while the context lasts."""
+        return self.follow_many({key: after})
+
     @contextlib.asynccontextmanager
-    async def follow(self, key: str, *, after: str = "0-0") -> AsyncIterator[Follower]:
-        """Follow the stream at `key` from the entry after `after` while the context lasts (one follower per stream)."""
-        follower = Follower(key, after)
-        self._followers[follower.key] = follower
+    async def follow_many(self, cursors: dict[str, str]) -> AsyncIterator[Follower]:
+        """Follow each stream of `cursors` (key: the entry id to start after) with one follower."""
+        follower = Follower(cursors)
+        for key in follower.last:
+            self._followers.setdefault(key, []).append(follower)
         try:
             if self._reading is None or self._reading.done():
                 self._reading = asyncio.get_running_loop().create_task(self._read_forever())
@@ -105,8 +125,12 @@ class StreamHub:
                 await self._wake()
             yield follower
         finally:
-            if self._followers.get(follower.key) is follower:
-                del self._followers[follower.key]
+            for key in follower.last:
+                followers = self._followers.get(key, [])
+                if follower in followers:
+                    followers.remove(follower)
+                if not followers:
+                    self._followers.pop(key, None)
 
     async def _wake(self) -> None:
         """Make the read under way return, once per read: the next one includes the new followers."""
@@ -120,24 +144,25 @@ class StreamHub:
 
     async def _read_forever(self) -> None:
         while self._followers:
-            followers = list(self._followers.values())
-            keys = [self._wake_key.encode(), *(f.key for f in followers)]
-            ids = [self._wake_last, *(f.last for f in followers)]
+            keys = [self._wake_key.encode(), *self._followers]
+            # Each stream from where its furthest-behind follower is.
+            ids = [self._wake_last, *(min((f.last[k] for f in self._followers[k]), key=_order) for k in keys[1:])]
             self._woken = False
             try:
                 reply = await self._reader.execute("XREAD", "COUNT", 512, "BLOCK", READ_BLOCK_MS, "STREAMS", *keys, *ids)
             except Exception as exc:
                 # Every follower learns of it (the next read would have used the same connection);
                 # a later follow starts a new reader.
-                for follower in self._followers.values():
+                for follower in {f for followers in self._followers.values() for f in followers}:
                     follower._fail(exc)
                 self._followers.clear()
                 return
             for key, entries in reply or ():
                 if key == keys[0]:
                     self._wake_last = entries[-1][0]
-                elif (follower := self._followers.get(key)) is not None:
-                    follower._deliver(entries)
+                    continue
+                for follower in self._followers.get(key, ()):
+                    follower._deliver(key, entries)
 
 
 def _log_failed_wake(replies: asyncio.Future[list[Any]]) -> None:

@@ -36,7 +36,7 @@ async def values(follower: Follower, count: int, timeout: float = 5) -> list[byt
     found: list[bytes] = []
     deadline = time.monotonic() + timeout
     while len(found) < count and time.monotonic() < deadline:
-        for _, fields in await follower.entries(timeout=deadline - time.monotonic()):
+        for _, _, fields in await follower.entries(timeout=deadline - time.monotonic()):
             found.append(dict(zip(fields[::2], fields[1::2], strict=True))[b"v"])
     return found
 
@@ -94,6 +94,40 @@ def test_each_follower_gets_only_its_own_stream(redis_url: str, keys: list[str])
             return [await values(follower, 2) for follower in (one, two, three)]
 
     assert with_hub(redis_url, work) == [[key[-4:].encode()] * 2 for key in keys]
+
+
+def test_one_follower_of_several_streams_gets_each_entry_with_its_stream(redis_url: str, keys: list[str]) -> None:
+    async def work(hub: StreamHub, client: RespClient) -> list[tuple[bytes, bytes]]:
+        first = await client.execute("XADD", keys[0], "*", "v", "old")
+        async with hub.follow_many({keys[0]: first.decode(), keys[1]: "0-0"}) as follower:
+            await client.pipeline([("XADD", keys[1], "*", "v", "b"), ("XADD", keys[0], "*", "v", "a")])
+            got: list[tuple[bytes, bytes]] = []
+            while len(got) < 2:
+                got += [(key, fields[1]) for key, _, fields in await follower.entries(timeout=5)]
+            return got
+
+    assert sorted(with_hub(redis_url, work)) == sorted([(keys[0].encode(), b"a"), (keys[1].encode(), b"b")])
+
+
+def test_two_followers_of_one_stream_each_get_the_entries_after_their_own_start(
+    redis_url: str, keys: list[str]
+) -> None:
+    """Two pages showing the same run, one of them resuming later in the stream."""
+
+    async def work(hub: StreamHub, client: RespClient) -> tuple[list[bytes], list[bytes]]:
+        first = await client.execute("XADD", keys[0], "*", "v", "1")
+        async with hub.follow(keys[0], after=first.decode()) as later:
+            await client.execute("XADD", keys[0], "*", "v", "2")
+            assert await values(later, 1) == [b"2"]
+            async with hub.follow(keys[0]) as whole:
+                await client.execute("XADD", keys[0], "*", "v", "3")
+                from_start = await values(whole, 3)
+                after_first = await values(later, 1)
+                # Nothing twice: neither gets more.
+                assert await later.entries(timeout=0.2) == await whole.entries(timeout=0.2) == []
+                return from_start, after_first
+
+    assert with_hub(redis_url, work) == ([b"1", b"2", b"3"], [b"3"])
 
 
 def test_a_quiet_stream_gives_no_entries_after_the_timeout(redis_url: str, keys: list[str]) -> None:
