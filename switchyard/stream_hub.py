@@ -73,9 +73,12 @@ class Follower:
         self._entries.clear()
         return entries
 
-    def _deliver(self, key: bytes, entries: list[tuple[bytes, list[bytes]]]) -> None:
-        last = _order(self.last[key])
-        new = [(key, entry_id, fields) for entry_id, fields in entries if _order(entry_id) > last]
+    def _deliver(self, key: bytes, entries: list[tuple[bytes, list[bytes]]], *, shared: bool) -> None:
+        """Take the entries of `key` after this follower's last (unless `shared`, the read resumed there: all)."""
+        if shared:
+            last = _order(self.last[key])
+            entries = [(entry_id, fields) for entry_id, fields in entries if _order(entry_id) > last]
+        new = [(key, entry_id, fields) for entry_id, fields in entries]
         if new:
             self.last[key] = new[-1][1]
             self._entries.extend(new)
@@ -88,6 +91,10 @@ class Follower:
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+def _furthest_behind(followers: list[Follower], key: bytes) -> bytes:
+    return min((f.last[key] for f in followers), key=_order)
 
 
 def _order(entry_id: bytes) -> tuple[int, int]:
@@ -144,9 +151,13 @@ class StreamHub:
 
     async def _read_forever(self) -> None:
         while self._followers:
-            keys = [self._wake_key.encode(), *self._followers]
-            # Each stream from where its furthest-behind follower is.
-            ids = [self._wake_last, *(min((f.last[k] for f in self._followers[k]), key=_order) for k in keys[1:])]
+            keys = [self._wake_key.encode()]
+            ids = [self._wake_last]
+            # Each stream resumes at the last entry of its follower furthest behind (built at every
+            # read, for every followed stream: the common case, one follower, costs least).
+            for key, followers in self._followers.items():
+                keys.append(key)
+                ids.append(followers[0].last[key] if len(followers) == 1 else _furthest_behind(followers, key))
             self._woken = False
             try:
                 reply = await self._reader.execute("XREAD", "COUNT", 512, "BLOCK", READ_BLOCK_MS, "STREAMS", *keys, *ids)
@@ -161,8 +172,9 @@ class StreamHub:
                 if key == keys[0]:
                     self._wake_last = entries[-1][0]
                     continue
-                for follower in self._followers.get(key, ()):
-                    follower._deliver(key, entries)
+                followers = self._followers.get(key, [])
+                for follower in followers:
+                    follower._deliver(key, entries, shared=len(followers) > 1)
 
 
 def _log_failed_wake(replies: asyncio.Future[list[Any]]) -> None:
