@@ -408,6 +408,12 @@ async def _relay(
     except TimeoutError:
         finished = True
         yield held + writer.error("the call produced no answer in time", "server_error", "timeout"), False
+    except redis.RedisError:
+        # Redis went away mid-answer: the client gets an error in the stream's own terms, not a cut
+        # connection, and the call is still asked to stop (if Redis is back by then).
+        logger.warning("lost the event stream of call %s", call_id, exc_info=True)
+        message = "Switchyard lost this call's event stream; the answer is incomplete."
+        yield held + writer.error(message, "server_error", "stream_lost"), False
     finally:
         if not finished:
             with contextlib.suppress(redis.RedisError):

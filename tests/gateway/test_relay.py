@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -14,6 +15,7 @@ import redis
 from routing import call_loop
 from routing.call_events import read_events, stream_key
 from routing.gateway import Response, _first_batch, _relay, _send_stream
+from switchyard import devstack
 
 USAGE = {"input": 3, "output": 2}
 
@@ -112,3 +114,35 @@ def test_a_quiet_stream_gets_a_keepalive_comment_and_then_its_end(redis_url: str
     assert keepalive == {"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True}
     assert last["more_body"] is False
     assert data_lines(last)[-1] == "data: [DONE]"
+
+
+def test_a_stream_whose_redis_goes_away_ends_with_an_error_event(settings: Any) -> None:
+    """Not a cut connection: the client's SDK raises the stream's error, and the response ends properly."""
+    own_redis: list[devstack.Child] = []
+    url = devstack.start_redis(devstack.free_port(), port_hint="", into=own_redis)
+    try:
+        # The clients of the new event loop below are made with it.
+        settings.REDIS_URL = url
+        call_id = f"test-{uuid.uuid4().hex}"
+        publish(url, call_id, ("start", {"model": "up/m"}), ("delta", {"c": "Hel"}))
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if len(sent) == 2:
+                devstack.stop(own_redis)
+
+        async def relay() -> None:
+            events = read_events(call_id, deadline=time.monotonic() + 10)
+            stream = _relay(call_id, await _first_batch(events), events, include_usage=True)
+            await _send_stream(send, Response(200, stream=stream))
+
+        asyncio.run(relay())
+    finally:
+        devstack.stop(own_redis)
+
+    head, first, last = sent
+    assert first["more_body"] is True
+    assert last["more_body"] is False
+    [error] = data_lines(last)
+    assert error["error"]["code"] == "stream_lost"
