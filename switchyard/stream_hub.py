@@ -13,8 +13,9 @@ includes the hub's wake stream, and following adds an entry to it (on the
 loop's shared connection, with whatever else that turn of the loop sends):
 the read returns at once, or does not block at all if Redis takes the wake
 first, and the next read includes the newcomer. Each read resumes each
-stream from its furthest-behind follower's last entry, and a follower takes
-only the entries after its own, so nothing is missed or read twice.
+stream from its furthest-behind follower's last entry; a follower takes only
+the entries after its own, and one that joined further back than the read
+under way waits for the next, so nothing is missed or read twice.
 """
 
 from __future__ import annotations
@@ -73,11 +74,14 @@ class Follower:
         self._entries.clear()
         return entries
 
-    def _deliver(self, key: bytes, entries: list[tuple[bytes, list[bytes]]], *, shared: bool) -> None:
-        """Take the entries of `key` after this follower's last (unless `shared`, the read resumed there: all)."""
-        if shared:
-            last = _order(self.last[key])
-            entries = [(entry_id, fields) for entry_id, fields in entries if _order(entry_id) > last]
+    def _deliver(self, key: bytes, entries: list[tuple[bytes, list[bytes]]], resumed_at: bytes) -> None:
+        """Take the entries of `key` that a read resuming after `resumed_at` brought, and that come after ours."""
+        last = self.last[key]
+        if resumed_at != last:
+            if _order(resumed_at) > _order(last):
+                # Joined during the read, further back than it started: the next read starts from here.
+                return
+            entries = [(entry_id, fields) for entry_id, fields in entries if _order(entry_id) > _order(last)]
         new = [(key, entry_id, fields) for entry_id, fields in entries]
         if new:
             self.last[key] = new[-1][1]
@@ -168,13 +172,14 @@ class StreamHub:
                     follower._fail(exc)
                 self._followers.clear()
                 return
+            resumed_at = dict(zip(keys, ids, strict=True))
             for key, entries in reply or ():
                 if key == keys[0]:
                     self._wake_last = entries[-1][0]
                     continue
-                followers = self._followers.get(key, [])
-                for follower in followers:
-                    follower._deliver(key, entries, shared=len(followers) > 1)
+                # Followers may have come or gone while the read blocked: each compares with where it resumed.
+                for follower in self._followers.get(key, ()):
+                    follower._deliver(key, entries, resumed_at[key])
 
 
 def _log_failed_wake(replies: asyncio.Future[list[Any]]) -> None:

@@ -130,6 +130,25 @@ def test_two_followers_of_one_stream_each_get_the_entries_after_their_own_start(
     assert with_hub(redis_url, work) == ([b"1", b"2", b"3"], [b"3"])
 
 
+def test_a_follower_that_joins_further_back_during_a_read_misses_nothing(redis_url: str, keys: list[str]) -> None:
+    """The read under way resumes where the first follower is; the newcomer's earlier entries come with the next."""
+
+    async def work(hub: StreamHub, client: RespClient) -> tuple[list[bytes], list[bytes]]:
+        await client.execute("XADD", keys[0], "*", "v", "1")
+        second = await client.execute("XADD", keys[0], "*", "v", "2")
+        async with hub.follow(keys[0], after=second.decode()) as ahead:
+            assert await ahead.entries(timeout=0.2) == []
+            # Written before the newcomer's wake, in the same write: the blocked read returns with it.
+            await client.submit([("XADD", keys[0], "*", "v", "3")])
+            async with hub.follow(keys[0]) as behind:
+                from_start = await values(behind, 3)
+                ahead_got = await values(ahead, 1)
+                assert await ahead.entries(timeout=0.2) == await behind.entries(timeout=0.2) == []
+                return from_start, ahead_got
+
+    assert with_hub(redis_url, work) == ([b"1", b"2", b"3"], [b"3"])
+
+
 def test_a_quiet_stream_gives_no_entries_after_the_timeout(redis_url: str, keys: list[str]) -> None:
     async def work(hub: StreamHub, client: RespClient) -> list[object]:
         async with hub.follow(keys[0]) as follower:
