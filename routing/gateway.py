@@ -380,7 +380,7 @@ async def _relay(
     held = writer.role()
     try:
         while True:
-            pieces = [held] if held else []
+            pieces: list[bytes] = []
             if not batch:
                 pieces.append(b": keepalive\n\n")
             for event in batch:
@@ -399,10 +399,10 @@ async def _relay(
                     message = event.data.get("message", "the call failed")
                     pieces.append(writer.error(message, "server_error", event.data.get("kind")))
             if finished:
-                yield b"".join(pieces), False
+                yield held + b"".join(pieces), False
                 return
-            if len(pieces) > bool(held):
-                yield b"".join(pieces), True
+            if pieces:
+                yield held + b"".join(pieces), True
                 held = b""
             batch = await anext(events)
     except TimeoutError:
