@@ -22,13 +22,31 @@ from routing.providers.types import ChatRequest, Message, ResponseFormat, ToolCa
 
 
 class InvalidRequest(Exception):
-    """The body is not a valid chat completion request; `param` names the field."""
+    """The body is not a valid chat completion request; `param` names the field.
+
+    `code` is the one OpenAI gives for the same fault (invalid_type,
+    missing_required_parameter, …), so a client that branches on it works here too.
+    """
 
     def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+
+
+def _invalid_type(param: str, expected: str, value: Any) -> InvalidRequest:
+    return InvalidRequest(
+        f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead.", param, "invalid_type"
+    )
+
+
+def _missing(param: str) -> InvalidRequest:
+    return InvalidRequest(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+
+
+def _invalid_value(param: str, message: str) -> InvalidRequest:
+    return InvalidRequest(message, param, "invalid_value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,30 +68,28 @@ def parse_chat_body(raw: bytes) -> ParsedRequest:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("you must provide a model parameter", "model")
+    if model is None or model == "":
+        raise _missing("model")
+    if not isinstance(model, str):
+        raise _invalid_type("model", "a string", model)
     stream = _optional(body, "stream", bool) or False
     stream_options = _optional(body, "stream_options", dict) or {}
     include_usage = stream_options.get("include_usage", False)
     if not isinstance(include_usage, bool):
-        raise InvalidRequest("stream_options.include_usage must be a boolean", "stream_options.include_usage")
+        raise _invalid_type("stream_options.include_usage", "a boolean", include_usage)
     n = _optional(body, "n", int)
     if n is not None and n != 1:
-        raise InvalidRequest("Only n=1 is supported.", "n")
+        raise InvalidRequest(f"Unsupported value: 'n' must be 1 here, but got {n}.", "n", "unsupported_value")
     system, messages = _messages(body.get("messages"))
-    temperature = _number_between(body, "temperature", 0, 2)
-    max_tokens = _optional(body, "max_completion_tokens", int) or _optional(body, "max_tokens", int)
-    if max_tokens is not None and max_tokens < 1:
-        raise InvalidRequest("max_tokens must be at least 1", "max_tokens")
     request = ChatRequest(
         messages=messages,
         system=system,
-        temperature=temperature,
+        temperature=_number_between(body, "temperature", 0, 2),
         top_p=_number_between(body, "top_p", 0, 1),
         frequency_penalty=_number_between(body, "frequency_penalty", -2, 2),
         presence_penalty=_number_between(body, "presence_penalty", -2, 2),
         sampling_seed=_optional(body, "seed", int),
-        max_tokens=max_tokens,
+        max_tokens=_max_tokens(body),
         stop=_stop(body.get("stop")),
         # A client that does not stream gets its answer in one piece anyway, so
         # the upstream call is not streamed either: one body to parse, not hundreds of chunks.
@@ -92,12 +108,10 @@ def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) ->
     value = body.get(name)
     if value is None:
         return None
+    expected = {bool: "a boolean", int: "an integer", str: "a string", dict: "an object"}.get(kind, "a number")  # type: ignore[call-overload]
     # bool is an int in Python; OpenAI rejects true for a number.
-    if isinstance(value, bool) and kind is not bool and (kind is int or (isinstance(kind, tuple) and bool not in kind)):
-        raise InvalidRequest(f"Invalid type for '{name}': expected a number, but got a boolean.", name)
-    if not isinstance(value, kind):
-        expected = {bool: "a boolean", int: "an integer", str: "a string", dict: "an object"}.get(kind, "a number")  # type: ignore[call-overload]
-        raise InvalidRequest(f"Invalid type for '{name}': expected {expected}, but got {_json_type(value)}.", name)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise _invalid_type(name, expected, value)
     return value
 
 
@@ -105,9 +119,31 @@ def _number_between(body: dict[str, Any], name: str, low: float, high: float) ->
     value = _optional(body, name, (int, float))
     if value is None:
         return None
-    if not low <= value <= high:
-        raise InvalidRequest(f"{value} is not between {low} and {high} - '{name}'", name)
+    if value < low:
+        raise InvalidRequest(
+            f"Invalid '{name}': decimal below minimum value. Expected a value >= {low}, but got {value} instead.",
+            name,
+            "decimal_below_min_value",
+        )
+    if value > high:
+        raise InvalidRequest(
+            f"Invalid '{name}': decimal above maximum value. Expected a value <= {high}, but got {value} instead.",
+            name,
+            "decimal_above_max_value",
+        )
     return float(value)
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    value = _optional(body, name, int)
+    if value is not None and value < 1:
+        raise InvalidRequest(
+            f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value} instead.",
+            name,
+            "integer_below_min_value",
+        )
+    return value
 
 
 def _json_type(value: Any) -> str:
@@ -122,44 +158,50 @@ def _text(content: Any, param: str) -> tuple[str, tuple[str, ...]]:
     if isinstance(content, str):
         return content, ()
     if not isinstance(content, list):
-        raise InvalidRequest(f"Invalid type for '{param}': expected a string or an array of content parts.", param)
+        raise _invalid_type(param, "a string or an array of content parts", content)
     texts: list[str] = []
     images: list[str] = []
     for i, part in enumerate(content):
         where = f"{param}[{i}]"
         if not isinstance(part, dict):
-            raise InvalidRequest(f"Invalid type for '{where}': expected an object.", where)
+            raise _invalid_type(where, "an object", part)
         if part.get("type") == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
         elif part.get("type") == "image_url":
             url = part.get("image_url")
             url = url.get("url") if isinstance(url, dict) else url
             if not isinstance(url, str):
-                raise InvalidRequest(f"Missing required parameter: '{where}.image_url.url'.", f"{where}.image_url.url")
+                raise _missing(f"{where}.image_url.url")
             images.append(url)
         else:
-            raise InvalidRequest(f"Invalid content part at '{where}': expected type text or image_url.", where)
+            raise _invalid_value(
+                f"{where}.type", f"Invalid content part at '{where}': expected type text or image_url."
+            )
     return "\n".join(texts), tuple(images)
 
 
 def _messages(raw: Any) -> tuple[str | None, tuple[Message, ...]]:
     if raw is None:
-        raise InvalidRequest("Missing required parameter: 'messages'.", "messages")
+        raise _missing("messages")
     if not isinstance(raw, list):
-        raise InvalidRequest(f"Invalid type for 'messages': expected an array, but got {_json_type(raw)}.", "messages")
+        raise _invalid_type("messages", "an array", raw)
     if not raw:
-        raise InvalidRequest("'messages' must contain at least one message.", "messages")
+        raise InvalidRequest(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+            "messages",
+            "empty_array",
+        )
     system: list[str] = []
     messages: list[Message] = []
     for i, item in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(item, dict):
-            raise InvalidRequest(f"Invalid type for '{where}': expected an object.", where)
+            raise _invalid_type(where, "an object", item)
         role = item.get("role")
         if role not in _ROLES:
-            raise InvalidRequest(
-                f"Invalid value for '{where}.role': expected one of system, developer, user, assistant, tool.",
+            raise _invalid_value(
                 f"{where}.role",
+                f"Invalid value for '{where}.role': expected one of system, developer, user, assistant, tool.",
             )
         text, images = _text(item.get("content"), f"{where}.content")
         if role in ("system", "developer"):
@@ -167,29 +209,26 @@ def _messages(raw: Any) -> tuple[str | None, tuple[Message, ...]]:
         elif role in ("tool", "function"):
             call_id = item.get("tool_call_id") or item.get("name")
             if not isinstance(call_id, str):
-                raise InvalidRequest(f"Missing required parameter: '{where}.tool_call_id'.", f"{where}.tool_call_id")
+                raise _missing(f"{where}.tool_call_id")
             messages.append(Message(role="tool", content=text, tool_call_id=call_id, name=item.get("name")))
         elif role == "assistant":
             messages.append(Message(role="assistant", content=text, tool_calls=_tool_calls(item, where)))
         else:
             messages.append(Message(role="user", content=text, images=images, name=item.get("name")))
     if not messages:
-        raise InvalidRequest("'messages' must contain at least one user message.", "messages")
+        raise _invalid_value("messages", "'messages' must contain at least one user, assistant or tool message.")
     return ("\n\n".join(system) if system else None), tuple(messages)
 
 
 def _tool_calls(item: dict[str, Any], where: str) -> tuple[ToolCall, ...]:
     raw = item.get("tool_calls") or []
     if not isinstance(raw, list):
-        raise InvalidRequest(f"Invalid type for '{where}.tool_calls': expected an array.", f"{where}.tool_calls")
+        raise _invalid_type(f"{where}.tool_calls", "an array", raw)
     calls = []
     for j, call in enumerate(raw):
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise InvalidRequest(
-                f"Missing required parameter: '{where}.tool_calls[{j}].function.name'.",
-                f"{where}.tool_calls[{j}].function.name",
-            )
+            raise _missing(f"{where}.tool_calls[{j}].function.name")
         arguments = fn.get("arguments", "")
         if not isinstance(arguments, str):
             arguments = json.dumps(arguments)
@@ -202,30 +241,34 @@ def _stop(raw: Any) -> tuple[str, ...]:
         return ()
     if isinstance(raw, str):
         return (raw,)
-    if isinstance(raw, list) and all(isinstance(s, str) for s in raw) and len(raw) <= 4:
-        return tuple(raw)
-    raise InvalidRequest("Invalid value for 'stop': expected a string or an array of up to 4 strings.", "stop")
+    if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
+        raise _invalid_type("stop", "a string or an array of strings", raw)
+    if len(raw) > 4:
+        raise InvalidRequest(
+            f"Invalid 'stop': array too long. Expected an array with maximum length 4, "
+            f"but got an array with length {len(raw)} instead.",
+            "stop",
+            "array_above_max_length",
+        )
+    return tuple(raw)
 
 
 def _tools(raw: Any) -> tuple[ToolSpec, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise InvalidRequest(f"Invalid type for 'tools': expected an array, but got {_json_type(raw)}.", "tools")
+        raise _invalid_type("tools", "an array", raw)
     tools = []
     for i, tool in enumerate(raw):
         fn = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict):
-            raise InvalidRequest(f"Invalid value for 'tools[{i}]': expected a function tool.", f"tools[{i}]")
+            raise _invalid_value(f"tools[{i}]", f"Invalid value for 'tools[{i}]': expected a function tool.")
         name = fn.get("name")
         if not isinstance(name, str) or not name:
-            raise InvalidRequest(f"Missing required parameter: 'tools[{i}].function.name'.", f"tools[{i}].function.name")
+            raise _missing(f"tools[{i}].function.name")
         parameters = fn.get("parameters") or {"type": "object", "properties": {}}
         if not isinstance(parameters, dict):
-            raise InvalidRequest(
-                f"Invalid type for 'tools[{i}].function.parameters': expected an object.",
-                f"tools[{i}].function.parameters",
-            )
+            raise _invalid_type(f"tools[{i}].function.parameters", "an object", parameters)
         tools.append(ToolSpec(name=name, description=str(fn.get("description") or ""), parameters=parameters))
     return tuple(tools)
 
@@ -237,33 +280,27 @@ def _tool_choice(raw: Any) -> ToolChoice | None:
         return ToolChoice(mode=raw)
     if isinstance(raw, dict) and isinstance(raw.get("function"), dict) and isinstance(raw["function"].get("name"), str):
         return ToolChoice(mode="function", name=raw["function"]["name"])
-    raise InvalidRequest(
-        "Invalid value for 'tool_choice': expected none, auto, required or a function object.", "tool_choice"
-    )
+    raise _invalid_value("tool_choice", "Invalid value for 'tool_choice': expected none, auto, required or a function object.")
 
 
 def _response_format(raw: Any) -> ResponseFormat | None:
     if raw is None:
         return None
     if not isinstance(raw, dict) or raw.get("type") not in ("text", "json_object", "json_schema"):
-        raise InvalidRequest(
-            "Invalid value for 'response_format.type': expected text, json_object or json_schema.",
-            "response_format.type",
+        raise _invalid_value(
+            "response_format.type", "Invalid value for 'response_format.type': expected text, json_object or json_schema."
         )
     if raw["type"] != "json_schema":
         return ResponseFormat(type=raw["type"])
     spec = raw.get("json_schema")
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-        raise InvalidRequest("Missing required parameter: 'response_format.json_schema.name'.", "response_format.json_schema")
+        raise _missing("response_format.json_schema.name")
     schema = spec.get("schema") or {}
     if not isinstance(schema, dict):
-        raise InvalidRequest("Invalid type for 'response_format.json_schema.schema'.", "response_format.json_schema.schema")
+        raise _invalid_type("response_format.json_schema.schema", "an object", schema)
     description = spec.get("description") or ""
     if not isinstance(description, str):
-        raise InvalidRequest(
-            "Invalid type for 'response_format.json_schema.description': expected a string.",
-            "response_format.json_schema.description",
-        )
+        raise _invalid_type("response_format.json_schema.description", "a string", description)
     return ResponseFormat(
         type="json_schema", schema=schema, name=spec["name"], description=description, strict=bool(spec.get("strict"))
     )

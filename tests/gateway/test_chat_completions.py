@@ -105,25 +105,44 @@ def test_it_answers_503_when_every_model_fails(client: openai.OpenAI, upstream: 
 
 
 @pytest.mark.parametrize(
-    ("body", "param"),
+    ("body", "param", "code"),
     [
-        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
-        ({"model": "up/gpt-4o-mini"}, "messages"),
-        ({"model": "up/gpt-4o-mini", "messages": "hi"}, "messages"),
-        (VALID | {"temperature": "hot"}, "temperature"),
-        (VALID | {"top_p": 1.5}, "top_p"),
-        (VALID | {"presence_penalty": -3}, "presence_penalty"),
-        (VALID | {"frequency_penalty": True}, "frequency_penalty"),
-        (VALID | {"seed": 4.2}, "seed"),
-        (VALID | {"parallel_tool_calls": "no"}, "parallel_tool_calls"),
-        (VALID | {"reasoning_effort": 3}, "reasoning_effort"),
+        ({"messages": [{"role": "user", "content": "x"}]}, "model", "missing_required_parameter"),
+        ({"model": 4, "messages": HELLO}, "model", "invalid_type"),
+        ({"model": "up/gpt-4o-mini"}, "messages", "missing_required_parameter"),
+        ({"model": "up/gpt-4o-mini", "messages": "hi"}, "messages", "invalid_type"),
+        ({"model": "up/gpt-4o-mini", "messages": []}, "messages", "empty_array"),
+        ({"model": "up/gpt-4o-mini", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role", "invalid_value"),
+        (VALID | {"temperature": "hot"}, "temperature", "invalid_type"),
+        (VALID | {"top_p": 1.5}, "top_p", "decimal_above_max_value"),
+        (VALID | {"presence_penalty": -3}, "presence_penalty", "decimal_below_min_value"),
+        (VALID | {"frequency_penalty": True}, "frequency_penalty", "invalid_type"),
+        (VALID | {"seed": 4.2}, "seed", "invalid_type"),
+        (VALID | {"max_completion_tokens": 0}, "max_completion_tokens", "integer_below_min_value"),
+        (VALID | {"stop": ["a", "b", "c", "d", "e"]}, "stop", "array_above_max_length"),
+        (VALID | {"n": 2}, "n", "unsupported_value"),
+        (VALID | {"parallel_tool_calls": "no"}, "parallel_tool_calls", "invalid_type"),
+        (VALID | {"reasoning_effort": 3}, "reasoning_effort", "invalid_type"),
+        (VALID | {"tools": [{"type": "function", "function": {}}]}, "tools[0].function.name", "missing_required_parameter"),
     ],
 )
-def test_it_refuses_malformed_bodies_naming_the_field(client: openai.OpenAI, body: dict[str, Any], param: str) -> None:
+def test_it_refuses_malformed_bodies_naming_the_field_with_openais_code(
+    client: openai.OpenAI, body: dict[str, Any], param: str, code: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.post("/chat/completions", body=body, cast_to=object)
     assert caught.value.body["param"] == param
+    assert caught.value.code == code
+    assert caught.value.type == "invalid_request_error"
     assert UsageRecord.objects.count() == 0
+
+
+def test_an_out_of_range_number_is_refused_in_openais_words(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="up/gpt-4o-mini", messages=HELLO, temperature=3)
+    assert caught.value.body["message"] == (
+        "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 3 instead."
+    )
 
 
 @pytest.mark.parametrize("body", [{"model": "up/gpt-4o-mini", "messages": HELLO}, {"model": "up/gpt-4o-mini"}])
