@@ -392,7 +392,7 @@ async def _relay(
                     finished = True
                     pieces.append(writer.finish(event.data.get("finish", "stop")))
                     if include_usage:
-                        pieces.append(writer.usage(event.data["usage"]))
+                        pieces.append(writer.usage(event.data["usage"], event.data.get("cost")))
                     pieces.append(writer.done())
                 elif event.kind == "error":
                     finished = True

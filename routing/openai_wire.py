@@ -337,17 +337,24 @@ def completion_body(call_id: str, created: int, model: str, done: dict[str, Any]
         "created": created,
         "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": done.get("finish", "stop")}],
-        "usage": usage_body(done["usage"]),
+        "usage": usage_body(done["usage"], done.get("cost")),
         "system_fingerprint": None,
     }
 
 
-def usage_body(usage: dict[str, Any]) -> dict[str, int]:
-    return {
+def usage_body(usage: dict[str, Any], cost: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "prompt_tokens": usage["input"],
         "completion_tokens": usage["output"],
         "total_tokens": usage["input"] + usage["output"],
     }
+    if cost is not None:
+        # The booked cost in USD where OpenRouter puts it, so that a stream, whose
+        # headers went out before it was known, tells it too. A JSON number is a
+        # double to every client; a booked cost (10 decimal places, below
+        # $100,000) has at most 15 significant digits, which a double keeps as written.
+        body["cost"] = float(cost)
+    return body
 
 
 class ChunkWriter:
@@ -361,7 +368,7 @@ class ChunkWriter:
             f'{{"id":"{call_id}","object":"chat.completion.chunk","created":{self.created},"model":'
         )
 
-    def _chunk(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
+    def _chunk(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
         body = json.dumps(
             {"choices": choices, "usage": usage, "system_fingerprint": None}, separators=(",", ":"), ensure_ascii=False
         )
@@ -387,8 +394,8 @@ class ChunkWriter:
     def finish(self, reason: str) -> bytes:
         return self._chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
 
-    def usage(self, usage: dict[str, Any]) -> bytes:
-        return self._chunk([], usage_body(usage))
+    def usage(self, usage: dict[str, Any], cost: str | None) -> bytes:
+        return self._chunk([], usage_body(usage, cost))
 
     @staticmethod
     def error(message: str, kind: str, code: str | None = None) -> bytes:

@@ -31,21 +31,26 @@ def test_it_answers_a_non_streaming_call_and_books_it(client: openai.OpenAI, ups
     assert (record.input_tokens, record.output_tokens) == (19, 10)
     assert record.cost_usd == Decimal("0.0000088500")
     assert raw.headers["x-switchyard-cost-usd"] == "0.0000088500"
+    assert raw.http_response.json()["usage"]["cost"] == 0.00000885
     assert upstream.requests[0].headers["authorization"] == "Bearer sk-upstream-secret"
 
 
-def test_it_streams_with_usage(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(
+def test_it_streams_with_usage_and_cost(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
         model="up/gpt-4o-mini",
         messages=[{"role": "user", "content": "Hello!"}],
         stream=True,
         stream_options={"include_usage": True},
     )
-    chunks = list(stream)
+    assert "x-switchyard-cost-usd" not in raw.headers, "a stream's headers go out before its cost is known"
+    chunks = list(raw.parse())
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith("Hello")
-    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+    usage = chunks[-1].usage
+    assert usage is not None and usage.total_tokens > 0
+    # The cost rides in the usage chunk instead, as OpenRouter sends it, and matches the booking.
+    assert usage.model_extra == {"cost": float(booked(raw.headers["x-request-id"]).cost_usd)}
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finish == ["stop"]
 
