@@ -60,9 +60,19 @@ class ParsedRequest:
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
 
+def _not_json(constant: str) -> None:
+    # Python reads NaN and Infinity, which JSON does not have: they would pass
+    # every range check and then break the provider's parser.
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+# One decoder: json.loads with an option builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
+
+
 def parse_chat_body(raw: bytes) -> ParsedRequest:
     try:
-        body = json.loads(raw)
+        body = _DECODER.decode(raw.decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from exc
     if not isinstance(body, dict):
@@ -108,9 +118,9 @@ def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) ->
     value = body.get(name)
     if value is None:
         return None
-    expected = {bool: "a boolean", int: "an integer", str: "a string", dict: "an object"}.get(kind, "a number")  # type: ignore[call-overload]
     # bool is an int in Python; OpenAI rejects true for a number.
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        expected = {bool: "a boolean", int: "an integer", str: "a string", dict: "an object"}.get(kind, "a number")  # type: ignore[call-overload]
         raise _invalid_type(name, expected, value)
     return value
 

@@ -79,6 +79,22 @@ def test_a_body_within_the_limit_goes_through(client: openai.OpenAI, small_body_
     assert completion.choices[0].message.content
 
 
+def test_nan_and_infinity_are_not_json_and_are_refused(gateway_url: str, api_key: str, client: openai.OpenAI) -> None:
+    # Python's json module reads them; no JSON parser of a provider does.
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        response = httpx.post(
+            f"{gateway_url}/v1/chat/completions",
+            content=b'{"model": "up/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "temperature": '
+            + constant
+            + b"}",
+            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+            timeout=10,
+        )
+        error = _assert_openai_error(response, 400, None)
+        assert "could not parse the JSON body" in error["message"]
+    assert UsageRecord.objects.count() == 0
+
+
 # Each status raises the SDK exception it raises against OpenAI -----------
 
 
