@@ -38,6 +38,18 @@ STREAM_BLOCK_MS = 2000
 TERMINAL = frozenset({"done", "error"})
 
 
+def ended_stream_ttl() -> int:
+    """Seconds a call's stream outlives its terminal event.
+
+    Its readers have it all by then. What may still come is a redelivery of
+    its task (the worker died before acknowledging it), within the broker's
+    visibility timeout, which must find the run's output to tell it from a
+    call never run. Kept for STREAM_TTL_SECONDS instead, an hour of a busy
+    gateway's streams would sit in Redis (some 2 GB at 300 calls/s).
+    """
+    return 2 * settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+
+
 def stream_key(call_id: str) -> str:
     return f"sy:call:{call_id}"
 
@@ -152,7 +164,9 @@ class CallPublisher:
     def _queue(self, commands: list[Command], kind: str, data: dict[str, Any]) -> None:
         payload = json.dumps(data, separators=(",", ":"))
         commands.append(("XADD", self.key, "MAXLEN", "~", STREAM_MAXLEN, "*", "t", kind, "d", payload))
-        if not self._expiry_set or kind in TERMINAL:
+        if kind in TERMINAL:
+            commands.append(("EXPIRE", self.key, ended_stream_ttl()))
+        elif not self._expiry_set:
             commands.append(("EXPIRE", self.key, STREAM_TTL_SECONDS))
             self._expiry_set = True
 

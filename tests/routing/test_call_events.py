@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from routing import call_loop
-from routing.call_events import CallPublisher, stream_key
+from routing.call_events import STREAM_TTL_SECONDS, CallPublisher, ended_stream_ttl, stream_key
 
 T = TypeVar("T")
 
@@ -119,6 +119,20 @@ def test_the_start_carries_the_first_text_after_it_in_one_send(call_id: str, red
         ("done", {}),
     ]
 
+
+
+def test_a_stream_is_kept_an_hour_while_its_call_runs_and_less_once_it_ended(call_id: str, redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+
+    async def work(publisher: CallPublisher) -> int:
+        await publisher.publish("start", {"model": "m"}, text="Hel")
+        await written(publisher)
+        running = client.ttl(stream_key(call_id))
+        await publisher.publish("done", {})
+        return running
+
+    assert on_loop(work, call_id) > STREAM_TTL_SECONDS - 5
+    assert ended_stream_ttl() - 5 < client.ttl(stream_key(call_id)) <= ended_stream_ttl() < STREAM_TTL_SECONDS
 
 
 def test_a_send_that_redis_refused_is_raised_by_the_next_send_and_by_the_terminal_event(
