@@ -15,7 +15,7 @@ and booked after it still lands in its own period.
   spend booked before it, whereas the next reader rebuilds it whole. The
   worker sends it with the call's terminal event: for an API call a moment
   before it inserts the record, taking it back if that insert finds the call
-  booked already (routing/calls.py).
+  booked already (routing/calls/runner.py).
 
 Known gap, left to the periodic reconciliation of the roadmap: a record
 committed while a rebuild runs (between its database read and its SET), or

@@ -17,7 +17,7 @@ from billing.models import ApiKey, Team, UsageRecord
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
-    from routing.call_spec import CallSpec
+    from routing.calls.spec import CallSpec
     from routing.catalog import CatalogModel
 
 API_KEY_PREFIX = "sk-sy-"

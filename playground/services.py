@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 from django.utils import timezone
 
-from playground.classify import classify_prompt
+from routing.strategies.complexity import classify_prompt
 from playground.models import PlaygroundRun, RunPanel
 from playground.selectors import chat_request_for, team_for_user
-from routing.call_events import request_cancel
-from routing.call_spec import CallSpec
+from routing.calls.stream import request_cancel
+from routing.calls.spec import CallSpec
 from routing.catalog import Catalog, get_catalog
-from routing.resolution import ModelNotFound, NoCapableModel, Resolution, resolve
+from routing.strategies.resolution import ModelNotFound, NoCapableModel, Resolution, resolve
 from routing.tasks import run_calls_task
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from playground.services import run_panel_finish
-from routing.call_spec import CallSpec
-from routing.calls import call_finished
+from routing.calls.spec import CallSpec
+from routing.calls.runner import call_finished
 
 
 def call_finished_received(

@@ -2,7 +2,7 @@
 
 A browser allows about six connections per origin, so a six-column run must
 not open six EventSources: this follows all the calls' Redis streams through
-the web process's stream hub (switchyard/stream_hub.py), which reads them
+the web process's stream hub (fastpath/stream_hub.py), which reads them
 with the gateway's in one XREAD, and names each SSE event after its column:
 
     text-<n>     the answer so far, escaped (replaces the column's body: the
@@ -35,9 +35,9 @@ from typing import Any
 import redis
 
 from playground.render import escape_text
-from routing.call_events import STREAM_BLOCK_MS, TERMINAL, event_of, request_cancel, stream_key
+from routing.calls.stream import STREAM_BLOCK_MS, TERMINAL, event_of, request_cancel, stream_key
 from switchyard.redis_clients import get_resp, get_stream_hub
-from switchyard.stream_hub import Entry
+from fastpath.stream_hub import Entry
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 
-from playground.classify import classify_prompt
+from routing.strategies.complexity import classify_prompt
 from playground.models import PlaygroundRun, RunPanel, Vote
 
 

@@ -7,13 +7,13 @@ from typing import Any
 
 from django.core.asgi import get_asgi_application
 
-from switchyard import heap
+from fastpath import heap
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "switchyard.settings")
 
 django_application = get_asgi_application()
 
-from routing.gateway import GatewayApp  # noqa: E402  (needs Django set up)
+from routing.gateway.app import GatewayApp  # noqa: E402  (needs Django set up)
 
 gateway_application = GatewayApp()
 

@@ -12,11 +12,11 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from switchyard.resp import RespClient
-from switchyard.stream_hub import StreamHub
+from fastpath.resp import RespClient
+from fastpath.stream_hub import StreamHub
 
 # A blocked XREAD must return before the socket timeout; the stream hub
-# blocks for at most READ_BLOCK_MS (switchyard/stream_hub.py), well under this.
+# blocks for at most READ_BLOCK_MS (fastpath/stream_hub.py), well under this.
 SOCKET_TIMEOUT = 10.0
 
 _sync_client: redis.Redis | None = None
@@ -70,7 +70,7 @@ def get_async_redis() -> aioredis.Redis:
 
 
 def get_resp() -> RespClient:
-    """The running loop's lean client (switchyard/resp.py), for the commands of every call."""
+    """The running loop's lean client (fastpath/resp.py), for the commands of every call."""
     return _of_running_loop(
         "resp", lambda: RespClient(settings.REDIS_URL, timeout=SOCKET_TIMEOUT, connect_timeout=5)
     )

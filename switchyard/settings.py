@@ -156,7 +156,7 @@ REDIS_URL = env.str("REDIS_URL", default=f"redis://127.0.0.1:{EMBEDDED_REDIS_POR
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 # kombu's Redis transport, minus a new redis-py client per acknowledgement.
-CELERY_BROKER_TRANSPORT = "switchyard.broker.Transport"
+CELERY_BROKER_TRANSPORT = "fastpath.broker.Transport"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -164,7 +164,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Kombu puts a task back in the queue when it stays unacknowledged this long
 # (its worker died). A redelivered call that is still running elsewhere is
-# recognised by its run lease (routing/call_events.py) and waits for it, so
+# recognised by its run lease (routing/calls/stream.py) and waits for it, so
 # the timeout need not exceed the longest call: it is how long a crashed
 # call waits before another worker picks it up.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -182,7 +182,7 @@ CELERY_DB_REUSE_MAX = 1000 if DATABASES["default"]["ENGINE"].endswith("sqlite3")
 API_MAX_BODY_BYTES = env.int("SWITCHYARD_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
-# Threads of a worker that book its calls (routing/db_lane.py): each holds a
+# Threads of a worker that book its calls (routing/calls/db_lane.py): each holds a
 # database connection; the calls' own threads need one only on rare paths (a
 # registry reload, a redelivered task).
 WORKER_DB_THREADS = env.int("SWITCHYARD_WORKER_DB_THREADS", default=4)
@@ -198,7 +198,7 @@ STREAM_COALESCE_MS = env.int("SWITCHYARD_STREAM_COALESCE_MS", default=25)
 
 # While calls reach a web process faster than one per push to the queue, the
 # first call of a push waits this long for more to share its task message
-# (routing/dispatch.py). 0 = never wait; a call alone never waits.
+# (routing/calls/dispatch.py). 0 = never wait; a call alone never waits.
 DISPATCH_LINGER_MS = env.int("SWITCHYARD_DISPATCH_LINGER_MS", default=10)
 
 # A provider call never runs longer than this, whatever its chain.

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from routing.call_spec import CallSpec
+from routing.calls.spec import CallSpec
 from routing.providers.types import ChatRequest, Message
 
 

@@ -9,7 +9,7 @@ answer into events (routing.providers.types). Callers only ever use
 exactly one Usage (estimated when the provider reported none) and exactly one
 terminal event, and it never raises ProviderError: failures arrive as a
 StreamError. Adapters are asynchronous: they run on the worker's event loop
-(routing/call_loop.py). Closing the generator early (the client went away)
+(routing/calls/worker_loop.py). Closing the generator early (the client went away)
 closes the upstream connection.
 """
 

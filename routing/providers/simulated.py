@@ -53,7 +53,7 @@ Like a real provider it also
   estimate, as it does for real providers.
 
 Errors other than timeout and midstream_cut arrive at once, as a refusal
-would. Calls run on the worker's event loop (routing/call_loop.py), which a
+would. Calls run on the worker's event loop (routing/calls/worker_loop.py), which a
 wait must not block: waits are asyncio.sleep against a monotonic schedule, so
 pacing does not drift with the consumer's speed, and a call cancelled or
 closed between tokens stops at its wait and does no further work.

@@ -14,7 +14,7 @@ from django.utils import timezone
 from billing import caps
 from billing.models import SpendCap, Team, UsageRecord
 from billing.services import UsageBooking, usage_record_insert, usage_record_new, usage_records_insert
-from routing.call_spec import CallSpec
+from routing.calls.spec import CallSpec
 from routing.catalog import get_catalog
 from switchyard.redis_clients import get_redis
 from tests.call_specs import call_spec

@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from billing import caps
 from billing.models import SpendCap, UsageRecord
-from routing import call_loop
-from routing.call_events import run_key, stream_key
-from routing.call_spec import CallSpec
-from routing.calls import call_run
+from routing.calls import worker_loop
+from routing.calls.stream import run_key, stream_key
+from routing.calls.spec import CallSpec
+from routing.calls.runner import call_run
 from routing.providers.types import ChatRequest, Message
 from switchyard.redis_clients import get_redis
 from tests.call_specs import call_spec
@@ -57,7 +57,7 @@ def test_a_run_that_died_between_its_answer_and_its_insert_is_booked_from_the_an
         publish_deltas=False,
     )
 
-    call_loop.run(call_run(redelivered))
+    worker_loop.run(call_run(redelivered))
 
     again = UsageRecord.objects.get(request_id=record.request_id)
     assert {f: getattr(again, f) for f in FIGURES} == {f: getattr(record, f) for f in FIGURES}
@@ -70,12 +70,12 @@ def test_a_playground_run_that_died_between_its_insert_and_its_terminal_event_is
     registry: dict[str, Any], alice: Any, ended: str
 ) -> None:
     SpendCap.objects.create(user=alice, limit_usd=Decimal("1"))
-    call_loop.run(caps.acap_check(user_id=alice.pk, team_id=None, api_key_id=None))
+    worker_loop.run(caps.acap_check(user_id=alice.pk, team_id=None, api_key_id=None))
     counter = caps.counter_for("user", alice.pk, "month", timezone.now()).key
     spec = call_spec(
         "sim/swift", call_id=f"playground-{uuid.uuid4().hex}", user_id=alice.pk, source=UsageRecord.Source.PLAYGROUND
     )
-    call_loop.run(call_run(spec))
+    worker_loop.run(call_run(spec))
     record = booked(spec.call_id)
     units = caps.to_units(record.cost_usd)
     assert units > 0 and int(get_redis().get(counter)) == units
@@ -95,7 +95,7 @@ def test_a_playground_run_that_died_between_its_insert_and_its_terminal_event_is
         UsageRecord.objects.filter(pk=record.pk).update(status="error", error_kind="unavailable", attempts=attempts)
 
     for _ in range(2):
-        call_loop.run(call_run(spec))
+        worker_loop.run(call_run(spec))
         get_redis().delete(run_key(spec.call_id))
 
         again = [fields for _, fields in get_redis().xrange(stream_key(spec.call_id))]

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import redis
 
-from routing import call_loop
-from routing.call_events import read_events, stream_key
-from routing.gateway import Response, _first_batch, _relay, _send_stream
+from routing.calls import worker_loop
+from routing.calls.stream import read_events, stream_key
+from routing.gateway.app import Response, _first_batch, _relay, _send_stream
 from switchyard import devstack
 
 USAGE = {"input": 3, "output": 2}
@@ -49,7 +49,7 @@ def relayed(call_id: str, *, on_write: Any = None) -> list[dict[str, Any]]:
         stream = _relay(call_id, await _first_batch(events), events, include_usage=True)
         await _send_stream(send, Response(200, stream=stream))
 
-    call_loop.run(relay())
+    worker_loop.run(relay())
     return sent
 
 

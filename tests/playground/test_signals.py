@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from billing.models import UsageRecord
 from playground.models import PlaygroundRun, RunPanel
-from routing.call_spec import CallSpec
-from routing.calls import CallRunner, call_finished
+from routing.calls.spec import CallSpec
+from routing.calls.runner import CallRunner, call_finished
 from routing.providers.types import ChatRequest, Message
 
 pytestmark = pytest.mark.django_db

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from routing import call_loop
-from routing.call_events import STREAM_TTL_SECONDS, CallPublisher, ended_stream_ttl, stream_key
+from routing.calls import worker_loop
+from routing.calls.stream import STREAM_TTL_SECONDS, CallPublisher, ended_stream_ttl, stream_key
 
 T = TypeVar("T")
 
@@ -25,7 +25,7 @@ def on_loop(work: Callable[[CallPublisher], Awaitable[T]], call_id: str, window_
         publisher.window = window_ms / 1000
         return await work(publisher)
 
-    return call_loop.run(run())
+    return worker_loop.run(run())
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from routing import call_loop, db_lane
+from routing.calls import db_lane, worker_loop
 
 
 def test_work_runs_on_a_lane_thread_and_its_result_comes_back() -> None:
-    assert call_loop.run(db_lane.run(lambda: threading.current_thread().name)).startswith("db-lane")
+    assert worker_loop.run(db_lane.run(lambda: threading.current_thread().name)).startswith("db-lane")
 
 
 def test_an_error_of_the_work_is_raised_in_the_caller() -> None:
@@ -20,7 +20,7 @@ def test_an_error_of_the_work_is_raised_in_the_caller() -> None:
         raise LookupError("no such record")
 
     with pytest.raises(LookupError, match="no such record"):
-        call_loop.run(db_lane.run(fail))
+        worker_loop.run(db_lane.run(fail))
 
 
 def test_the_loop_runs_other_work_while_the_lane_works() -> None:
@@ -38,4 +38,4 @@ def test_the_loop_runs_other_work_while_the_lane_works() -> None:
         await asyncio.gather(slow(), quick())
         return done
 
-    assert call_loop.run(both()) == ["loop", "lane"]
+    assert worker_loop.run(both()) == ["loop", "lane"]

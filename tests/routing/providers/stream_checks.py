@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from routing import call_loop
+from routing.calls import worker_loop
 from routing.providers.base import ProviderAdapter
 from routing.providers.errors import ProviderError
 from routing.providers.types import ChatRequest, Event, Finish, StreamError, TextDelta, ToolCallDelta, Usage
@@ -14,7 +14,7 @@ def collect(adapter: ProviderAdapter, request: ChatRequest) -> list[Event]:
     async def gather() -> list[Event]:
         return [event async for event in adapter.stream(request)]
 
-    return call_loop.run(gather())
+    return worker_loop.run(gather())
 
 
 def assert_contract(events: list[Event]) -> None:

@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from routing import call_loop, tokens
+from routing import tokens
+from routing.calls import worker_loop
 from routing.demo import SIMULATED
 from routing.providers.errors import ErrorKind
 from routing.providers.registry import adapter_for
@@ -83,7 +84,7 @@ def on_loop(awaitable: Awaitable[T]) -> T:
     async def wait() -> T:
         return await awaitable
 
-    return call_loop.run(wait())
+    return worker_loop.run(wait())
 
 
 def test_the_registry_builds_it_for_the_simulated_kind() -> None:

@@ -27,12 +27,12 @@ from django.utils import timezone
 
 from billing.api_auth import Principal, aauthenticate, amark_used, bearer_token
 from billing.caps import CapCheck, acap_check
-from routing.call_events import CallEvent, read_events, request_cancel
-from routing.call_spec import CallSpec
+from routing.calls.stream import CallEvent, read_events, request_cancel
+from routing.calls.spec import CallSpec
 from routing.catalog import Catalog, aget_catalog
-from routing.dispatch import enqueue_call
-from routing.openai_wire import ChunkWriter, InvalidRequest, completion_body, parse_chat_body
-from routing.resolution import ModelNotFound, NoCapableModel, resolve
+from routing.calls.dispatch import enqueue_call
+from routing.gateway.openai_request import ChunkWriter, InvalidRequest, completion_body, parse_chat_body
+from routing.strategies.resolution import ModelNotFound, NoCapableModel, resolve
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ and hands Redis's replies, which come in order, to the futures waiting for
 them: 15-60 µs per command, and concurrent callers share round trips. It
 carries only what the hot path needs: plain commands and pipelines of them;
 a blocking command (XREAD BLOCK) would hold up everyone on a shared
-connection, so it gets a client of its own (switchyard/stream_hub.py). No
+connection, so it gets a client of its own (fastpath/stream_hub.py). No
 pub/sub, no transactions. Everything else uses redis-py
 (switchyard/redis_clients.py). Errors are redis-py's exception classes, so
 callers catch redis.RedisError either way.

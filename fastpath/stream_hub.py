@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from switchyard.resp import RespClient, checked
+from fastpath.resp import RespClient, checked
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from switchyard.coalesce import Coalescer
+from fastpath.coalesce import Coalescer
 
 
 class Recorder:

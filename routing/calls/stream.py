@@ -27,7 +27,7 @@ from django.conf import settings
 
 from routing.catalog import VERSION_KEY
 from switchyard.redis_clients import get_resp, get_stream_hub
-from switchyard.resp import Command, checked
+from fastpath.resp import Command, checked
 
 logger = logging.getLogger(__name__)
 

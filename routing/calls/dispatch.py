@@ -11,7 +11,7 @@ A worker spends about 2 ms of CPU on each task message it takes (kombu's
 consumer, Celery's request and trace, the acknowledgement), whatever the
 message holds, and a worker process can use only one core. So the calls
 that come in while a push is on its way go together in one message
-(switchyard/coalesce.py): alone, a call is pushed at once. While calls
+(fastpath/coalesce.py): alone, a call is pushed at once. While calls
 come in faster than one per push, the first of a message also waits up to
 DISPATCH_LINGER_MS for more: calls reach the web spread out (one every
 ~4 ms at concurrency 100), so without it a message carried ~1.8 calls;
@@ -28,10 +28,10 @@ from collections.abc import Sequence
 
 from django.conf import settings
 
-from routing.call_spec import CallSpec
+from routing.calls.spec import CallSpec
 from routing.tasks import run_calls_task
 from switchyard.celery import app as celery_app
-from switchyard.coalesce import Coalescer
+from fastpath.coalesce import Coalescer
 from switchyard.redis_clients import get_resp
 
 # The calls of one message run on one worker: the cap keeps a burst spread over several.

@@ -10,7 +10,7 @@ thread blocked, costing nothing), which keeps acks_late's promise: a
 message is acknowledged only once its call has ended.
 
 The loop runs on its own daemon thread, started on first use, with uvloop.
-Nothing on it may block: database work goes through routing.db_lane.
+Nothing on it may block: database work goes through routing.calls.db_lane.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One XREAD for every followed stream (switchyard/stream_hub.py), against a real Redis."""
+"""One XREAD for every followed stream (fastpath/stream_hub.py), against a real Redis."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import TypeVar
 import pytest
 import redis
 
-from switchyard import devstack, stream_hub
-from switchyard.resp import RespClient
-from switchyard.stream_hub import Follower, StreamHub
+from fastpath import stream_hub
+from switchyard import devstack
+from fastpath.resp import RespClient
+from fastpath.stream_hub import Follower, StreamHub
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from routing.catalog import Catalog
-from routing.openai_wire import needed_capabilities
+from routing.gateway.openai_request import needed_capabilities
 from routing.providers.types import ChatRequest
 
 

@@ -39,9 +39,10 @@ from django.dispatch import Signal
 from billing import caps
 from billing.models import UsageRecord
 from billing.services import UsageBooking, usage_record_new, usage_records_insert
-from routing import db_lane, tokens
-from routing.call_events import TERMINAL, CallPublisher, lease_keeper
-from routing.call_spec import CallSpec
+from routing import tokens
+from routing.calls import db_lane
+from routing.calls.stream import TERMINAL, CallPublisher, lease_keeper
+from routing.calls.spec import CallSpec
 from routing.catalog import Catalog, CatalogModel, aget_catalog
 from routing.providers.errors import ErrorKind, ProviderError
 from routing.providers.registry import adapter_for
@@ -54,10 +55,10 @@ from routing.providers.types import (
     ToolCallDelta,
     Usage,
 )
-from switchyard.coalesce import Coalescer
+from fastpath.coalesce import Coalescer
 
 if TYPE_CHECKING:
-    from switchyard.resp import Command
+    from fastpath.resp import Command
 
 # Sent by the worker once a call's record is inserted (the first time only);
 # for a playground call that is before its terminal event is published, so
@@ -107,7 +108,7 @@ async def calls_run(specs: list[CallSpec]) -> None:
 
 
 async def call_run(spec: CallSpec) -> None:
-    """Run one call on the call loop (routing/call_loop.py), from its claim to its terminal event."""
+    """Run one call on the call loop (routing/calls/worker_loop.py), from its claim to its terminal event."""
     publisher = CallPublisher(spec.call_id)
     give_up = time.monotonic() + settings.CALL_DEADLINE_SECONDS
     while True:
