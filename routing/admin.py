@@ -29,7 +29,14 @@ from routing.forms import (
     RouteAdminForm,
     RouteStepFormSet,
 )
-from routing.models import Capability, LanguageModel, ModelPrice, Provider, Route, RouteStep
+from routing.models import (
+    Capability,
+    LanguageModel,
+    ModelPrice,
+    Provider,
+    Route,
+    RouteStep,
+)
 
 
 def usd(amount: Decimal | None) -> str:

@@ -15,7 +15,14 @@ from django.db import models
 from django.forms.models import BaseInlineFormSet
 
 from routing import services
-from routing.models import Capability, LanguageModel, ModelPrice, Provider, Route, RouteStep
+from routing.models import (
+    Capability,
+    LanguageModel,
+    ModelPrice,
+    Provider,
+    Route,
+    RouteStep,
+)
 
 
 def https_by_default(db_field: models.Field, **kwargs: Any) -> forms.Field | None:

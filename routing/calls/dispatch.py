@@ -28,10 +28,10 @@ from collections.abc import Sequence
 
 from django.conf import settings
 
+from fastpath.coalesce import Coalescer
 from routing.calls.spec import CallSpec
 from routing.tasks import run_calls_task
 from switchyard.celery import app as celery_app
-from fastpath.coalesce import Coalescer
 from switchyard.redis_clients import get_resp
 
 # The calls of one message run on one worker: the cap keeps a burst spread over several.

@@ -39,10 +39,11 @@ from django.dispatch import Signal
 from billing import caps
 from billing.models import UsageRecord
 from billing.services import UsageBooking, usage_record_new, usage_records_insert
+from fastpath.coalesce import Coalescer
 from routing import tokens
 from routing.calls import db_lane
-from routing.calls.stream import TERMINAL, CallPublisher, lease_keeper
 from routing.calls.spec import CallSpec
+from routing.calls.stream import TERMINAL, CallPublisher, lease_keeper
 from routing.catalog import Catalog, CatalogModel, aget_catalog
 from routing.providers.errors import ErrorKind, ProviderError
 from routing.providers.registry import adapter_for
@@ -55,7 +56,6 @@ from routing.providers.types import (
     ToolCallDelta,
     Usage,
 )
-from fastpath.coalesce import Coalescer
 
 if TYPE_CHECKING:
     from fastpath.resp import Command

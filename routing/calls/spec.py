@@ -12,7 +12,14 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from routing.providers.types import ChatRequest, Message, ResponseFormat, ToolCall, ToolChoice, ToolSpec
+from routing.providers.types import (
+    ChatRequest,
+    Message,
+    ResponseFormat,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+)
 
 
 @dataclass(frozen=True, slots=True)

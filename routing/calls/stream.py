@@ -25,9 +25,9 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from fastpath.resp import Command, checked
 from routing.catalog import VERSION_KEY
 from switchyard.redis_clients import get_resp, get_stream_hub
-from fastpath.resp import Command, checked
 
 logger = logging.getLogger(__name__)
 

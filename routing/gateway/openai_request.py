@@ -1,4 +1,4 @@
-"""OpenAI's Chat Completions wire format on our side of /v1: bodies in, JSON and chunks out.
+"""OpenAI's Chat Completions wire format coming into /v1: a request body parsed and checked into a ChatRequest.
 
 The sampling parameters (temperature, top_p, the penalties, seed) go to each
 provider that takes them, under its own names; a provider without one does
@@ -14,11 +14,17 @@ upstream.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from routing.providers.types import ChatRequest, Message, ResponseFormat, ToolCall, ToolChoice, ToolSpec
+from routing.providers.types import (
+    ChatRequest,
+    Message,
+    ResponseFormat,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+)
 
 
 class InvalidRequest(Exception):
@@ -37,7 +43,9 @@ class InvalidRequest(Exception):
 
 def _invalid_type(param: str, expected: str, value: Any) -> InvalidRequest:
     return InvalidRequest(
-        f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead.", param, "invalid_type"
+        f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead.",
+        param,
+        "invalid_type",
     )
 
 
@@ -89,7 +97,11 @@ def parse_chat_body(raw: bytes) -> ParsedRequest:
         raise _invalid_type("stream_options.include_usage", "a boolean", include_usage)
     n = _optional(body, "n", int)
     if n is not None and n != 1:
-        raise InvalidRequest(f"Unsupported value: 'n' must be 1 here, but got {n}.", "n", "unsupported_value")
+        raise InvalidRequest(
+            f"Unsupported value: 'n' must be 1 here, but got {n}.",
+            "n",
+            "unsupported_value",
+        )
     system, messages = _messages(body.get("messages"))
     request = ChatRequest(
         messages=messages,
@@ -120,7 +132,12 @@ def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) ->
         return None
     # bool is an int in Python; OpenAI rejects true for a number.
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        expected = {bool: "a boolean", int: "an integer", str: "a string", dict: "an object"}.get(kind, "a number")  # type: ignore[call-overload]
+        expected = {
+            bool: "a boolean",
+            int: "an integer",
+            str: "a string",
+            dict: "an object",
+        }.get(kind, "a number")  # type: ignore[call-overload]
         raise _invalid_type(name, expected, value)
     return value
 
@@ -157,9 +174,14 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
 
 
 def _json_type(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "an object"}.get(
-        type(value), "null"
-    )
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }.get(type(value), "null")
 
 
 def _text(content: Any, param: str) -> tuple[str, tuple[str, ...]]:
@@ -185,7 +207,8 @@ def _text(content: Any, param: str) -> tuple[str, tuple[str, ...]]:
             images.append(url)
         else:
             raise _invalid_value(
-                f"{where}.type", f"Invalid content part at '{where}': expected type text or image_url."
+                f"{where}.type",
+                f"Invalid content part at '{where}': expected type text or image_url.",
             )
     return "\n".join(texts), tuple(images)
 
@@ -220,13 +243,23 @@ def _messages(raw: Any) -> tuple[str | None, tuple[Message, ...]]:
             call_id = item.get("tool_call_id") or item.get("name")
             if not isinstance(call_id, str):
                 raise _missing(f"{where}.tool_call_id")
-            messages.append(Message(role="tool", content=text, tool_call_id=call_id, name=item.get("name")))
+            messages.append(
+                Message(
+                    role="tool",
+                    content=text,
+                    tool_call_id=call_id,
+                    name=item.get("name"),
+                )
+            )
         elif role == "assistant":
             messages.append(Message(role="assistant", content=text, tool_calls=_tool_calls(item, where)))
         else:
             messages.append(Message(role="user", content=text, images=images, name=item.get("name")))
     if not messages:
-        raise _invalid_value("messages", "'messages' must contain at least one user, assistant or tool message.")
+        raise _invalid_value(
+            "messages",
+            "'messages' must contain at least one user, assistant or tool message.",
+        )
     return ("\n\n".join(system) if system else None), tuple(messages)
 
 
@@ -242,7 +275,13 @@ def _tool_calls(item: dict[str, Any], where: str) -> tuple[ToolCall, ...]:
         arguments = fn.get("arguments", "")
         if not isinstance(arguments, str):
             arguments = json.dumps(arguments)
-        calls.append(ToolCall(id=str(call.get("id") or f"call_{j}"), name=fn["name"], arguments=arguments))
+        calls.append(
+            ToolCall(
+                id=str(call.get("id") or f"call_{j}"),
+                name=fn["name"],
+                arguments=arguments,
+            )
+        )
     return tuple(calls)
 
 
@@ -272,14 +311,23 @@ def _tools(raw: Any) -> tuple[ToolSpec, ...]:
     for i, tool in enumerate(raw):
         fn = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict):
-            raise _invalid_value(f"tools[{i}]", f"Invalid value for 'tools[{i}]': expected a function tool.")
+            raise _invalid_value(
+                f"tools[{i}]",
+                f"Invalid value for 'tools[{i}]': expected a function tool.",
+            )
         name = fn.get("name")
         if not isinstance(name, str) or not name:
             raise _missing(f"tools[{i}].function.name")
         parameters = fn.get("parameters") or {"type": "object", "properties": {}}
         if not isinstance(parameters, dict):
             raise _invalid_type(f"tools[{i}].function.parameters", "an object", parameters)
-        tools.append(ToolSpec(name=name, description=str(fn.get("description") or ""), parameters=parameters))
+        tools.append(
+            ToolSpec(
+                name=name,
+                description=str(fn.get("description") or ""),
+                parameters=parameters,
+            )
+        )
     return tuple(tools)
 
 
@@ -290,15 +338,23 @@ def _tool_choice(raw: Any) -> ToolChoice | None:
         return ToolChoice(mode=raw)
     if isinstance(raw, dict) and isinstance(raw.get("function"), dict) and isinstance(raw["function"].get("name"), str):
         return ToolChoice(mode="function", name=raw["function"]["name"])
-    raise _invalid_value("tool_choice", "Invalid value for 'tool_choice': expected none, auto, required or a function object.")
+    raise _invalid_value(
+        "tool_choice",
+        "Invalid value for 'tool_choice': expected none, auto, required or a function object.",
+    )
 
 
 def _response_format(raw: Any) -> ResponseFormat | None:
     if raw is None:
         return None
-    if not isinstance(raw, dict) or raw.get("type") not in ("text", "json_object", "json_schema"):
+    if not isinstance(raw, dict) or raw.get("type") not in (
+        "text",
+        "json_object",
+        "json_schema",
+    ):
         raise _invalid_value(
-            "response_format.type", "Invalid value for 'response_format.type': expected text, json_object or json_schema."
+            "response_format.type",
+            "Invalid value for 'response_format.type': expected text, json_object or json_schema.",
         )
     if raw["type"] != "json_schema":
         return ResponseFormat(type=raw["type"])
@@ -312,106 +368,9 @@ def _response_format(raw: Any) -> ResponseFormat | None:
     if not isinstance(description, str):
         raise _invalid_type("response_format.json_schema.description", "a string", description)
     return ResponseFormat(
-        type="json_schema", schema=schema, name=spec["name"], description=description, strict=bool(spec.get("strict"))
+        type="json_schema",
+        schema=schema,
+        name=spec["name"],
+        description=description,
+        strict=bool(spec.get("strict")),
     )
-
-
-def needed_capabilities(request: ChatRequest) -> frozenset[str]:
-    """Capability tags a model must carry to take this request."""
-    needed = set()
-    if request.tools and (request.tool_choice is None or request.tool_choice.mode != "none"):
-        needed.add("tools")
-    if request.response_format and request.response_format.type != "text":
-        needed.add("json")
-    if any(m.images for m in request.messages):
-        needed.add("vision")
-    return frozenset(needed)
-
-
-# Outgoing ---------------------------------------------------------------
-
-
-def completion_body(call_id: str, created: int, model: str, done: dict[str, Any]) -> dict[str, Any]:
-    tool_calls = done.get("tool_calls") or []
-    message: dict[str, Any] = {"role": "assistant", "content": done.get("content") or None, "refusal": None}
-    if tool_calls:
-        message["tool_calls"] = [
-            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-            for c in tool_calls
-        ]
-    elif message["content"] is None:
-        message["content"] = ""
-    return {
-        "id": call_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": done.get("finish", "stop")}],
-        "usage": usage_body(done["usage"], done.get("cost")),
-        "system_fingerprint": None,
-    }
-
-
-def usage_body(usage: dict[str, Any], cost: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "prompt_tokens": usage["input"],
-        "completion_tokens": usage["output"],
-        "total_tokens": usage["input"] + usage["output"],
-    }
-    if cost is not None:
-        # The booked cost in USD where OpenRouter puts it, so that a stream, whose
-        # headers went out before it was known, tells it too. A JSON number is a
-        # double to every client; a booked cost (10 decimal places, below
-        # $100,000) has at most 15 significant digits, which a double keeps as written.
-        body["cost"] = float(cost)
-    return body
-
-
-class ChunkWriter:
-    """Renders stream events as `data: {chunk}\\n\\n` lines, as OpenAI sends them."""
-
-    def __init__(self, call_id: str, model: str) -> None:
-        self.call_id = call_id
-        self.model = model
-        self.created = int(time.time())
-        self._prefix = (
-            f'{{"id":"{call_id}","object":"chat.completion.chunk","created":{self.created},"model":'
-        )
-
-    def _chunk(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
-        body = json.dumps(
-            {"choices": choices, "usage": usage, "system_fingerprint": None}, separators=(",", ":"), ensure_ascii=False
-        )
-        return f"data: {self._prefix}{json.dumps(self.model)},{body[1:]}\n\n".encode()
-
-    def role(self) -> bytes:
-        return self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
-
-    def text(self, text: str) -> bytes:
-        return self._chunk([{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}])
-
-    def tool(self, data: dict[str, Any]) -> bytes:
-        call: dict[str, Any] = {"index": data["i"]}
-        if data.get("id"):
-            call["id"] = data["id"]
-            call["type"] = "function"
-        function: dict[str, str] = {"arguments": data.get("a") or ""}
-        if data.get("n"):
-            function["name"] = data["n"]
-        call["function"] = function
-        return self._chunk([{"index": 0, "delta": {"tool_calls": [call]}, "logprobs": None, "finish_reason": None}])
-
-    def finish(self, reason: str) -> bytes:
-        return self._chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
-
-    def usage(self, usage: dict[str, Any], cost: str | None) -> bytes:
-        return self._chunk([], usage_body(usage, cost))
-
-    @staticmethod
-    def error(message: str, kind: str, code: str | None = None) -> bytes:
-        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-        return f"data: {json.dumps(body, separators=(',', ':'))}\n\n".encode()
-
-    @staticmethod
-    def done() -> bytes:
-        return b"data: [DONE]\n\n"

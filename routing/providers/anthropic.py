@@ -23,7 +23,12 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from routing.providers.base import HttpAdapter, data_url_parts, decode_json, tool_arguments_object
+from routing.providers.base import (
+    HttpAdapter,
+    data_url_parts,
+    decode_json,
+    tool_arguments_object,
+)
 from routing.providers.errors import ErrorKind, ProviderError, retry_after_from_headers
 from routing.providers.http import aiter_lines
 from routing.providers.sse import aiter_sse

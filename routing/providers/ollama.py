@@ -14,7 +14,12 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
-from routing.providers.base import HttpAdapter, decode_json, decode_json_object, tool_arguments_object
+from routing.providers.base import (
+    HttpAdapter,
+    decode_json,
+    decode_json_object,
+    tool_arguments_object,
+)
 from routing.providers.errors import ErrorKind, ProviderError, retry_after_from_headers
 from routing.providers.http import aiter_lines
 from routing.providers.types import (

@@ -125,7 +125,11 @@ RULES: tuple[Rule, ...] = (
         r"(?:more |less )?(?:formal|casual|concise|friendly|persuasive|professional)|in the style of)\b",
     ),
     _rule(WRITING, MEDIUM, rf"\b(?:{_GENRES})\b"),
-    _rule(WRITING, MEDIUM, r"\b(?:summari[sz]e|summary of|translate|tone|wording|outline for|rhym\w*)\b"),
+    _rule(
+        WRITING,
+        MEDIUM,
+        r"\b(?:summari[sz]e|summary of|translate|tone|wording|outline for|rhym\w*)\b",
+    ),
     # Reasoning
     _rule(
         REASONING,

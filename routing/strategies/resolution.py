@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from routing.catalog import Catalog
-from routing.gateway.openai_request import needed_capabilities
 from routing.providers.types import ChatRequest
+from routing.strategies.capabilities import needed_capabilities
 
 
 class ModelNotFound(Exception):
@@ -54,7 +54,10 @@ def resolve(catalog: Catalog, requested: str, request: ChatRequest) -> Resolutio
 
 
 def _with_route_defaults(
-    request: ChatRequest, temperature: float | None, max_tokens: int | None, system_prompt: str
+    request: ChatRequest,
+    temperature: float | None,
+    max_tokens: int | None,
+    system_prompt: str,
 ) -> ChatRequest:
     system = request.system
     if system_prompt:

@@ -14,9 +14,9 @@ from django.utils import timezone
 from billing import caps
 from billing.models import SpendCap, UsageRecord
 from routing.calls import worker_loop
-from routing.calls.stream import run_key, stream_key
-from routing.calls.spec import CallSpec
 from routing.calls.runner import call_run
+from routing.calls.spec import CallSpec
+from routing.calls.stream import run_key, stream_key
 from routing.providers.types import ChatRequest, Message
 from switchyard.redis_clients import get_redis
 from tests.call_specs import call_spec

@@ -12,8 +12,8 @@ import openai
 import pytest
 import redis
 
-from routing.calls.spec import CallSpec
 from routing.calls.dispatch import MAX_CALLS_PER_MESSAGE, enqueue_call
+from routing.calls.spec import CallSpec
 from switchyard.celery import app as celery_app
 from tests.call_specs import call_spec
 from tests.usage_records import all_booked

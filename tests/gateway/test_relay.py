@@ -14,7 +14,9 @@ import redis
 
 from routing.calls import worker_loop
 from routing.calls.stream import read_events, stream_key
-from routing.gateway.app import Response, _first_batch, _relay, _send_stream
+from routing.gateway.app import _send_stream
+from routing.gateway.http import Response
+from routing.gateway.relay import first_batch, sse_stream
 from switchyard import devstack
 
 USAGE = {"input": 3, "output": 2}
@@ -46,7 +48,7 @@ def relayed(call_id: str, *, on_write: Any = None) -> list[dict[str, Any]]:
 
     async def relay() -> None:
         events = read_events(call_id, deadline=time.monotonic() + 10)
-        stream = _relay(call_id, await _first_batch(events), events, include_usage=True)
+        stream = sse_stream(call_id, await first_batch(events), events, include_usage=True)
         await _send_stream(send, Response(200, stream=stream))
 
     worker_loop.run(relay())
@@ -134,7 +136,7 @@ def test_a_stream_whose_redis_goes_away_ends_with_an_error_event(settings: Any) 
 
         async def relay() -> None:
             events = read_events(call_id, deadline=time.monotonic() + 10)
-            stream = _relay(call_id, await _first_batch(events), events, include_usage=True)
+            stream = sse_stream(call_id, await first_batch(events), events, include_usage=True)
             await _send_stream(send, Response(200, stream=stream))
 
         asyncio.run(relay())

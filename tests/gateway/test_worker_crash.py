@@ -25,8 +25,8 @@ from django.conf import settings
 from django.db import connection
 
 from billing.models import UsageRecord
-from routing.calls.stream import stream_key
 from routing.calls.dispatch import task_message
+from routing.calls.stream import stream_key
 from tests.call_specs import call_spec
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import wire
