@@ -15,17 +15,11 @@ from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquer
 from django.http import HttpRequest
 from django.utils import timezone
 
-from billing import caps
+from billing.caps.counters import COST_UNITS, cap_spent
 from billing.models import ApiKey, SpendCap, Team, TeamMembership, UsageRecord
+from billing.money import format_usd, from_units
+from billing.periods import period_bounds
 from billing.services import api_key_revoke
-
-
-def exact_usd(amount: Decimal | None) -> str:
-    """Every digit a cost has, at least cents: `Decimal("0.0000088500")` → "$0.00000885"."""
-    if amount is None:
-        return "–"
-    places = max(2, -int(amount.normalize().as_tuple().exponent))
-    return f"${amount:,.{places}f}"
 
 
 class TeamMembershipInline(admin.TabularInline):
@@ -45,12 +39,12 @@ class TeamAdmin(admin.ModelAdmin):
     inlines = (TeamMembershipInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
-        month_start, _ = caps.period_bounds(SpendCap.Period.MONTH, timezone.now())
+        month_start, _ = period_bounds(SpendCap.Period.MONTH, timezone.now())
         spend = (
             UsageRecord.objects.filter(team=OuterRef("pk"), created_at__gte=month_start, cost_usd__isnull=False)
             .order_by()
             .values("team")
-            .annotate(units=Sum(caps.COST_UNITS))
+            .annotate(units=Sum(COST_UNITS))
             .values("units")
         )
         # Subqueries, not joins: joined counts would multiply each other.
@@ -83,7 +77,7 @@ class TeamAdmin(admin.ModelAdmin):
 
     @admin.display(description="spent this month (UTC)", ordering="month_units")
     def spent_this_month(self, obj: Team) -> str:
-        return caps.format_usd(caps.from_units(int(obj.month_units or 0)))
+        return format_usd(from_units(int(obj.month_units or 0)), rounded=True)
 
     @admin.display(description="spend caps", ordering="caps")
     def cap_count(self, obj: Team) -> int:
@@ -166,20 +160,20 @@ class SpendCapAdmin(admin.ModelAdmin):
 
     @admin.display(description="limit", ordering="limit_usd")
     def limit(self, obj: SpendCap) -> str:
-        return caps.format_usd(obj.limit_usd)
+        return format_usd(obj.limit_usd, rounded=True)
 
     def _spent(self, obj: SpendCap) -> Decimal | None:
         if obj.pk is None:
             return None
         try:
-            return caps.cap_spent(obj)
+            return cap_spent(obj)
         except redis.RedisError:
             return None
 
     @admin.display(description="spent this period")
     def spent_this_period(self, obj: SpendCap) -> str:
         spent = self._spent(obj)
-        return "–" if spent is None else caps.format_usd(spent)
+        return "–" if spent is None else format_usd(spent, rounded=True)
 
     @admin.display(description="used")
     def used(self, obj: SpendCap) -> str:
@@ -198,7 +192,7 @@ class SpendCapAdmin(admin.ModelAdmin):
     def resets_at(self, obj: SpendCap) -> str:
         if obj.pk is None:
             return "–"
-        return f"{caps.period_bounds(obj.period, timezone.now())[1]:%Y-%m-%d %H:%M}"
+        return f"{period_bounds(obj.period, timezone.now())[1]:%Y-%m-%d %H:%M}"
 
 
 class UsageStatusFilter(admin.SimpleListFilter):
@@ -258,4 +252,4 @@ class UsageRecordAdmin(admin.ModelAdmin):
     def cost(self, obj: UsageRecord) -> str:
         if obj.cost_usd is None:
             return "unpriced" if obj.model else "–"
-        return exact_usd(obj.cost_usd)
+        return format_usd(obj.cost_usd)

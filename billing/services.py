@@ -1,18 +1,19 @@
-"""Writes of the billing app: API keys and usage records."""
+"""Writes of the billing app: API keys, usage records, and the spend they count for."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing import caps
+from billing.caps.counters import counters_add, counters_drop
 from billing.models import ApiKey, Team, UsageRecord
+from billing.money import usage_cost
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
 
 API_KEY_PREFIX = "sk-sy-"
 VISIBLE_PREFIX_LENGTH = 12
-MILLION = Decimal(1_000_000)
-COST_PLACES = Decimal("0.0000000001")
 
 
 def api_key_hash(raw: str) -> str:
@@ -59,13 +58,6 @@ class UsageBooking:
     ttft_ms: int | None
     error_kind: str
     finish_reason: str
-
-
-def usage_cost(
-    *, input_tokens: int, output_tokens: int, input_per_million: Decimal, output_per_million: Decimal
-) -> Decimal:
-    cost = (Decimal(input_tokens) * input_per_million + Decimal(output_tokens) * output_per_million) / MILLION
-    return cost.quantize(COST_PLACES)
 
 
 def usage_record_new(booking: UsageBooking) -> UsageRecord:
@@ -127,11 +119,7 @@ def usage_records_insert(records: list[UsageRecord]) -> list[bool]:
 
 
 def usage_record_insert(record: UsageRecord) -> bool:
-    """Insert a new usage record; False, and nothing written, if its call is booked already.
-
-    Only the first insert of a call may count towards the spend counters
-    (caps.spend_command): the caller sends that, or takes it back, by this answer.
-    """
+    """Insert a new usage record; False, and nothing written, if its call is booked already."""
     try:
         # Inside a transaction a savepoint, which a failed insert would otherwise break.
         with transaction.atomic():
@@ -139,3 +127,13 @@ def usage_record_insert(record: UsageRecord) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+async def spend_count(records: Sequence[UsageRecord]) -> None:
+    """Count the cost of newly inserted records where spend caps read it, each once."""
+    await counters_add(records)
+
+
+async def spend_recount(record: UsageRecord) -> None:
+    """Count a record that may have been counted already (its run died around its booking), from the database."""
+    await counters_drop(record)

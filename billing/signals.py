@@ -1,4 +1,4 @@
-"""Keep the Redis cache of active API keys (billing/api_auth.py) in step with the database."""
+"""Keep every process's caches of billing rows in step with the database: API keys and spend caps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from billing import api_auth
-from billing.models import ApiKey
+from billing.caps.rules import caps_changed
+from billing.models import ApiKey, SpendCap
 
 
 def key_changed(sender: type[ApiKey], instance: ApiKey, **kwargs: Any) -> None:
@@ -22,3 +23,5 @@ def key_changed(sender: type[ApiKey], instance: ApiKey, **kwargs: Any) -> None:
 def connect() -> None:
     post_save.connect(key_changed, sender=ApiKey, dispatch_uid="billing-apikey-save")
     post_delete.connect(key_changed, sender=ApiKey, dispatch_uid="billing-apikey-delete")
+    post_save.connect(caps_changed, sender=SpendCap, dispatch_uid="billing-spendcap-save")
+    post_delete.connect(caps_changed, sender=SpendCap, dispatch_uid="billing-spendcap-delete")

@@ -14,11 +14,11 @@ from typing import Any
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
+from billing.money import format_usd
 from playground.models import PlaygroundRun, RunPanel
 from playground.render import render_markdown
 from playground.votes import panel_reveal
 from routing.providers.errors import ErrorKind
-from switchyard.views import usd
 
 _OUTCOMES = {
     "cancelled": "stopped",
@@ -116,7 +116,7 @@ class RunView:
 
 def _cost(panel: RunPanel) -> str:
     if panel.cost_usd is not None:
-        return usd(panel.cost_usd)
+        return format_usd(panel.cost_usd)
     # A call that no model answered used no tokens: nothing to price.
     return "—" if not panel.model else "no price"
 
@@ -169,7 +169,7 @@ def run_view(run: PlaygroundRun, *, chains: dict[str, tuple[str, ...]]) -> RunVi
         panels=panels,
         reveal=reveal,
         running=any(p.running for p in panels),
-        total_cost=usd(total) if costs else "no price",
+        total_cost=format_usd(total) if costs else "no price",
         counts=", ".join(f"{n} {label}" for label, n in tally.items()),
         columns=len(panels) if len(panels) <= 4 else 3,
         models=[p.requested for p in panels] if reveal else sorted(p.requested for p in panels),

@@ -1,4 +1,4 @@
-"""The playground's run form: every limit is checked here, before anything is run or booked."""
+"""The playground's run form: what it can check before a run starts (spend caps are checked as the run starts)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from billing.caps import cap_block_for
 from playground.models import Category
-from playground.selectors import Estimate, chat_request_for, context_window_of, run_estimate, team_for_user
+from playground.selectors import Estimate, chat_request_for, context_window_of, run_estimate
 from playground.services import MAX_PANELS, MIN_PANELS, RunRequest
 from routing import tokens
 from routing.catalog import Catalog
@@ -97,11 +96,6 @@ class RunForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        team = team_for_user(user_id=self.user_id)
-        block = cap_block_for(user_id=self.user_id, team_id=team.pk if team else None, api_key_id=None)
-        if block is not None:
-            self.add_error(None, f"Nothing was run: {block.message}")
-            return cleaned
         prompt, chosen = cleaned.get("prompt"), cleaned.get("models")
         if prompt and chosen:
             request = chat_request_for(prompt=prompt, system_prompt=cleaned.get("system_prompt", ""))

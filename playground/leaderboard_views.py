@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from billing.models import Team, TeamMembership
+from billing.selectors import team_of_user
 from playground.leaderboard import Ranking, leaderboard_for
 from playground.models import Category, PlaygroundRun, Vote
 from playground.votes import VoteError, vote_cast
@@ -84,13 +84,6 @@ class Row:
     ranking: Ranking
 
 
-def _team_of(request: HttpRequest) -> Team | None:
-    """The user's first team by membership date; None for a user in no team."""
-    memberships = TeamMembership.objects.filter(user_id=request.user.pk).select_related("team")
-    membership = memberships.order_by("created_at", "pk").first()
-    return membership.team if membership else None
-
-
 def _chart(rankings: list[Ranking]) -> str:
     """Scores with their 95% intervals, best at the top, as a plotly div (plotly.js is loaded by the page)."""
     ordered = list(reversed(rankings))
@@ -145,7 +138,7 @@ def leaderboard(request: HtmxHttpRequest) -> HttpResponse:
     category = request.GET.get("category", "")
     if category not in Category.values:
         category = ""
-    team = _team_of(request)
+    team = team_of_user(user_id=request.user.pk)
     rankings = leaderboard_for(
         team_id=team.pk if team else None, user_id=request.user.pk, category=category or None
     )

@@ -9,26 +9,17 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Prefetch, QuerySet
 
-from billing.models import Team, TeamMembership
-from billing.services import usage_cost
+from billing.money import format_usd, usage_cost
 from playground.models import PlaygroundRun, RunPanel
 from routing import tokens
 from routing.catalog import Catalog, CatalogModel, PriceRow
 from routing.providers.types import ChatRequest, Message
-from switchyard.views import usd
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 # Without a max_tokens, the estimate of the answers assumes this length.
 ASSUMED_ANSWER_TOKENS = 500
-
-
-def team_for_user(*, user_id: int) -> Team | None:
-    """The team a user's playground runs are booked to: their first membership, or none."""
-    membership = TeamMembership.objects.filter(user_id=user_id).select_related("team").order_by("created_at", "pk")
-    first = membership.first()
-    return first.team if first else None
 
 
 def runs_of_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[PlaygroundRun]:
@@ -106,8 +97,8 @@ def picker_options(*, catalog: Catalog, at: dt.datetime) -> list[PickerOption]:
                 title=route.name,
                 detail=route.description,
                 chain=chain,
-                input_price=usd(price.input_per_million) if price else "—",
-                output_price=usd(price.output_per_million) if price else "—",
+                input_price=format_usd(price.input_per_million) if price else "—",
+                output_price=format_usd(price.output_per_million) if price else "—",
                 context_window=max(m.context_window for m in models),
                 search_text=f"{route.name} {route.description} {' '.join(chain)} route".lower(),
             )
@@ -123,8 +114,8 @@ def picker_options(*, catalog: Catalog, at: dt.datetime) -> list[PickerOption]:
                 title=model.public_id,
                 detail=model.display_name if model.display_name != model.public_id else model.provider_name,
                 chain=(),
-                input_price=usd(price.input_per_million) if price else "—",
-                output_price=usd(price.output_per_million) if price else "—",
+                input_price=format_usd(price.input_per_million) if price else "—",
+                output_price=format_usd(price.output_per_million) if price else "—",
                 context_window=model.context_window,
                 search_text=f"{model.public_id} {model.display_name} {model.provider_name}".lower(),
             )
@@ -186,15 +177,15 @@ def run_estimate(
         answer_cost = usage_cost(input_tokens=0, output_tokens=answer, **per_million)
         prompt_total += prompt_cost
         answer_total += answer_cost
-        lines.append(EstimateLine(value, usd(prompt_cost), usd(answer_cost), too_long, priced=True))
+        lines.append(EstimateLine(value, format_usd(prompt_cost), format_usd(answer_cost), too_long, priced=True))
     return Estimate(
         prompt_tokens=prompt_tokens,
         answer_tokens=answer_tokens,
         answer_tokens_assumed=max_tokens is None,
         lines=lines,
-        prompt_cost=usd(prompt_total),
-        answer_cost=usd(answer_total),
-        total=usd(prompt_total + answer_total),
+        prompt_cost=format_usd(prompt_total),
+        answer_cost=format_usd(answer_total),
+        total=format_usd(prompt_total + answer_total),
         unpriced=[line.value for line in lines if not line.priced],
         too_long=[line.value for line in lines if line.too_long],
     )

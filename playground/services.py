@@ -5,24 +5,19 @@ from __future__ import annotations
 import functools
 import random
 import string
-import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db import transaction
-from django.utils import timezone
 
-from routing.strategies.complexity import classify_prompt
+from billing.models import UsageRecord
+from billing.selectors import team_of_user
 from playground.models import PlaygroundRun, RunPanel
-from playground.selectors import chat_request_for, team_for_user
+from playground.selectors import chat_request_for
+from routing.calls.start import Caller, CallRefused, calls_admit, calls_enqueue
 from routing.calls.stream import request_cancel
-from routing.calls.spec import CallSpec
-from routing.catalog import Catalog, get_catalog
-from routing.strategies.resolution import ModelNotFound, NoCapableModel, Resolution, resolve
-from routing.tasks import run_calls_task
-
-if TYPE_CHECKING:
-    from billing.models import UsageRecord
+from routing.strategies.complexity import classify_prompt
 
 MIN_PANELS = 2
 MAX_PANELS = 6
@@ -51,34 +46,39 @@ def blind_label(position: int) -> str:
     return f"Model {string.ascii_uppercase[position]}"
 
 
-def playground_run_start(*, user_id: int, request: RunRequest, catalog: Catalog | None = None) -> PlaygroundRun:
-    """Create the run and one panel per selection, and hand each panel's call to a worker once committed.
+def playground_run_start(*, user_id: int, request: RunRequest) -> PlaygroundRun:
+    """Create the run and one panel per selection, and start each panel's call once they are committed.
 
-    Each call is the gateway's own task with a CallSpec of source "playground",
-    so it is resolved, walked, booked and streamed exactly as a /v1 call is.
-    Blind runs shuffle the columns and label them Model A, B, … Without a
-    category, the classifier routing uses picks one from the prompt. Raises
-    RunRefused when a selection cannot be resolved; nothing is written then.
+    Each call is started as a /v1 call is (routing/calls/start.py), with
+    source "playground", so it is resolved, capped, walked, booked and
+    streamed the same way. Blind runs shuffle the columns and label them
+    Model A, B, … Without a category, the prompt scorer picks one. Raises
+    RunRefused when a selection cannot be resolved or a cap is used up;
+    nothing is written then.
     """
     if not MIN_PANELS <= len(request.selections) <= MAX_PANELS:
         raise RunRefused(f"A run compares {MIN_PANELS} to {MAX_PANELS} models or routes.")
-    catalog = catalog or get_catalog()
     chat = chat_request_for(
         prompt=request.prompt,
         system_prompt=request.system_prompt,
         temperature=request.temperature,
         max_tokens=request.max_tokens,
     )
-    resolutions: list[Resolution] = []
-    for selection in request.selections:
-        try:
-            resolutions.append(resolve(catalog, selection, chat))
-        except (ModelNotFound, NoCapableModel) as exc:
-            raise RunRefused(str(exc)) from None
-    team = team_for_user(user_id=user_id)
     order = list(range(len(request.selections)))
     if request.blind:
         random.SystemRandom().shuffle(order)
+    team = team_of_user(user_id=user_id)
+    caller = Caller(user_id=user_id, team_id=team.pk if team else None)
+    try:
+        admitted = async_to_sync(calls_admit)(
+            caller=caller,
+            requested=[request.selections[index] for index in order],
+            request=chat,
+            source=UsageRecord.Source.PLAYGROUND,
+        )
+    except CallRefused as refused:
+        prefix = "Nothing was run: " if refused.code == "insufficient_quota" else ""
+        raise RunRefused(prefix + refused.message) from None
     with transaction.atomic():
         run = PlaygroundRun.objects.create(
             user_id=user_id,
@@ -90,35 +90,18 @@ def playground_run_start(*, user_id: int, request: RunRequest, catalog: Catalog 
             blind=request.blind,
             category=request.category or classify_prompt(request.prompt),
         )
-        specs: list[dict[str, Any]] = []
-        for position, index in enumerate(order):
-            call_id = f"pg-{uuid.uuid4().hex}"
-            resolution = resolutions[index]
-            RunPanel.objects.create(
+        RunPanel.objects.bulk_create(
+            RunPanel(
                 run=run,
                 position=position,
                 label=blind_label(position) if request.blind else "",
-                requested=request.selections[index],
-                call_id=call_id,
+                requested=spec.requested,
+                call_id=spec.call_id,
             )
-            spec = CallSpec(
-                call_id=call_id,
-                created_at=timezone.now(),
-                requested=request.selections[index],
-                route=resolution.route,
-                chain=resolution.chain,
-                skipped=resolution.skipped,
-                request=resolution.request,
-                user_id=user_id,
-                team_id=team.pk if team else None,
-                source="playground",
-                publish_deltas=True,
-            )
-            specs.append(spec.to_json())
-        # One task message for the run's calls; a worker must find the panels' rows when their calls end.
-        transaction.on_commit(
-            functools.partial(run_calls_task.apply_async, args=[specs], task_id=specs[0]["call_id"])
+            for position, spec in enumerate(admitted.specs)
         )
+        # After the commit: a worker must find the panels' rows when their calls end.
+        transaction.on_commit(functools.partial(async_to_sync(calls_enqueue), admitted.specs))
     return run
 
 

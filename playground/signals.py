@@ -1,8 +1,9 @@
 """Keep each column's row in step with its call, whoever is watching.
 
-The worker sends routing.calls.call_finished after booking a call and before
-publishing its terminal event, so a page that reacts to that event, or is
-opened later, reads the panel's final answer and figures from the database.
+The worker sends routing.calls.booking.call_finished in the transaction that
+books a call, before publishing a playground call's terminal event, so a page
+that reacts to that event, or is opened later, reads the panel's final answer
+and figures from the database.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from playground.services import run_panel_finish
+from routing.calls.booking import call_finished
 from routing.calls.spec import CallSpec
-from routing.calls.runner import call_finished
 
 
 def call_finished_received(

@@ -30,14 +30,15 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 
-from playground.render import escape_text
-from routing.calls.stream import STREAM_BLOCK_MS, TERMINAL, event_of, request_cancel, stream_key
-from switchyard.redis_clients import get_resp, get_stream_hub
 from fastpath.stream_hub import Entry
+from playground.render import escape_text
+from routing.calls.events import Started, Text, decode, is_terminal
+from routing.calls.keys import stream_key
+from routing.calls.stream import STREAM_BLOCK_MS, request_cancel
+from switchyard.redis_clients import get_resp, get_stream_hub
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Fragments:
     """The HTML pieces a stream sends; each may read the database, so each is awaited."""
 
     ending: Callable[[int], Awaitable[Ending]]
-    started: Callable[[int, dict[str, Any]], Awaitable[str]]
+    started: Callable[[int, Started], Awaitable[str]]
     timed_out: Callable[[int], Awaitable[str]]
     summary: Callable[[], Awaitable[str]]
 
@@ -195,16 +196,16 @@ class RunRelay:
         text: list[str] = []
         for entry_id, fields in entries:
             column.last_id = entry_id.decode()
-            kind, data = event_of(fields)
-            if kind == "delta":
-                text.append(data["c"])
-            elif kind == "start":
+            event = decode(fields)
+            if isinstance(event, Text):
+                text.append(event.text)
+            elif isinstance(event, Started):
                 if text:
                     yield self._text(column, text)
                     text = []
-                started = await self.fragments.started(column.position, data)
+                started = await self.fragments.started(column.position, event)
                 yield sse_event(f"start-{column.position}", started, self._id())
-            elif kind in TERMINAL:
+            elif is_terminal(event):
                 if text:
                     yield self._text(column, text)
                 async for chunk in self._close(column):

@@ -23,6 +23,7 @@ from playground.forms import RunForm
 from playground.models import PlaygroundRun
 from playground.services import RunRefused, playground_run_start, playground_run_stop
 from playground.streaming import Column, Ending, Fragments, RunRelay, cursor_parse
+from routing.calls.events import Started
 from routing.catalog import Catalog, get_catalog
 
 RUNS_PER_PAGE = 25
@@ -67,7 +68,7 @@ def index(request: HttpRequest) -> HttpResponse:
         form = RunForm(request.POST, user_id=_user_id(request), catalog=catalog)
         if form.is_valid():
             try:
-                run = playground_run_start(user_id=_user_id(request), request=form.run_request(), catalog=catalog)
+                run = playground_run_start(user_id=_user_id(request), request=form.run_request())
             except RunRefused as refused:
                 form.add_error(None, refused.message)
             else:
@@ -155,10 +156,10 @@ def _fragments(run_id: uuid.UUID) -> Fragments:
             failed=panel.status != "ok",
         )
 
-    def started(position: int, data: dict[str, Any]) -> str:
+    def started(position: int, event: Started) -> str:
         rv = load_static()
         panel = next(p for p in rv.panels if p.position == position)
-        context = {"rv": rv, "p": panel, "model": data.get("model", ""), "tried": len(data.get("attempts", []))}
+        context = {"rv": rv, "p": panel, "model": event.model, "tried": len(event.attempts)}
         return render_to_string("playground/run.html#panel-started", context)
 
     def timed_out(position: int) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 
-from routing.strategies.complexity import classify_prompt
 from playground.models import PlaygroundRun, RunPanel, Vote
+from routing.strategies.complexity import classify_prompt
 
 
 class VoteError(Exception):

@@ -8,7 +8,6 @@ append-only.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from adminsortable2.admin import SortableAdminBase, SortableTabularInline
@@ -20,6 +19,7 @@ from django.utils.decorators import method_decorator
 from django.utils.text import Truncator
 from django.views.decorators.debug import sensitive_post_parameters
 
+from billing.money import format_usd
 from routing import selectors, services
 from routing.forms import (
     LanguageModelAdminForm,
@@ -37,14 +37,6 @@ from routing.models import (
     Route,
     RouteStep,
 )
-
-
-def usd(amount: Decimal | None) -> str:
-    """`Decimal("2.5")` → "$2.50"; sub-cent prices keep their digits (`0.075` → "$0.075")."""
-    if amount is None:
-        return "–"
-    places = max(2, -amount.normalize().as_tuple().exponent)
-    return f"${amount:,.{places}f}"
 
 
 def _warn_about_broken_chains(request: HttpRequest, what: str, routes: list[Route]) -> None:
@@ -185,7 +177,7 @@ class LanguageModelAdmin(admin.ModelAdmin):
     def price(self, obj: LanguageModel) -> str:
         if obj.current_input_per_million is None:
             return "no price"
-        return f"{usd(obj.current_input_per_million)} / {usd(obj.current_output_per_million)}"
+        return f"{format_usd(obj.current_input_per_million)} / {format_usd(obj.current_output_per_million)}"
 
     @admin.display(description="capabilities")
     def capability_list(self, obj: LanguageModel) -> str:
@@ -215,11 +207,11 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
     @admin.display(description="input USD / 1M", ordering="input_per_million")
     def input_price(self, obj: ModelPrice) -> str:
-        return usd(obj.input_per_million)
+        return format_usd(obj.input_per_million)
 
     @admin.display(description="output USD / 1M", ordering="output_per_million")
     def output_price(self, obj: ModelPrice) -> str:
-        return usd(obj.output_per_million)
+        return format_usd(obj.output_per_million)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -1,19 +1,28 @@
+"""The Celery task that runs calls. It only hands them to the worker's event loop (routing/calls/)."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
+from celery.exceptions import Reject
 from celery.signals import worker_ready
 
 
-@shared_task(name="routing.run_calls", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def run_calls_task(specs: list[dict[str, Any]]) -> None:
-    """Run the calls of one task message side by side; acknowledged once the last has ended."""
+@shared_task(name="routing.run_calls", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_calls_task(self: Task, specs: list[dict[str, Any]]) -> None:
+    """Run the calls of one task message side by side; acknowledged once the last has ended and been booked."""
     from routing.calls import worker_loop
-    from routing.calls.runner import calls_run
+    from routing.calls.booking import BookingFailed
+    from routing.calls.recovery import calls_run
     from routing.calls.spec import CallSpec
 
-    worker_loop.run(calls_run([CallSpec.from_json(spec) for spec in specs]))
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    try:
+        worker_loop.run(calls_run([CallSpec.from_json(spec) for spec in specs], redelivered=redelivered))
+    except BookingFailed as exc:
+        # Back to the queue, not acknowledged: the next delivery books the calls from their streams.
+        raise Reject(exc, requeue=True) from exc
 
 
 @worker_ready.connect

@@ -91,8 +91,8 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'switchyard.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Celery threads and the ASGI server write concurrently; WAL plus a busy
-    # timeout keeps "database is locked" away. The test database is a file
+    # A worker's booking threads and the web server write concurrently; WAL
+    # plus a busy timeout keeps "database is locked" away. The test database is a file
     # (not in-memory) so that worker threads and a uvicorn subprocess share it.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
@@ -109,8 +109,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SWITCHYARD_TEST_DB lets two suites run side by side in one checkout.
     DATABASES["default"]["TEST"] = {"NAME": env.str("SWITCHYARD_TEST_DB", default=str(VAR_DIR / "test.sqlite3"))}
 else:
-    # A worker runs hundreds of calls in threads, each with its own Django
-    # connection: a pool keeps PostgreSQL's connection count bounded.
+    # Each thread that touches the database (a worker's booking threads, the
+    # web's sync views) holds a connection: a pool keeps PostgreSQL's
+    # connection count bounded.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
@@ -148,7 +149,7 @@ STATICFILES_DIRS = [
 SERVESTATIC_USE_FINDERS = env.bool("SERVESTATIC_USE_FINDERS", default=True)
 SERVESTATIC_AUTOREFRESH = DEBUG
 
-# Redis: shared state (event streams, circuits, budgets) and the Celery broker.
+# Redis: shared state (call event streams, run leases, spend counters, caches) and the Celery broker.
 # When REDIS_URL is unset the dev stack starts an embedded redis-server on
 # this port (see switchyard/devstack.py).
 EMBEDDED_REDIS_PORT = env.int("SWITCHYARD_REDIS_PORT", default=6380)
@@ -183,7 +184,7 @@ API_MAX_BODY_BYTES = env.int("SWITCHYARD_MAX_BODY_BYTES", default=20 * 1024 * 10
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 # Threads of a worker that book its calls (routing/calls/db_lane.py): each holds a
-# database connection; the calls' own threads need one only on rare paths (a
+# database connection; the task threads need one only on rare paths (a
 # registry reload, a redelivered task).
 WORKER_DB_THREADS = env.int("SWITCHYARD_WORKER_DB_THREADS", default=4)
 
@@ -203,6 +204,16 @@ DISPATCH_LINGER_MS = env.int("SWITCHYARD_DISPATCH_LINGER_MS", default=10)
 
 # A provider call never runs longer than this, whatever its chain.
 CALL_DEADLINE_SECONDS = env.int("SWITCHYARD_CALL_DEADLINE", default=600)
+
+# A call that has shown no sign of life in Redis (queued, running or
+# answering) this long after its push is looked for, and pushed again if
+# its task message was lost (routing/calls/watchdog.py).
+CALL_SIGN_OF_LIFE_SECONDS = env.float("SWITCHYARD_CALL_SIGN_OF_LIFE", default=3.0)
+
+# How long a worker keeps trying to insert a call's record while the
+# database refuses it (locked, restarting) before it gives the task message
+# back to the queue unacknowledged (routing/calls/booking.py).
+BOOKING_RETRY_SECONDS = env.int("SWITCHYARD_BOOKING_RETRY_SECONDS", default=300)
 
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG and env.bool("HTTPS", default=False))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

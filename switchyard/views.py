@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from billing.money import format_usd
 from routing import selectors
 from routing.models import LanguageModel, Provider, Route
 
@@ -30,13 +31,6 @@ class RouteRow:
     chain: list[LanguageModel]
 
 
-def usd(amount: Decimal | None) -> str:
-    """$2.50, $0.075, $15.00; an em dash for no price. Never through float."""
-    if amount is None:
-        return "—"
-    if amount == amount.quantize(CENT):
-        return f"${amount.quantize(CENT)}"
-    return f"${amount.normalize():f}"
 
 
 def _providers() -> tuple[list[Provider], list[Provider]]:
@@ -49,7 +43,7 @@ def _providers() -> tuple[list[Provider], list[Provider]]:
 def _models() -> list[ModelRow]:
     models = selectors.models_with_current_price().filter(enabled=True, provider__enabled=True)
     return [
-        ModelRow(m, f"{m.context_window:,}", usd(m.current_input_per_million), usd(m.current_output_per_million))
+        ModelRow(m, f"{m.context_window:,}", format_usd(m.current_input_per_million), format_usd(m.current_output_per_million))
         for m in models
     ]
 

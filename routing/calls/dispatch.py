@@ -1,34 +1,30 @@
 """Handing calls to the workers without blocking the event loop.
 
-Celery's `apply_async` is synchronous (kombu writes to Redis with a blocking
-socket) and costs about a millisecond of CPU per call. On the /v1 hot path the
-task message is instead built with Celery's own protocol code
-(`amqp.as_task_v2`, so it follows the pinned Celery's format) and pushed with
-the lean asyncio Redis client, exactly where kombu's Redis transport would put it.
-The worker side is plain Celery. tests/gateway cover the round trip.
-
 A worker spends about 2 ms of CPU on each task message it takes (kombu's
 consumer, Celery's request and trace, the acknowledgement), whatever the
 message holds, and a worker process can use only one core. So the calls
 that come in while a push is on its way go together in one message
-(fastpath/coalesce.py): alone, a call is pushed at once. While calls
-come in faster than one per push, the first of a message also waits up to
-DISPATCH_LINGER_MS for more: calls reach the web spread out (one every
-~4 ms at concurrency 100), so without it a message carried ~1.8 calls;
-with 10 ms, concurrency 100 went from ~225 to ~585 requests/s and the
-worker's CPU per call from 4.2 to 1.6 ms (bench/gateway_overhead.py).
+(fastpath/coalesce.py): alone, a call is pushed at once. While calls come
+in faster than one per push, the first of a message also waits up to
+DISPATCH_LINGER_MS for more (BENCHMARKS.md has the figures). Messages are
+built and pushed by fastpath/task_message.py, not by kombu's producer.
+
+Each call pushed also gets a queued mark (routing/calls/keys.py) that the
+worker which claims it removes: a web process waiting for a call that shows
+no sign of life can tell a call still in the queue from a lost one
+(routing/calls/watchdog.py).
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import uuid
 from collections.abc import Sequence
 
 from django.conf import settings
 
 from fastpath.coalesce import Coalescer
+from fastpath.resp import Command
+from fastpath.task_message import task_message
+from routing.calls.keys import queued_key
 from routing.calls.spec import CallSpec
 from routing.tasks import run_calls_task
 from switchyard.celery import app as celery_app
@@ -38,43 +34,35 @@ from switchyard.redis_clients import get_resp
 MAX_CALLS_PER_MESSAGE = 16
 
 
-def task_message(specs: Sequence[CallSpec], queue: str) -> bytes:
-    task_id = specs[0].call_id
-    message = celery_app.amqp.as_task_v2(
-        task_id,
-        run_calls_task.name,
+def calls_message(specs: Sequence[CallSpec], *, redelivered: bool = False) -> bytes:
+    """The task message that runs `specs` (its id is the first call's)."""
+    return task_message(
+        celery_app,
+        task_name=run_calls_task.name,
+        task_id=specs[0].call_id,
         args=[[spec.to_json() for spec in specs]],
-        kwargs={},
-        ignore_result=True,
         # The default is a repr of the whole specs: costly, and it holds the prompts.
         argsrepr=f"[calls {' '.join(spec.call_id for spec in specs)}]",
-        kwargsrepr="{}",
+        queue=celery_app.conf.task_default_queue,
+        redelivered=redelivered,
     )
-    body = json.dumps(message.body, separators=(",", ":")).encode()
-    envelope = {
-        "body": base64.b64encode(body).decode(),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": message.headers,
-        "properties": {
-            "correlation_id": task_id,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    }
-    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+async def calls_push(specs: Sequence[CallSpec], *, redelivered: bool = False) -> None:
+    """Push `specs` in messages of up to MAX_CALLS_PER_MESSAGE, with their queued marks, in one round trip."""
+    queue = celery_app.conf.task_default_queue
+    messages = [
+        calls_message(specs[start : start + MAX_CALLS_PER_MESSAGE], redelivered=redelivered)
+        for start in range(0, len(specs), MAX_CALLS_PER_MESSAGE)
+    ]
+    marks: list[Command] = [
+        ("SET", queued_key(spec.call_id), "1", "EX", settings.CALL_DEADLINE_SECONDS) for spec in specs
+    ]
+    await get_resp().pipeline([*marks, ("LPUSH", queue, *messages)])
 
 
 async def _push(specs: list[CallSpec]) -> list[None]:
-    queue = celery_app.conf.task_default_queue
-    messages = [
-        task_message(specs[start : start + MAX_CALLS_PER_MESSAGE], queue)
-        for start in range(0, len(specs), MAX_CALLS_PER_MESSAGE)
-    ]
-    await get_resp().execute("LPUSH", queue, *messages)
+    await calls_push(specs)
     return [None] * len(specs)
 
 
@@ -83,6 +71,6 @@ _dispatch: Coalescer[CallSpec, None] = Coalescer(
 )
 
 
-async def enqueue_call(spec: CallSpec) -> None:
+async def call_enqueue(spec: CallSpec) -> None:
     """Hand `spec` to the workers; return once its task message is in the queue (or raise why not)."""
     await _dispatch.submit(spec)

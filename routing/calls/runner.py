@@ -1,7 +1,6 @@
-"""Running one call: walk the fallback chain, relay events, book the usage once.
+"""Running one call: walk its fallback chain, publish its events, and hand its end to booking.
 
-`call_run` runs one call; the Celery task runs the calls of its message side
-by side (`calls_run`). Its rules:
+The rules of the chain:
 
 - Before the first token, a retryable failure (rate limited, overloaded,
   timeout, unavailable; context too long when a later model has a larger
@@ -11,40 +10,30 @@ by side (`calls_run`). Its rules:
 - After the first token the model is kept: a failure then ends the stream
   with an error event, and is booked as such. Text that reached the client
   is never silently continued by another model.
-- The usage record is written exactly once per call id, before the task
-  is acknowledged: just after the terminal event for an API call, just
-  before it for a playground call (_book_and_announce says why). A task the
-  broker delivers twice (acks_late, a worker killed) waits while the first
-  run's lease is alive; once the lease has lapsed the run is known dead: if
-  it had published its terminal event, the call is booked from that event;
-  if it had sent text, that run is booked and the stream ended with an
-  error instead of starting the answer again; if it had inserted the
-  record but died before its terminal event (a playground call books
-  first), the event is published from the record, with its spend; if
-  none of these, the call simply runs.
+- Whatever fails in the worker itself (a bug, a request an adapter cannot
+  take), the call still ends with a terminal error event and a record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
-from django.dispatch import Signal
 
-from billing import caps
 from billing.models import UsageRecord
-from billing.services import UsageBooking, usage_record_new, usage_records_insert
-from fastpath.coalesce import Coalescer
+from billing.services import UsageBooking, usage_record_new
 from routing import tokens
-from routing.calls import db_lane
+from routing.calls.booking import call_book, figures_of
+from routing.calls.events import CANCELLED_STATUS, Done, Failed, Figures, Started, Terminal, ToolPiece
 from routing.calls.spec import CallSpec
-from routing.calls.stream import TERMINAL, CallPublisher, lease_keeper
-from routing.catalog import Catalog, CatalogModel, aget_catalog
+from routing.calls.stream import CallPublisher
+from routing.catalog import Catalog, CatalogModel
 from routing.providers.errors import ErrorKind, ProviderError
 from routing.providers.registry import adapter_for
 from routing.providers.types import (
@@ -57,26 +46,19 @@ from routing.providers.types import (
     Usage,
 )
 
-if TYPE_CHECKING:
-    from fastpath.resp import Command
-
-# Sent by the worker once a call's record is inserted (the first time only);
-# for a playground call that is before its terminal event is published, so
-# that a receiver's durable write is visible to whoever reacts to the event.
-# Arguments: spec (CallSpec), record (UsageRecord), text (the
-# answer so far), error (a dict with kind and message, or None).
-call_finished = Signal()
+logger = logging.getLogger(__name__)
 
 # Below this many output tokens left in a model's window, the call is
 # treated as too long for it rather than sent with a useless budget.
 MIN_OUTPUT_TOKENS = 16
+INTERNAL_ERROR = "internal_error"
 
 
 @dataclass
 class Attempt:
     model: str
     provider: str
-    outcome: str  # "ok", an ErrorKind value, "skipped" or "cancelled"
+    outcome: str  # "ok", an ErrorKind value, "skipped", "cancelled" or "internal_error"
     message: str = ""
     status_code: int | None = None
     retry_after: float | None = None
@@ -100,53 +82,6 @@ class AttemptResult:
     ttft_ms: int | None = None
 
 
-async def calls_run(specs: list[CallSpec]) -> None:
-    """Run the calls of one task message side by side, each to its end whatever the others do."""
-    for outcome in await asyncio.gather(*(call_run(spec) for spec in specs), return_exceptions=True):
-        if isinstance(outcome, BaseException):
-            raise outcome
-
-
-async def call_run(spec: CallSpec) -> None:
-    """Run one call on the call loop (routing/calls/worker_loop.py), from its claim to its terminal event."""
-    publisher = CallPublisher(spec.call_id)
-    give_up = time.monotonic() + settings.CALL_DEADLINE_SECONDS
-    while True:
-        claim = await publisher.claim_run()
-        if claim.claimed:
-            break
-        # Another delivery of this call holds the lease: wait until it
-        # finishes (its record appears) or dies (its lease lapses).
-        if await db_lane.run(_record_of, spec.call_id) is not None or time.monotonic() > give_up:
-            return
-        await asyncio.sleep(1)
-    async with lease_keeper.holding(spec.call_id):
-        if not claim.earlier_output:
-            await CallRunner(spec, publisher, await aget_catalog(claim.catalog_version)).run()
-        elif (record := await db_lane.run(_record_of, spec.call_id)) is None:
-            await _book_lost_run(spec, publisher)
-        else:
-            await _announce_booked_run(publisher, record)
-
-
-def _record_of(call_id: str) -> UsageRecord | None:
-    return UsageRecord.objects.filter(request_id=call_id).first()
-
-
-def _figures(record: UsageRecord) -> dict[str, Any]:
-    """What a call's terminal event tells of it, whatever its end: the figures of its record."""
-    return {
-        "model": record.model,
-        "provider": record.provider,
-        "route": record.route,
-        "attempts": record.attempts,
-        "usage": {"input": record.input_tokens, "output": record.output_tokens, "estimated": record.tokens_estimated},
-        "cost": None if record.cost_usd is None else str(record.cost_usd),
-        "latency_ms": record.latency_ms,
-        "ttft_ms": record.ttft_ms,
-    }
-
-
 class CallRunner:
     def __init__(self, spec: CallSpec, publisher: CallPublisher, catalog: Catalog) -> None:
         self.spec = spec
@@ -158,8 +93,21 @@ class CallRunner:
         ]
         self.started = time.monotonic()
         self.deadline = self.started + settings.CALL_DEADLINE_SECONDS
+        # The model being tried and what it did so far, for a failure of the worker's own.
+        self._current: tuple[CatalogModel, AttemptResult] | None = None
+        self._ended = False
 
     async def run(self) -> None:
+        """Run the call to its terminal event and record; an exception of the worker's own ends it as an error."""
+        try:
+            await self._walk_chain()
+        except Exception as exc:
+            if self._ended:
+                raise
+            logger.exception("call %s failed in the worker", self.spec.call_id)
+            await self._fail_internally(exc)
+
+    async def _walk_chain(self) -> None:
         failed_providers: set[str] = set()
         last_error: ProviderError | None = None
         for model_id in self.spec.chain:
@@ -180,7 +128,10 @@ class CallRunner:
                 last_error = error
                 continue
             attempt_started = time.monotonic()
-            result = await self._attempt(model, request)
+            result = AttemptResult()
+            self._current = (model, result)
+            await self._attempt(model, request, result)
+            self._current = None
             elapsed = int((time.monotonic() - attempt_started) * 1000)
             if result.cancelled:
                 self.attempts.append(Attempt(model_id, model.provider_name, "cancelled", elapsed_ms=elapsed))
@@ -225,8 +176,7 @@ class CallRunner:
         max_tokens = min(wanted, model.max_output_tokens, room)
         return dataclasses.replace(request, max_tokens=max_tokens, seed=request.seed or self.spec.call_id)
 
-    async def _attempt(self, model: CatalogModel, request: ChatRequest) -> AttemptResult:
-        result = AttemptResult()
+    async def _attempt(self, model: CatalogModel, request: ChatRequest, result: AttemptResult) -> None:
         events = adapter_for(model.config()).stream(request)
         try:
             # The deadline bounds the whole stream, not only each wait for a chunk.
@@ -237,15 +187,7 @@ class CallRunner:
         finally:
             await events.aclose()
         if result.cancelled or result.usage is None:
-            output_tokens = await tokens.aestimate_text_tokens("".join(result.text))
-            for call in result.tool_calls.values():
-                output_tokens += await tokens.aestimate_text_tokens(call["arguments"])
-            result.usage = Usage(
-                input_tokens=await tokens.aestimate_request_tokens(request),
-                output_tokens=output_tokens,
-                estimated=True,
-            )
-        return result
+            result.usage = await _estimated_usage(request, result)
 
     async def _relay(self, model: CatalogModel, events: AsyncIterator[Event], result: AttemptResult) -> None:
         """Record the model's events in `result` and publish them as they come, until the end or a cancel."""
@@ -259,14 +201,10 @@ class CallRunner:
                 result.answered = True
                 result.ttft_ms = int((time.monotonic() - self.started) * 1000)
                 if publish:
-                    start = {
-                        "model": model.public_id,
-                        "provider": model.provider_name,
-                        "attempts": [a.as_json() for a in self.attempts],
-                    }
+                    start = Started(model.public_id, model.provider_name, tuple(a.as_json() for a in self.attempts))
                     # The first text goes out with the start, in the same round trip.
                     first_text = event.text if isinstance(event, TextDelta) else ""
-                    await self.publisher.publish("start", start, text=first_text)
+                    await self.publisher.publish(start, text=first_text)
             if isinstance(event, TextDelta):
                 result.text.append(event.text)
                 if publish and not first:
@@ -278,7 +216,7 @@ class CallRunner:
                 call["arguments"] += event.arguments
                 if publish:
                     await self.publisher.publish(
-                        "tool", {"i": event.index, "id": event.id, "n": event.name, "a": event.arguments}
+                        ToolPiece(event.index, event.id or "", event.name or "", event.arguments)
                     )
             elif isinstance(event, Usage):
                 result.usage = event
@@ -289,6 +227,7 @@ class CallRunner:
 
     def _booking(self, model: CatalogModel | None, result: AttemptResult | None, status: str) -> UsageBooking:
         usage = result.usage if result else None
+        error = result.error if result else None
         return UsageBooking(
             spec=self.spec,
             model=model,
@@ -299,99 +238,65 @@ class CallRunner:
             tokens_estimated=usage.estimated if usage else False,
             latency_ms=int((time.monotonic() - self.started) * 1000),
             ttft_ms=result.ttft_ms if result else None,
-            error_kind=result.error.kind.value if result and result.error else "",
+            error_kind=error.kind.value if error else "",
             finish_reason=result.finish if result else "",
         )
 
     async def _book(self, model: CatalogModel, result: AttemptResult, *, status: str) -> None:
-        booking = self._booking(model, result, status)
-        error = None
-        if status == "error" and result.error is not None:
-            error = {"kind": result.error.kind.value, "message": result.error.message}
-        elif status == "cancelled":
-            error = {"kind": "cancelled", "message": "stopped before the end"}
-        record = usage_record_new(booking)
-        summary = _figures(record)
+        record = usage_record_new(self._booking(model, result, status))
+        figures = figures_of(record)
+        terminal: Terminal
         if status == "ok":
-            summary["finish"] = result.finish or "stop"
+            content, tool_calls = None, ()
             if not self.spec.publish_deltas:
-                summary["content"] = "".join(result.text)
-                summary["tool_calls"] = [result.tool_calls[i] for i in sorted(result.tool_calls)]
-            event = ("done", summary)
+                content = "".join(result.text)
+                tool_calls = tuple(result.tool_calls[i] for i in sorted(result.tool_calls))
+            terminal = Done(figures, result.finish or "stop", content, tool_calls)
         elif status == "error" and result.error is not None:
-            event = ("error", {**summary, **_error_data(result.error), "after_output": True})
+            terminal = _failed(figures, result.error, after_output=True)
         else:
-            event = ("error", {**summary, "kind": "cancelled", "message": "cancelled", "status": 499})
-        await _book_and_announce(self.publisher, self.spec, record, event, "".join(result.text), error)
+            terminal = Failed(figures, "cancelled", "cancelled", CANCELLED_STATUS)
+        await self._end(record, terminal, "".join(result.text))
 
     async def _fail(self, error: ProviderError) -> None:
-        booking = self._booking(None, None, "error")
-        booking = dataclasses.replace(booking, error_kind=error.kind.value)
-        event_data = {"attempts": booking.attempts, "route": self.spec.route, "latency_ms": booking.latency_ms}
-        event = ("error", {**event_data, **_error_data(error, all_failed=True)})
-        error_event = {"kind": error.kind.value, "message": error.message}
-        await _book_and_announce(self.publisher, self.spec, usage_record_new(booking), event, "", error_event)
+        booking = dataclasses.replace(self._booking(None, None, "error"), error_kind=error.kind.value)
+        record = usage_record_new(booking)
+        await self._end(record, _failed(figures_of(record), error), "")
 
-
-async def _book_and_announce(
-    publisher: CallPublisher,
-    spec: CallSpec,
-    record: UsageRecord,
-    event: tuple[str, dict[str, Any]],
-    text: str,
-    error: dict[str, str] | None,
-) -> None:
-    """Insert the call's usage record and publish its terminal `event`, in the order its reader needs.
-
-    An API client needs only the event, which carries the call's figures:
-    it goes out first, and the record is inserted right after, before the
-    task is acknowledged. That takes the insert (1-2 ms here, most of it
-    waiting for the database lane) off every call's latency. A run that
-    dies in between is booked from its event when the task is redelivered
-    (_book_lost_run). The playground's page reacts to the event by reading
-    what the call_finished receivers wrote: there the record comes first,
-    and a run that dies in between is announced from its record when the
-    task is redelivered (_announce_booked_run).
-    The spend counters' increment travels with the event either way; it is
-    taken back if the insert finds the call booked already.
-    """
-    kind, data = event
-    spend: list[Command] = [command] if (command := caps.spend_command(record)) else []
-    booking = _Booked(spec, record, text, error)
-    if spec.source == UsageRecord.Source.PLAYGROUND:
-        inserted = await _bookings.submit(booking)
-        await publisher.publish(kind, data, after=spend if inserted else ())
-        return
-    await publisher.publish(kind, data, after=spend)
-    if not await _bookings.submit(booking) and spend:
-        await publisher.redis.execute(*caps.spend_command(record, undo=True))
-
-
-@dataclass(frozen=True, slots=True)
-class _Booked:
-    spec: CallSpec
-    record: UsageRecord
-    text: str
-    error: dict[str, str] | None
-
-
-def _insert(bookings: list[_Booked]) -> list[bool]:
-    """Insert the records and tell call_finished's receivers; False for a call booked already."""
-    inserted = usage_records_insert([booking.record for booking in bookings])
-    for booking, new in zip(bookings, inserted, strict=True):
-        if new:
-            call_finished.send(
-                CallRunner, spec=booking.spec, record=booking.record, text=booking.text, error=booking.error
+    async def _fail_internally(self, exc: Exception) -> None:
+        """End the call after an exception of the worker's own, with whatever it had answered."""
+        message = "Switchyard failed while running this call"
+        model, result = self._current or (None, None)
+        if model is not None and result is not None:
+            self.attempts.append(Attempt(model.public_id, model.provider_name, INTERNAL_ERROR, message))
+        booking = dataclasses.replace(self._booking(model, result, "error"), error_kind=INTERNAL_ERROR)
+        if result is not None and result.usage is None:
+            try:
+                usage = await _estimated_usage(self.spec.request, result)
+            except Exception:
+                # What failed may be the counting itself: the record then says 0 tokens, estimated.
+                usage = Usage(0, 0, estimated=True)
+            booking = dataclasses.replace(
+                booking, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, tokens_estimated=True
             )
-    return inserted
+        record = usage_record_new(booking)
+        answered = result is not None and result.answered
+        terminal = Failed(figures_of(record), INTERNAL_ERROR, message, 500, after_output=answered)
+        await self._end(record, terminal, "".join(result.text) if result else "")
+
+    async def _end(self, record: UsageRecord, terminal: Terminal, text: str) -> None:
+        self._ended = True
+        await call_book(self.publisher, self.spec, record, terminal, text)
 
 
-async def _insert_on_lane(bookings: list[_Booked]) -> list[bool]:
-    return await db_lane.run(_insert, bookings)
-
-
-# The calls that end while a booking transaction runs are booked together in the next.
-_bookings: Coalescer[_Booked, bool] = Coalescer(_insert_on_lane)
+async def _estimated_usage(request: ChatRequest, result: AttemptResult) -> Usage:
+    """The usage of an attempt whose provider reported none (cancelled, cut, or failed): counted here."""
+    output_tokens = await tokens.aestimate_text_tokens("".join(result.text))
+    for call in result.tool_calls.values():
+        output_tokens += await tokens.aestimate_text_tokens(call["arguments"])
+    return Usage(
+        input_tokens=await tokens.aestimate_request_tokens(request), output_tokens=output_tokens, estimated=True
+    )
 
 
 def _deadline_error() -> ProviderError:
@@ -400,115 +305,14 @@ def _deadline_error() -> ProviderError:
     )
 
 
-def _error_data(error: ProviderError, *, all_failed: bool = False) -> dict[str, Any]:
-    return {
-        "kind": error.kind.value,
-        "message": error.message,
-        "status": client_status_for(error, all_failed=all_failed),
-        "retry_after": error.retry_after,
-    }
+def _failed(figures: Figures, error: ProviderError, *, after_output: bool = False) -> Failed:
+    return Failed(figures, error.kind.value, error.message, client_status_for(error), error.retry_after, after_output)
 
 
-def client_status_for(error: ProviderError, *, all_failed: bool) -> int:
+def client_status_for(error: ProviderError) -> int:
     """The HTTP status an OpenAI client expects for a call that ended with `error`."""
     if error.kind in (ErrorKind.BAD_REQUEST, ErrorKind.CONTENT_FILTERED, ErrorKind.CONTEXT_TOO_LONG):
         return 400
     if error.kind in (ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED):
         return 503
     return 502
-
-
-async def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
-    """An earlier run of this call died after publishing events, before its record was inserted.
-
-    If it published the terminal event (an API call announces before it
-    books), that event holds the call's figures, and the spend went with
-    it: book those. Otherwise it died mid-answer: book the text it sent,
-    with estimated tokens, and end the stream with an error.
-    """
-    text: list[str] = []
-    model_id = ""
-    terminal: tuple[str, dict[str, Any]] | None = None
-    for kind, data in await publisher.events_so_far():
-        if kind == "start":
-            model_id = data["model"]
-        elif kind == "delta":
-            text.append(data["c"])
-        elif kind == "tool":
-            text.append((data.get("n") or "") + data.get("a", ""))
-        elif kind in TERMINAL:
-            terminal = (kind, data)
-    catalog = await aget_catalog()
-    if terminal is not None:
-        kind, data = terminal
-        record = usage_record_new(_booking_from_terminal(spec, catalog, kind, data))
-        error = None if kind == "done" else {"kind": data["kind"], "message": data["message"]}
-        await _bookings.submit(_Booked(spec, record, "".join(text) or data.get("content", ""), error))
-        return
-    attempts = [{"model": model_id, "outcome": "worker_lost", "message": "the worker running this call stopped"}]
-    booking = UsageBooking(
-        spec=spec,
-        model=catalog.models.get(model_id),
-        status="error",
-        attempts=attempts,
-        input_tokens=await tokens.aestimate_request_tokens(spec.request),
-        output_tokens=await tokens.aestimate_text_tokens("".join(text)),
-        tokens_estimated=True,
-        latency_ms=0,
-        ttft_ms=None,
-        error_kind="worker_lost",
-        finish_reason="",
-    )
-    event = {
-        "kind": "worker_lost",
-        "message": "the worker running this call stopped; the answer is incomplete",
-        "status": 502,
-        "model": model_id,
-        "attempts": attempts,
-        # So that a recovery that dies in turn is booked from this event alike.
-        "usage": {"input": booking.input_tokens, "output": booking.output_tokens, "estimated": True},
-        "after_output": True,
-    }
-    error = {"kind": "worker_lost", "message": "the worker running this call stopped"}
-    await _book_and_announce(publisher, spec, usage_record_new(booking), ("error", event), "".join(text), error)
-
-
-async def _announce_booked_run(publisher: CallPublisher, record: UsageRecord) -> None:
-    """An earlier run inserted the call's record; publish its terminal event if that run died before it did.
-
-    A playground call is booked before it is announced (_book_and_announce),
-    and its page waits on the stream for the terminal event. The spend
-    increment travels with that event, in the same write and before it:
-    an event on the stream means the spend was counted; none means neither.
-    """
-    if any(kind in TERMINAL for kind, _ in await publisher.events_so_far()):
-        return
-    kind, data = "error", _figures(record)
-    if record.status == UsageRecord.Status.OK:
-        kind, data["finish"] = "done", record.finish_reason or "stop"
-    elif record.status == UsageRecord.Status.CANCELLED:
-        data |= {"kind": "cancelled", "message": "cancelled", "status": 499}
-    else:
-        said = [attempt["message"] for attempt in record.attempts if attempt.get("message")]
-        data |= {"kind": record.error_kind, "message": said[-1] if said else "the call failed", "status": 502}
-    spend = caps.spend_command(record)
-    await publisher.publish(kind, data, after=[spend] if spend else ())
-
-
-def _booking_from_terminal(spec: CallSpec, catalog: Catalog, kind: str, data: dict[str, Any]) -> UsageBooking:
-    """The booking that a call's published terminal event (done or error, see CallRunner._book) stands for."""
-    usage = data.get("usage", {})
-    status = "ok" if kind == "done" else "cancelled" if data["kind"] == "cancelled" else "error"
-    return UsageBooking(
-        spec=spec,
-        model=catalog.models.get(data.get("model", "")),
-        status=status,
-        attempts=data["attempts"],
-        input_tokens=usage.get("input", 0),
-        output_tokens=usage.get("output", 0),
-        tokens_estimated=usage.get("estimated", False),
-        latency_ms=data.get("latency_ms", 0),
-        ttft_ms=data.get("ttft_ms"),
-        error_kind=data["kind"] if status == "error" else "",
-        finish_reason=data.get("finish", ""),
-    )

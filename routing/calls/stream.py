@@ -1,66 +1,41 @@
-"""The events of one call on a Redis stream, from the worker to whoever relays them.
+"""One call's event stream in Redis: the worker publishes its events, the web reads them.
 
 A stream (not pub/sub) because the reader often connects after the worker
 has started: reading from 0-0 replays everything, and an entry id resumes
-after a reconnect. Entry fields: `t` (type) and `d` (JSON data). Types:
+after a reconnect. The events are routing/calls/events.py's.
 
-    start  {model, provider, attempts}            a model is answering
-    delta  {c}                                    answer text
-    tool   {i, id, n, a}                          a piece of a tool call
-    done   {model, provider, finish, usage, …}    the call ended well; last
-    error  {kind, message, status, attempts, …}   the call failed; last
+Redis holds what a live call needs, not an archive. A stream lives an hour
+while its call runs. Once its terminal event is out, it is kept until the
+call's record is in the database (a worker that dies in between is recovered
+from that event), then for BOOKED_STREAM_TTL_SECONDS for its live readers,
+which have read it all by then (the web reads as the worker writes). The
+gateway, the only reader of an API call, cuts it to its terminal event as
+soon as it has read that (stream_read_to_end), so that only what a
+redelivery of the call needs stays while the call is booked.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
-import redis
 from django.conf import settings
 
 from fastpath.resp import Command, checked
-from routing.catalog import VERSION_KEY
+from routing.calls.events import CallEvent, Text, decode, encode, is_terminal
+from routing.calls.keys import cancel_key, stream_key
 from switchyard.redis_clients import get_resp, get_stream_hub
 
 logger = logging.getLogger(__name__)
 
 STREAM_TTL_SECONDS = 3600
+BOOKED_STREAM_TTL_SECONDS = 60
 STREAM_MAXLEN = 20000
 # Below the client's socket timeout (switchyard/redis_clients.py).
 STREAM_BLOCK_MS = 2000
-TERMINAL = frozenset({"done", "error"})
-
-
-def ended_stream_ttl() -> int:
-    """Seconds a call's stream outlives its terminal event.
-
-    Its readers have it all by then. What may still come is a redelivery of
-    its task (the worker died before acknowledging it), within the broker's
-    visibility timeout, which must find the run's output to tell it from a
-    call never run. Kept for STREAM_TTL_SECONDS instead, an hour of a busy
-    gateway's streams would sit in Redis (the bench's calls took ~4 KB each:
-    some 4 GB at 300 calls/s).
-    """
-    return 2 * settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
-
-
-def stream_key(call_id: str) -> str:
-    return f"sy:call:{call_id}"
-
-
-def cancel_key(call_id: str) -> str:
-    return f"sy:call:{call_id}:cancel"
-
-
-def run_key(call_id: str) -> str:
-    return f"sy:call:{call_id}:run"
 
 
 class CallPublisher:
@@ -94,22 +69,17 @@ class CallPublisher:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._unconfirmed: list[asyncio.Future[list[Any]]] = []
 
-    async def publish(
-        self, kind: str, data: dict[str, Any], *, after: Sequence[Command] = (), text: str = ""
-    ) -> None:
-        """Append an event, then `text` as answer text if given.
-
-        `after` are commands to send before, in the same round trip.
-        """
+    async def publish(self, event: CallEvent, *, text: str = "") -> None:
+        """Append `event`, then `text` as answer text if given, in one round trip."""
         async with self._lock:
-            commands = list(after)
+            commands: list[Command] = []
             self._queue_text(commands)
-            self._queue(commands, kind, data)
+            self._queue(commands, event)
             if text:
-                self._queue(commands, "delta", {"c": text})
+                self._queue(commands, Text(text))
                 self._text_sent = True
             await self._send(commands)
-        if kind in TERMINAL:
+        if is_terminal(event):
             unconfirmed, self._unconfirmed = self._unconfirmed, []
             for replies in unconfirmed:
                 checked(await replies)
@@ -156,17 +126,17 @@ class CallPublisher:
 
     def _queue_text(self, commands: list[Command]) -> None:
         if self._text:
-            self._queue(commands, "delta", {"c": "".join(self._text)})
+            self._queue(commands, Text("".join(self._text)))
             self._text.clear()
             if self._flush_timer is not None:
                 self._flush_timer.cancel()
                 self._flush_timer = None
 
-    def _queue(self, commands: list[Command], kind: str, data: dict[str, Any]) -> None:
-        payload = json.dumps(data, separators=(",", ":"))
-        commands.append(("XADD", self.key, "MAXLEN", "~", STREAM_MAXLEN, "*", "t", kind, "d", payload))
-        if kind in TERMINAL:
-            commands.append(("EXPIRE", self.key, ended_stream_ttl()))
+    def _queue(self, commands: list[Command], event: CallEvent) -> None:
+        commands.append(("XADD", self.key, "MAXLEN", "~", STREAM_MAXLEN, "*", *encode(event)))
+        if is_terminal(event):
+            # Kept until the call is booked (stream_booked), however long that takes.
+            commands.append(("EXPIRE", self.key, STREAM_TTL_SECONDS))
         elif not self._expiry_set:
             commands.append(("EXPIRE", self.key, STREAM_TTL_SECONDS))
             self._expiry_set = True
@@ -179,106 +149,50 @@ class CallPublisher:
             self._cancelled = bool(await self.redis.execute("EXISTS", cancel_key(self.call_id)))
         return self._cancelled
 
-    async def claim_run(self) -> RunClaim:
-        """Take the call's run lease, and read the registry's version, in one round trip."""
-        claimed, length, version = await self.redis.pipeline(
-            [
-                ("SET", run_key(self.call_id), "1", "NX", "EX", settings.CALL_RUN_LEASE_SECONDS),
-                ("XLEN", self.key),
-                ("GET", VERSION_KEY),
-            ]
-        )
-        return RunClaim(claimed is not None, length > 0, version)
+    async def events_so_far(self) -> list[CallEvent]:
+        """Every event published so far, by this run or an earlier one."""
+        return [decode(fields) for _, fields in await self.redis.execute("XRANGE", self.key, "-", "+")]
 
-    async def events_so_far(self) -> list[tuple[str, dict[str, Any]]]:
-        """The (type, data) of every event published so far, by this run or an earlier one."""
-        entries = await self.redis.execute("XRANGE", self.key, "-", "+")
-        return [event_of(fields) for _, fields in entries]
+    async def booked(self) -> None:
+        """The call's record is in the database: its stream is left to its live readers, for a short while."""
+        await self.redis.execute("EXPIRE", self.key, BOOKED_STREAM_TTL_SECONDS)
 
 
-def event_of(fields: list[bytes]) -> tuple[str, dict[str, Any]]:
-    """(type, data) of a raw stream entry's flat [field, value, …] list."""
-    values = dict(zip(fields[::2], fields[1::2], strict=True))
-    return values[b"t"].decode(), json.loads(values[b"d"])
-
-
-@dataclass(frozen=True, slots=True)
-class RunClaim:
-    """claimed is false while another live run holds the lease (a duplicate
-    delivery); earlier_output is true when an earlier run already published
-    events (it answered, or it ended); catalog_version is for get_catalog."""
-
-    claimed: bool
-    earlier_output: bool
-    catalog_version: bytes | None
-
-
-class LeaseKeeper:
-    """Keeps the run leases of the loop's calls alive while they run.
-
-    A lease outlives its worker by at most CALL_RUN_LEASE_SECONDS, so a task the
-    broker redelivers after a crash can tell a dead run (lease gone) from a
-    live one (lease held), whatever the call's length. One task on the call
-    loop renews every lease in one round trip.
-    """
-
-    def __init__(self) -> None:
-        self._calls: set[str] = set()
-        self._renewer: asyncio.Task[None] | None = None
-
-    @contextlib.asynccontextmanager
-    async def holding(self, call_id: str) -> AsyncIterator[None]:
-        self._calls.add(call_id)
-        if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
-        try:
-            yield
-        finally:
-            self._calls.discard(call_id)
-
-    async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(settings.CALL_RUN_LEASE_SECONDS / 3)
-            calls = list(self._calls)
-            if not calls:
-                continue
-            try:
-                await get_resp().pipeline(
-                    [("EXPIRE", run_key(call_id), settings.CALL_RUN_LEASE_SECONDS) for call_id in calls]
-                )
-            except redis.RedisError:
-                logger.warning("could not renew %d run leases", len(calls))
-
-
-lease_keeper = LeaseKeeper()
-
-
-@dataclass(frozen=True, slots=True)
-class CallEvent:
-    entry_id: str
-    kind: str
-    data: dict[str, Any]
-
-
-async def read_events(call_id: str, *, deadline: float, after: str = "0-0") -> AsyncIterator[list[CallEvent]]:
+async def read_events(call_id: str, *, deadline: float) -> AsyncIterator[list[CallEvent]]:
     """Yield the call's events in the batches they are read in, and [] on each quiet interval (for keepalives).
 
     A relay writes a batch to its client at once. Stops after a terminal
     event, or raises TimeoutError at `deadline` (monotonic).
     """
-    async with get_stream_hub().follow(stream_key(call_id), after=after) as follower:
+    async with get_stream_hub().follow(stream_key(call_id), after="0-0") as follower:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"call {call_id} produced no result in time")
             batch: list[CallEvent] = []
-            for _, raw_id, fields in await follower.entries(timeout=min(STREAM_BLOCK_MS / 1000, remaining)):
-                kind, data = event_of(fields)
-                batch.append(CallEvent(raw_id.decode(), kind, data))
-                if kind in TERMINAL:
+            for _, _, fields in await follower.entries(timeout=min(STREAM_BLOCK_MS / 1000, remaining)):
+                event = decode(fields)
+                batch.append(event)
+                if is_terminal(event):
                     yield batch
                     return
             yield batch
+
+
+async def stream_read_to_end(call_id: str) -> None:
+    """The call's only reader has read its terminal event: cut the stream to that event.
+
+    Does not wait for Redis's reply: the reader's answer does not depend on it.
+    """
+    replies = await get_resp().submit([("XTRIM", stream_key(call_id), "MAXLEN", 1)])
+    replies.add_done_callback(_log_failed_trim)
+
+
+def _log_failed_trim(replies: asyncio.Future[list[Any]]) -> None:
+    if not replies.cancelled() and replies.exception() is None:
+        return
+    # The stream then expires with its TTL instead.
+    logger.warning("could not cut a read call stream: %s", None if replies.cancelled() else replies.exception())
 
 
 async def request_cancel(call_id: str) -> None:

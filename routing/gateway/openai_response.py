@@ -6,22 +6,15 @@ import json
 import time
 from typing import Any
 
+from routing.calls.events import Done, Figures, ToolPiece
 
-def completion_body(call_id: str, created: int, model: str, done: dict[str, Any]) -> dict[str, Any]:
-    tool_calls = done.get("tool_calls") or []
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": done.get("content") or None,
-        "refusal": None,
-    }
-    if tool_calls:
+
+def completion_body(call_id: str, created: int, done: Done) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": done.content or None, "refusal": None}
+    if done.tool_calls:
         message["tool_calls"] = [
-            {
-                "id": c["id"],
-                "type": "function",
-                "function": {"name": c["name"], "arguments": c["arguments"]},
-            }
-            for c in tool_calls
+            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for c in done.tool_calls
         ]
     elif message["content"] is None:
         message["content"] = ""
@@ -29,32 +22,27 @@ def completion_body(call_id: str, created: int, model: str, done: dict[str, Any]
         "id": call_id,
         "object": "chat.completion",
         "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": done.get("finish", "stop"),
-            }
-        ],
-        "usage": usage_body(done["usage"], done.get("cost")),
+        "model": done.figures.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": done.finish}],
+        "usage": usage_body(done.figures),
         "system_fingerprint": None,
     }
 
 
-def usage_body(usage: dict[str, Any], cost: str | None) -> dict[str, Any]:
+def usage_body(figures: Figures) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "prompt_tokens": usage["input"],
-        "completion_tokens": usage["output"],
-        "total_tokens": usage["input"] + usage["output"],
+        "prompt_tokens": figures.input_tokens,
+        "completion_tokens": figures.output_tokens,
+        "total_tokens": figures.input_tokens + figures.output_tokens,
     }
-    if cost is not None:
+    if figures.cost is not None:
         # The booked cost in USD where OpenRouter puts it, so that a stream, whose
         # headers went out before it was known, tells it too. A JSON number is a
         # double to every client; a booked cost (10 decimal places, below
         # $100,000) has at most 15 significant digits, which a double keeps as written.
-        body["cost"] = float(cost)
+        body["cost"] = float(figures.cost)
+    # Every model tried and how it went (x-switchyard-attempts), which a stream's headers cannot hold whole.
+    body["attempts"] = [{"model": a["model"], "outcome": a["outcome"]} for a in figures.attempts]
     return body
 
 
@@ -69,61 +57,34 @@ class ChunkWriter:
 
     def _chunk(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
         body = json.dumps(
-            {"choices": choices, "usage": usage, "system_fingerprint": None},
-            separators=(",", ":"),
-            ensure_ascii=False,
+            {"choices": choices, "usage": usage, "system_fingerprint": None}, separators=(",", ":"), ensure_ascii=False
         )
         return f"data: {self._prefix}{json.dumps(self.model)},{body[1:]}\n\n".encode()
 
     def role(self) -> bytes:
         return self._chunk(
-            [
-                {
-                    "index": 0,
-                    "delta": {"role": "assistant", "content": ""},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-            ]
+            [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
         )
 
     def text(self, text: str) -> bytes:
-        return self._chunk(
-            [
-                {
-                    "index": 0,
-                    "delta": {"content": text},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-            ]
-        )
+        return self._chunk([{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}])
 
-    def tool(self, data: dict[str, Any]) -> bytes:
-        call: dict[str, Any] = {"index": data["i"]}
-        if data.get("id"):
-            call["id"] = data["id"]
+    def tool(self, piece: ToolPiece) -> bytes:
+        call: dict[str, Any] = {"index": piece.index}
+        if piece.id:
+            call["id"] = piece.id
             call["type"] = "function"
-        function: dict[str, str] = {"arguments": data.get("a") or ""}
-        if data.get("n"):
-            function["name"] = data["n"]
+        function: dict[str, str] = {"arguments": piece.arguments}
+        if piece.name:
+            function["name"] = piece.name
         call["function"] = function
-        return self._chunk(
-            [
-                {
-                    "index": 0,
-                    "delta": {"tool_calls": [call]},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-            ]
-        )
+        return self._chunk([{"index": 0, "delta": {"tool_calls": [call]}, "logprobs": None, "finish_reason": None}])
 
     def finish(self, reason: str) -> bytes:
         return self._chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
 
-    def usage(self, usage: dict[str, Any], cost: str | None) -> bytes:
-        return self._chunk([], usage_body(usage, cost))
+    def usage(self, figures: Figures) -> bytes:
+        return self._chunk([], usage_body(figures))
 
     @staticmethod
     def error(message: str, kind: str, code: str | None = None) -> bytes:

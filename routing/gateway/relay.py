@@ -5,61 +5,62 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import redis
 
-from routing.calls.stream import CallEvent, request_cancel
+from routing.calls.events import CallEvent, Done, Failed, Started, Text, ToolPiece
+from routing.calls.spec import CallSpec
+from routing.calls.stream import request_cancel, stream_read_to_end
 from routing.gateway.http import Response, openai_error
 from routing.gateway.openai_response import ChunkWriter
 
 logger = logging.getLogger(__name__)
 
+# The outcome a stream's headers give the model that is answering: its end is not known yet.
+ANSWERING = "answering"
 
-async def first_batch(events: AsyncIterator[list[CallEvent]]) -> list[CallEvent]:
-    async for batch in events:
-        if batch:
-            return batch
-    raise TimeoutError
+_ERROR_CODES = {"context_too_long": "context_length_exceeded", "content_filtered": "content_filter"}
 
 
-def _attempts_header(attempts: list[dict[str, Any]]) -> str:
+def attempts_text(attempts: Sequence[dict[str, Any]]) -> str:
+    """`sim/flaky-7b=rate_limited, sim/atlas=ok`: each model tried and its outcome."""
     return ", ".join(f"{a['model']}={a['outcome']}" for a in attempts)
 
 
-def call_headers(call_id: str, data: dict[str, Any]) -> dict[str, str]:
-    headers = {
-        "x-request-id": call_id,
-        "x-switchyard-attempts": _attempts_header(data.get("attempts", [])),
-    }
-    if data.get("model"):
-        headers["x-switchyard-model"] = data["model"]
-    if data.get("route"):
-        headers["x-switchyard-route"] = data["route"]
-    if data.get("cost") is not None:
-        headers["x-switchyard-cost-usd"] = data["cost"]
+def call_headers(spec: CallSpec, event: CallEvent) -> dict[str, str]:
+    """What happened, as the x-switchyard-* headers tell it, as far as `event` (the call's first) knows."""
+    headers = {"x-request-id": spec.call_id}
+    if spec.route:
+        headers["x-switchyard-route"] = spec.route
+    if isinstance(event, Started):
+        headers["x-switchyard-model"] = event.model
+        so_far = [*event.attempts, {"model": event.model, "outcome": ANSWERING}]
+        headers["x-switchyard-attempts"] = attempts_text(so_far)
+    elif isinstance(event, Done | Failed):
+        figures = event.figures
+        if figures.model:
+            headers["x-switchyard-model"] = figures.model
+        headers["x-switchyard-attempts"] = attempts_text(figures.attempts)
+        if figures.cost is not None:
+            headers["x-switchyard-cost-usd"] = figures.cost
     return headers
 
 
-def error_response(call_id: str, data: dict[str, Any]) -> Response:
-    status = data.get("status") or 502
-    kind = data.get("kind", "unavailable")
-    message = data.get("message", "the call failed")
-    if status >= 500:
-        tried = _attempts_header(data.get("attempts", []))
+def error_response(spec: CallSpec, failed: Failed) -> Response:
+    message = failed.message
+    if failed.status >= 500:
+        tried = attempts_text(failed.figures.attempts)
         message = f"All models failed ({tried or 'none tried'}). Last error: {message}"
-    code = {
-        "context_too_long": "context_length_exceeded",
-        "content_filtered": "content_filter",
-    }.get(kind, kind)
-    headers = call_headers(call_id, data)
-    if data.get("retry_after"):
-        headers["retry-after"] = str(max(1, round(data["retry_after"])))
+    code = _ERROR_CODES.get(failed.error_kind, failed.error_kind)
+    headers = call_headers(spec, failed)
+    if failed.retry_after:
+        headers["retry-after"] = str(max(1, round(failed.retry_after)))
     return openai_error(
-        status,
+        failed.status,
         message,
-        type="invalid_request_error" if status == 400 else "server_error",
+        type="invalid_request_error" if failed.status == 400 else "server_error",
         param="messages" if code == "context_length_exceeded" else None,
         code=code,
         headers=headers,
@@ -67,14 +68,11 @@ def error_response(call_id: str, data: dict[str, Any]) -> Response:
 
 
 async def sse_stream(
-    call_id: str,
-    batch: list[CallEvent],
-    events: AsyncIterator[list[CallEvent]],
-    *,
-    include_usage: bool,
+    spec: CallSpec, batch: list[CallEvent], events: AsyncIterator[list[CallEvent]], *, include_usage: bool
 ) -> AsyncIterator[tuple[bytes, bool]]:
     """The SSE pieces of a call, from its first batch of events (which begins with its start) on."""
-    writer = ChunkWriter(call_id, batch[0].data.get("model", ""))
+    first = batch[0]
+    writer = ChunkWriter(spec.call_id, first.model if isinstance(first, Started) else "")
     finished = False
     # Each piece is a write to the client (a system call, and ASGI's machinery
     # around it): the events read together go out together, the role chunk
@@ -87,21 +85,21 @@ async def sse_stream(
             if not batch:
                 pieces.append(b": keepalive\n\n")
             for event in batch:
-                if event.kind == "delta":
-                    pieces.append(writer.text(event.data["c"]))
-                elif event.kind == "tool":
-                    pieces.append(writer.tool(event.data))
-                elif event.kind == "done":
+                if isinstance(event, Text):
+                    pieces.append(writer.text(event.text))
+                elif isinstance(event, ToolPiece):
+                    pieces.append(writer.tool(event))
+                elif isinstance(event, Done):
                     finished = True
-                    pieces.append(writer.finish(event.data.get("finish", "stop")))
+                    pieces.append(writer.finish(event.finish))
                     if include_usage:
-                        pieces.append(writer.usage(event.data["usage"], event.data.get("cost")))
+                        pieces.append(writer.usage(event.figures))
                     pieces.append(writer.done())
-                elif event.kind == "error":
+                elif isinstance(event, Failed):
                     finished = True
-                    message = event.data.get("message", "the call failed")
-                    pieces.append(writer.error(message, "server_error", event.data.get("kind")))
+                    pieces.append(writer.error(event.message, "server_error", event.error_kind))
             if finished:
+                await stream_read_to_end(spec.call_id)
                 yield held + b"".join(pieces), False
                 return
             if pieces:
@@ -110,17 +108,14 @@ async def sse_stream(
             batch = await anext(events)
     except TimeoutError:
         finished = True
-        yield (
-            held + writer.error("the call produced no answer in time", "server_error", "timeout"),
-            False,
-        )
+        yield held + writer.error("the call produced no answer in time", "server_error", "timeout"), False
     except redis.RedisError:
         # Redis went away mid-answer: the client gets an error in the stream's own terms, not a cut
         # connection, and the call is still asked to stop (if Redis is back by then).
-        logger.warning("lost the event stream of call %s", call_id, exc_info=True)
+        logger.warning("lost the event stream of call %s", spec.call_id, exc_info=True)
         message = "Switchyard lost this call's event stream; the answer is incomplete."
         yield held + writer.error(message, "server_error", "stream_lost"), False
     finally:
         if not finished:
             with contextlib.suppress(redis.RedisError):
-                await asyncio.shield(request_cancel(call_id))
+                await asyncio.shield(request_cancel(spec.call_id))

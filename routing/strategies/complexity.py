@@ -114,9 +114,7 @@ RULES: tuple[Rule, ...] = (
     ),
     # Writing
     _rule(
-        WRITING,
-        STRONG,
-        rf"\b(?:write|draft|compose|pen|craft|create|give me|come up with)\b.{{0,40}}\b(?:{_GENRES})\b",
+        WRITING, STRONG, rf"\b(?:write|draft|compose|pen|craft|create|give me|come up with)\b.{{0,40}}\b(?:{_GENRES})\b"
     ),
     _rule(
         WRITING,
@@ -125,11 +123,7 @@ RULES: tuple[Rule, ...] = (
         r"(?:more |less )?(?:formal|casual|concise|friendly|persuasive|professional)|in the style of)\b",
     ),
     _rule(WRITING, MEDIUM, rf"\b(?:{_GENRES})\b"),
-    _rule(
-        WRITING,
-        MEDIUM,
-        r"\b(?:summari[sz]e|summary of|translate|tone|wording|outline for|rhym\w*)\b",
-    ),
+    _rule(WRITING, MEDIUM, r"\b(?:summari[sz]e|summary of|translate|tone|wording|outline for|rhym\w*)\b"),
     # Reasoning
     _rule(
         REASONING,

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import IntegrityError
 from django.utils import timezone
 
-from billing import caps
+from billing.caps import rules
+from billing.caps.check import CapCheck, cap_check
+from billing.caps.counters import counter_for
 from billing.models import SpendCap, Team, UsageRecord
-from billing.services import UsageBooking, usage_record_insert, usage_record_new, usage_records_insert
+from billing.money import format_usd, from_units, to_units
+from billing.periods import period_bounds
+from billing.services import (
+    UsageBooking,
+    spend_count,
+    spend_recount,
+    usage_record_insert,
+    usage_record_new,
+    usage_records_insert,
+)
 from routing.calls.spec import CallSpec
 from routing.catalog import get_catalog
 from switchyard.redis_clients import get_redis
@@ -36,8 +49,13 @@ def record(when: dt.datetime, cost: str | None, **subject: Any) -> UsageRecord:
     )
 
 
+def checked(user_id: int | None, team_id: int | None = None, now: dt.datetime | None = None) -> CapCheck:
+    """The hot path's check, run from this thread: its database reads are on this thread's connection."""
+    return async_to_sync(cap_check)(user_id=user_id, team_id=team_id, api_key_id=None, now=now)
+
+
 def counter(kind: str, subject_id: int, period: str, when: dt.datetime) -> int | None:
-    value = get_redis().get(caps.counter_for(kind, subject_id, period, when).key)
+    value = get_redis().get(counter_for(kind, subject_id, period, when).key)
     return None if value is None else int(value)
 
 
@@ -61,7 +79,7 @@ PARIS_SUMMER = dt.timezone(dt.timedelta(hours=2))
 def test_periods_are_utc_calendar_days_and_months(
     period: str, when: dt.datetime, start: dt.datetime, end: dt.datetime
 ) -> None:
-    assert caps.period_bounds(period, when) == (start, end)
+    assert period_bounds(period, when) == (start, end)
 
 
 @pytest.mark.parametrize(
@@ -78,13 +96,13 @@ def test_periods_are_utc_calendar_days_and_months(
     ],
 )
 def test_amounts_are_shown_in_dollars_rounded_down(amount: str, shown: str) -> None:
-    assert caps.format_usd(Decimal(amount)) == shown
+    assert format_usd(Decimal(amount), rounded=True) == shown
 
 
 def test_units_are_exact_for_every_cost_a_record_can_hold() -> None:
     cost = Decimal("12345678.9012345678")
-    assert caps.to_units(cost) == 123456789012345678
-    assert caps.from_units(caps.to_units(cost)) == cost
+    assert to_units(cost) == 123456789012345678
+    assert from_units(to_units(cost)) == cost
 
 
 def test_a_record_of_last_month_or_yesterday_does_not_count_in_this_period(alice: Any) -> None:
@@ -99,7 +117,7 @@ def test_a_record_of_last_month_or_yesterday_does_not_count_in_this_period(alice
     SpendCap.objects.create(user=alice, limit_usd=Decimal("0.2500"), period=SpendCap.Period.MONTH)
     SpendCap.objects.create(user=alice, limit_usd=Decimal("0.0001"), period=SpendCap.Period.DAY)
 
-    check = caps.cap_check(user_id=alice.pk, team_id=None, api_key_id=None, now=now)
+    check = checked(alice.pk, now=now)
 
     assert check.block is not None
     assert check.block.cap.period == "month"
@@ -115,7 +133,7 @@ def test_the_cap_that_frees_up_last_is_the_one_reported(alice: Any) -> None:
     SpendCap.objects.create(user=alice, limit_usd=Decimal("1"), period=SpendCap.Period.DAY)
     SpendCap.objects.create(user=alice, limit_usd=Decimal("1"), period=SpendCap.Period.MONTH)
 
-    block = caps.cap_check(user_id=alice.pk, team_id=None, api_key_id=None, now=now).block
+    block = checked(alice.pk, now=now).block
 
     assert block is not None and block.cap.period == "month"
     assert block.message == (
@@ -133,11 +151,11 @@ def test_a_rebuilt_counter_is_the_exact_sum_of_many_records(alice: Any) -> None:
     )
     SpendCap.objects.create(user=alice, limit_usd=Decimal("100000"))
 
-    caps.cap_check(user_id=alice.pk, team_id=None, api_key_id=None)
+    checked(alice.pk)
 
     exact = sum(UsageRecord.objects.values_list("cost_usd", flat=True), Decimal(0))
     assert exact == 250 * sum(costs)
-    assert counter("user", alice.pk, "month", now) == caps.to_units(exact)
+    assert counter("user", alice.pk, "month", now) == to_units(exact)
 
 
 def _booking(spec: CallSpec) -> UsageBooking:
@@ -159,7 +177,7 @@ def _booking(spec: CallSpec) -> UsageBooking:
 def test_a_call_is_inserted_once_and_counts_only_on_counters_that_exist(registry: dict[str, Any], alice: Any) -> None:
     team = Team.objects.create(name="Acme", slug="acme")
     SpendCap.objects.create(team=team, limit_usd=Decimal("1"))
-    caps.cap_check(user_id=alice.pk, team_id=team.pk, api_key_id=None)
+    checked(alice.pk, team.pk)
     now = timezone.now()
     assert counter("team", team.pk, "month", now) == 0
     spec = call_spec(
@@ -168,20 +186,35 @@ def test_a_call_is_inserted_once_and_counts_only_on_counters_that_exist(registry
 
     first = usage_record_new(_booking(spec))
     again = usage_record_new(_booking(spec))
-    command = caps.spend_command(first)
-    assert command is not None
 
     assert usage_record_insert(first) is True
     assert usage_record_insert(again) is False
-    get_redis().execute_command(*command)
+    async_to_sync(spend_count)([first])
 
     assert UsageRecord.objects.get(request_id="chatcmpl-once").cost_usd == Decimal("0.0000088500")
     assert counter("team", team.pk, "month", now) == 88500
     # Never read, so never started: a counter begun at zero would hide earlier spend.
     assert counter("team", team.pk, "day", now) is None
     assert counter("user", alice.pk, "month", now) is None
-    get_redis().execute_command(*caps.spend_command(again, undo=True))
-    assert counter("team", team.pk, "month", now) == 0
+
+
+def test_a_record_that_may_have_been_counted_is_counted_again_from_the_database(
+    registry: dict[str, Any], alice: Any
+) -> None:
+    SpendCap.objects.create(user=alice, limit_usd=Decimal("1"))
+    checked(alice.pk)
+    now = timezone.now()
+    spec = call_spec("up/gpt-4o-mini", prompt="Hi", call_id="chatcmpl-twice", created_at=now, user_id=alice.pk)
+    booked = usage_record_new(_booking(spec))
+    assert usage_record_insert(booked) is True
+    async_to_sync(spend_count)([booked])
+    assert counter("user", alice.pk, "month", now) == 88500
+
+    async_to_sync(spend_recount)(booked)
+
+    assert counter("user", alice.pk, "month", now) is None
+    assert checked(alice.pk).block is None
+    assert counter("user", alice.pk, "month", now) == 88500
 
 
 def test_records_inserted_together_are_written_at_once_and_a_call_booked_already_is_told_apart(
@@ -202,18 +235,20 @@ def test_records_inserted_together_are_written_at_once_and_a_call_booked_already
     assert sorted(ids) == [f"chatcmpl-together-{n}" for n in range(7)]
 
 
-def test_the_playground_check_names_the_blocking_cap_and_is_none_without_caps(alice: Any, bob: Any) -> None:
+def test_the_check_names_the_blocking_cap_and_finds_none_without_caps(alice: Any, bob: Any) -> None:
     team = Team.objects.create(name="Acme", slug="acme")
     record(timezone.now(), "0.0002", user=alice, team=team)
     SpendCap.objects.create(team=team, limit_usd=Decimal("0.0002"))
 
-    block = caps.cap_block_for(user_id=alice.pk, team_id=team.pk, api_key_id=None)
+    blocked = checked(alice.pk, team.pk)
 
-    assert block is not None
-    assert block.message.startswith("Team Acme's monthly cap of $0.0002 is used up ($0.0002 spent); it resets on ")
-    assert caps.cap_block_for(user_id=alice.pk, team_id=None, api_key_id=None) is None
-    assert caps.cap_block_for(user_id=bob.pk, team_id=None, api_key_id=None) is None
-    assert caps.cap_warnings_for(user_id=alice.pk, team_id=team.pk, api_key_id=None) == ()
+    assert blocked.block is not None
+    assert blocked.block.message.startswith(
+        "Team Acme's monthly cap of $0.0002 is used up ($0.0002 spent); it resets on "
+    )
+    assert blocked.warnings == ()
+    assert checked(alice.pk).block is None
+    assert checked(bob.pk).block is None
 
 
 def test_warnings_list_the_most_used_cap_first_in_a_header_safe_line(alice: Any) -> None:
@@ -222,7 +257,7 @@ def test_warnings_list_the_most_used_cap_first_in_a_header_safe_line(alice: Any)
     SpendCap.objects.create(team=team, limit_usd=Decimal("1"))
     SpendCap.objects.create(user=alice, limit_usd=Decimal("1.0500"), soft_threshold=Decimal("0.5"))
 
-    check = caps.cap_check(user_id=alice.pk, team_id=team.pk, api_key_id=None)
+    check = checked(alice.pk, team.pk)
 
     assert [w.percent_used for w in check.warnings] == [90, 85]
     assert check.warnings[0].message.startswith("Team Ærø\r\nteam's monthly cap is 90% used ($0.90 of $1.00)")
@@ -234,21 +269,36 @@ def test_warnings_list_the_most_used_cap_first_in_a_header_safe_line(alice: Any)
 def test_a_capless_subject_is_checked_without_the_database_once_cached(
     alice: Any, django_assert_num_queries: Any
 ) -> None:
-    assert caps.cap_check(user_id=alice.pk, team_id=None, api_key_id=None).block is None
+    assert checked(alice.pk).block is None
     with django_assert_num_queries(0):
-        assert caps.cap_check(user_id=alice.pk, team_id=None, api_key_id=None).block is None
+        assert checked(alice.pk).block is None
 
 
 def test_caps_reload_when_redis_lost_the_version_token(alice: Any) -> None:
     record(timezone.now(), "1", user=alice)
-    assert caps.cap_check(user_id=alice.pk, team_id=None, api_key_id=None).block is None
+    assert checked(alice.pk).block is None
     # bulk_create sends no signal: as if the cap was saved while Redis was away.
     SpendCap.objects.bulk_create([SpendCap(user=alice, limit_usd=Decimal("1"))])
-    assert caps.cap_check(user_id=alice.pk, team_id=None, api_key_id=None).block is None
+    assert checked(alice.pk).block is None
 
-    get_redis().delete(caps.VERSION_KEY)
+    get_redis().delete(rules.VERSION_KEY)
 
-    assert caps.cap_check(user_id=alice.pk, team_id=None, api_key_id=None).block is not None
+    assert checked(alice.pk).block is not None
+
+
+def test_a_cap_saved_while_redis_was_away_applies_once_the_cached_rules_are_old(
+    alice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rules, "RULES_MAX_AGE_SECONDS", 0.3)
+    record(timezone.now(), "1", user=alice)
+    assert checked(alice.pk).block is None
+    # bulk_create sends no signal: the version token stays, as when Redis was unreachable at the save.
+    SpendCap.objects.bulk_create([SpendCap(user=alice, limit_usd=Decimal("1"))])
+    assert checked(alice.pk).block is None
+
+    time.sleep(0.4)
+
+    assert checked(alice.pk).block is not None
 
 
 def test_a_cap_applies_to_exactly_one_subject(alice: Any) -> None:

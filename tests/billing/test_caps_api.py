@@ -11,8 +11,10 @@ import pytest
 from django.db.models import Sum
 from django.utils import timezone
 
-from billing import caps
+from billing.caps.counters import counter_for
 from billing.models import ApiKey, SpendCap, Team, UsageRecord
+from billing.money import to_units
+from billing.periods import period_bounds
 from switchyard.redis_clients import get_redis
 from tests.fakes.openai import FakeOpenAI
 from tests.usage_records import all_booked
@@ -26,7 +28,7 @@ FOUR_O_CALL = Decimal("0.0001475000")  # up2/gpt-4o at $2.50 / $10.00 per millio
 
 
 def next_month_start() -> dt.datetime:
-    return caps.period_bounds(SpendCap.Period.MONTH, timezone.now())[1]
+    return period_bounds(SpendCap.Period.MONTH, timezone.now())[1]
 
 
 def spent_in_db(**subject: Any) -> Decimal:
@@ -34,7 +36,7 @@ def spent_in_db(**subject: Any) -> Decimal:
 
 
 def counter_value(kind: str, subject_id: int, period: str) -> int | None:
-    value = get_redis().get(caps.counter_for(kind, subject_id, period, timezone.now()).key)
+    value = get_redis().get(counter_for(kind, subject_id, period, timezone.now()).key)
     return None if value is None else int(value)
 
 
@@ -96,7 +98,7 @@ def test_a_daily_cap_on_one_api_key_leaves_the_user_s_other_keys_alone(
 
     with pytest.raises(openai.RateLimitError) as caught:
         client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
-    tomorrow = caps.period_bounds(SpendCap.Period.DAY, timezone.now())[1]
+    tomorrow = period_bounds(SpendCap.Period.DAY, timezone.now())[1]
     assert caught.value.body["message"] == (
         f'API key "test" ({alice_key.prefix}...)\'s daily cap of $0.0001 is used up ($0.000147 spent); '
         f"it resets on {tomorrow:%Y-%m-%d} 00:00 UTC."
@@ -119,9 +121,9 @@ def test_the_counters_equal_the_sum_of_the_records_exactly(
     all_booked(4)
     team_spend = spent_in_db(team=acme)
     assert team_spend == MINI_CALL + 2 * FOUR_O_CALL + spent_in_db(request_id__in=_streamed(bob))
-    assert counter_value("team", acme.pk, "day") == counter_value("team", acme.pk, "month") == caps.to_units(team_spend)
-    assert counter_value("user", alice.pk, "day") == caps.to_units(spent_in_db(user=alice))
-    assert counter_value("user", bob.pk, "day") == caps.to_units(spent_in_db(user=bob))
+    assert counter_value("team", acme.pk, "day") == counter_value("team", acme.pk, "month") == to_units(team_spend)
+    assert counter_value("user", alice.pk, "day") == to_units(spent_in_db(user=alice))
+    assert counter_value("user", bob.pk, "day") == to_units(spent_in_db(user=bob))
     assert counter_value("user", bob.pk, "month") is None  # no monthly cap on bob: never read, never kept
 
 
@@ -133,18 +135,18 @@ def test_a_flushed_counter_is_rebuilt_from_the_database_before_deciding(client: 
     SpendCap.objects.create(user=alice, limit_usd=Decimal("0.0002"))
     client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
     all_booked(1)
-    key = caps.counter_for("user", alice.pk, "month", timezone.now()).key
+    key = counter_for("user", alice.pk, "month", timezone.now()).key
     get_redis().delete(key)
 
     # Rebuilt at $0.0001475: still room, so this call runs and lands on the rebuilt counter.
     client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
-    assert int(get_redis().get(key)) == caps.to_units(2 * FOUR_O_CALL)
+    assert int(get_redis().get(key)) == to_units(2 * FOUR_O_CALL)
 
     all_booked(2)
     get_redis().delete(key)
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="up2/gpt-4o", messages=HELLO)
-    assert int(get_redis().get(key)) == caps.to_units(spent_in_db(user=alice))
+    assert int(get_redis().get(key)) == to_units(spent_in_db(user=alice))
     assert UsageRecord.objects.count() == 2
 
 

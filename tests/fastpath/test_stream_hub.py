@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from fastpath import stream_hub
-from switchyard import devstack
 from fastpath.resp import RespClient
 from fastpath.stream_hub import Follower, StreamHub
+from switchyard import devstack
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""An API call's record is inserted just after its terminal event: a run that dies in between."""
+"""A call's record and its terminal event are written one after the other: a run that dies in between."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import openai
 import pytest
 from django.utils import timezone
 
-from billing import caps
+from billing.caps.check import cap_check
+from billing.caps.counters import counter_for
 from billing.models import SpendCap, UsageRecord
+from billing.money import to_units
 from routing.calls import worker_loop
-from routing.calls.runner import call_run
+from routing.calls.keys import run_key, stream_key
+from routing.calls.recovery import call_run
 from routing.calls.spec import CallSpec
-from routing.calls.stream import run_key, stream_key
 from routing.providers.types import ChatRequest, Message
 from switchyard.redis_clients import get_redis
 from tests.call_specs import call_spec
@@ -38,11 +40,11 @@ def test_a_run_that_died_between_its_answer_and_its_insert_is_booked_from_the_an
         model="auto", messages=[{"role": "user", "content": "Hello!"}]
     )
     record = booked(raw.headers["x-request-id"])
-    counter = caps.counter_for("user", alice.pk, "month", timezone.now()).key
+    counter = counter_for("user", alice.pk, "month", timezone.now()).key
     spend = get_redis().get(counter)
-    assert int(spend) == caps.to_units(record.cost_usd) > 0
+    assert int(spend) == to_units(record.cost_usd) > 0
     # The state a worker killed after publishing the answer leaves: the answer
-    # on the call's stream, the spend counted, no record, the run lease lapsed.
+    # on the call's stream, the spend counted with it, no record, the run lease lapsed.
     UsageRecord.objects.filter(pk=record.pk).delete()
     get_redis().delete(run_key(record.request_id))
     redelivered = CallSpec(
@@ -57,7 +59,7 @@ def test_a_run_that_died_between_its_answer_and_its_insert_is_booked_from_the_an
         publish_deltas=False,
     )
 
-    worker_loop.run(call_run(redelivered))
+    worker_loop.run(call_run(redelivered, redelivered=True))
 
     again = UsageRecord.objects.get(request_id=record.request_id)
     assert {f: getattr(again, f) for f in FIGURES} == {f: getattr(record, f) for f in FIGURES}
@@ -70,14 +72,14 @@ def test_a_playground_run_that_died_between_its_insert_and_its_terminal_event_is
     registry: dict[str, Any], alice: Any, ended: str
 ) -> None:
     SpendCap.objects.create(user=alice, limit_usd=Decimal("1"))
-    worker_loop.run(caps.acap_check(user_id=alice.pk, team_id=None, api_key_id=None))
-    counter = caps.counter_for("user", alice.pk, "month", timezone.now()).key
+    worker_loop.run(cap_check(user_id=alice.pk, team_id=None, api_key_id=None))
+    counter = counter_for("user", alice.pk, "month", timezone.now()).key
     spec = call_spec(
         "sim/swift", call_id=f"playground-{uuid.uuid4().hex}", user_id=alice.pk, source=UsageRecord.Source.PLAYGROUND
     )
     worker_loop.run(call_run(spec))
     record = booked(spec.call_id)
-    units = caps.to_units(record.cost_usd)
+    units = to_units(record.cost_usd)
     assert units > 0 and int(get_redis().get(counter)) == units
     stream = get_redis().xrange(stream_key(spec.call_id))
     answered = [fields for _, fields in stream]
@@ -95,7 +97,7 @@ def test_a_playground_run_that_died_between_its_insert_and_its_terminal_event_is
         UsageRecord.objects.filter(pk=record.pk).update(status="error", error_kind="unavailable", attempts=attempts)
 
     for _ in range(2):
-        worker_loop.run(call_run(spec))
+        worker_loop.run(call_run(spec, redelivered=True))
         get_redis().delete(run_key(spec.call_id))
 
         again = [fields for _, fields in get_redis().xrange(stream_key(spec.call_id))]

@@ -49,10 +49,32 @@ def test_it_streams_with_usage_and_cost(client: openai.OpenAI) -> None:
     assert text.startswith("Hello")
     usage = chunks[-1].usage
     assert usage is not None and usage.total_tokens > 0
-    # The cost rides in the usage chunk instead, as OpenRouter sends it, and matches the booking.
-    assert usage.model_extra == {"cost": float(booked(raw.headers["x-request-id"]).cost_usd)}
+    # The cost rides in the usage chunk instead, as OpenRouter sends it, and matches the booking;
+    # so do the attempts, whole.
+    assert usage.model_extra == {
+        "cost": float(booked(raw.headers["x-request-id"]).cost_usd),
+        "attempts": [{"model": "up/gpt-4o-mini", "outcome": "ok"}],
+    }
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finish == ["stop"]
+
+
+def test_a_streamed_answer_s_headers_name_its_route_and_the_attempts_so_far(
+    client: openai.OpenAI, upstream: FakeOpenAI
+) -> None:
+    upstream.queue(FakeOpenAI.error(429, "openai-error-429-rate-limit.json"))
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "Hello!"}], stream=True, stream_options={"include_usage": True}
+    )
+    assert raw.headers["x-switchyard-route"] == "auto"
+    assert raw.headers["x-switchyard-model"] == "up2/gpt-4o"
+    assert raw.headers["x-switchyard-attempts"] == "up/gpt-4o-mini=rate_limited, up2/gpt-4o=answering"
+    usage = list(raw.parse())[-1].usage
+    assert usage is not None
+    assert usage.model_extra["attempts"] == [
+        {"model": "up/gpt-4o-mini", "outcome": "rate_limited"},
+        {"model": "up2/gpt-4o", "outcome": "ok"},
+    ]
 
 
 def test_the_sampling_parameters_reach_the_provider(client: openai.OpenAI, upstream: FakeOpenAI) -> None:

@@ -12,7 +12,7 @@ import openai
 import pytest
 import redis
 
-from routing.calls.dispatch import MAX_CALLS_PER_MESSAGE, enqueue_call
+from routing.calls.dispatch import MAX_CALLS_PER_MESSAGE, call_enqueue
 from routing.calls.spec import CallSpec
 from switchyard.celery import app as celery_app
 from tests.call_specs import call_spec
@@ -46,7 +46,7 @@ def test_calls_enqueued_together_share_messages_of_at_most_the_cap_and_the_worke
     specs = [_spec(alice.pk) for _ in range(MAX_CALLS_PER_MESSAGE + 4)]
 
     async def enqueue_all() -> None:
-        await asyncio.gather(*(enqueue_call(spec) for spec in specs))
+        await asyncio.gather(*(call_enqueue(spec) for spec in specs))
 
     asyncio.run(enqueue_all())
 

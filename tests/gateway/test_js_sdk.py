@@ -60,6 +60,12 @@ def test_the_javascript_sdk_streams_a_completion_with_usage(
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     # The recorded stream of the fake OpenAI upstream, relayed.
     assert seen["text"] == "Hello! How can I assist you today?"
-    assert seen["usage"] == {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29, "cost": 0.00000885}
+    assert seen["usage"] == {
+        "prompt_tokens": 19,
+        "completion_tokens": 10,
+        "total_tokens": 29,
+        "cost": 0.00000885,
+        "attempts": [{"model": "up/gpt-4o-mini", "outcome": "ok"}],
+    }
     assert seen["finishReasons"] == ["stop"]
     assert seen["model"] == "up/gpt-4o-mini"

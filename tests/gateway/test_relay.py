@@ -13,13 +13,16 @@ import pytest
 import redis
 
 from routing.calls import worker_loop
-from routing.calls.stream import read_events, stream_key
+from routing.calls.events import CallEvent, Done, Failed, Figures, Started, Text, encode
+from routing.calls.keys import stream_key
+from routing.calls.stream import read_events
 from routing.gateway.app import _send_stream
 from routing.gateway.http import Response
-from routing.gateway.relay import first_batch, sse_stream
+from routing.gateway.relay import sse_stream
 from switchyard import devstack
+from tests.call_specs import call_spec
 
-USAGE = {"input": 3, "output": 2}
+DONE = Done(Figures(model="up/m", input_tokens=3, output_tokens=2))
 
 
 @pytest.fixture
@@ -29,12 +32,23 @@ def call_id(redis_url: str) -> Iterator[str]:
     redis.Redis.from_url(redis_url).delete(stream_key(call_id))
 
 
-def publish(redis_url: str, call_id: str, *events: tuple[str, dict[str, Any]]) -> None:
+def publish(redis_url: str, call_id: str, *events: CallEvent) -> None:
     """Append `events` in one transaction, so that a reader gets them in one read, as a worker's write of several."""
     with redis.Redis.from_url(redis_url).pipeline() as pipe:
-        for kind, data in events:
-            pipe.xadd(stream_key(call_id), {"t": kind, "d": json.dumps(data)})
+        for event in events:
+            _, kind, _, data = encode(event)
+            pipe.xadd(stream_key(call_id), {"t": kind, "d": data})
         pipe.execute()
+
+
+async def relay_to(send: Any, call_id: str) -> None:
+    """What the gateway does with a streamed call's events, from the first batch on."""
+    events = read_events(call_id, deadline=time.monotonic() + 10)
+    batch = await anext(events)
+    while not batch:
+        batch = await anext(events)
+    stream = sse_stream(call_spec("up/m", call_id=call_id), batch, events, include_usage=True)
+    await _send_stream(send, Response(200, stream=stream))
 
 
 def relayed(call_id: str, *, on_write: Any = None) -> list[dict[str, Any]]:
@@ -46,12 +60,7 @@ def relayed(call_id: str, *, on_write: Any = None) -> list[dict[str, Any]]:
         if on_write is not None:
             on_write(len(sent))
 
-    async def relay() -> None:
-        events = read_events(call_id, deadline=time.monotonic() + 10)
-        stream = sse_stream(call_id, await first_batch(events), events, include_usage=True)
-        await _send_stream(send, Response(200, stream=stream))
-
-    worker_loop.run(relay())
+    worker_loop.run(relay_to(send, call_id))
     return sent
 
 
@@ -63,11 +72,11 @@ def data_lines(message: dict[str, Any]) -> list[Any]:
 def test_events_read_together_go_out_in_one_write_and_the_end_ends_the_response(
     redis_url: str, call_id: str
 ) -> None:
-    publish(redis_url, call_id, ("start", {"model": "up/m"}), ("delta", {"c": "Hel"}))
+    publish(redis_url, call_id, Started("up/m"), Text("Hel"))
 
     def after(writes: int) -> None:
         if writes == 2:
-            publish(redis_url, call_id, ("delta", {"c": "lo"}), ("done", {"finish": "stop", "usage": USAGE}))
+            publish(redis_url, call_id, Text("lo"), DONE)
 
     head, first, last = relayed(call_id, on_write=after)
 
@@ -81,7 +90,7 @@ def test_events_read_together_go_out_in_one_write_and_the_end_ends_the_response(
     lo, finish, usage, done = data_lines(last)
     assert lo["choices"][0]["delta"] == {"content": "lo"}
     assert finish["choices"][0]["finish_reason"] == "stop"
-    assert usage["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    assert usage["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5, "attempts": []}
     assert done == "data: [DONE]"
 
 
@@ -89,10 +98,10 @@ def test_a_call_whose_events_are_all_there_is_answered_in_one_write(redis_url: s
     publish(
         redis_url,
         call_id,
-        ("start", {"model": "up/m"}),
-        ("delta", {"c": "Hi"}),
-        ("delta", {"c": "!"}),
-        ("error", {"kind": "unavailable", "message": "the provider went away", "after_output": True}),
+        Started("up/m"),
+        Text("Hi"),
+        Text("!"),
+        Failed(Figures(model="up/m"), "unavailable", "the provider went away", after_output=True),
     )
 
     head, body = relayed(call_id)
@@ -105,11 +114,11 @@ def test_a_call_whose_events_are_all_there_is_answered_in_one_write(redis_url: s
 
 def test_a_quiet_stream_gets_a_keepalive_comment_and_then_its_end(redis_url: str, call_id: str) -> None:
     """A model that pauses longer than one read's wait: the client gets a comment, so that no proxy drops it."""
-    publish(redis_url, call_id, ("start", {"model": "up/m"}), ("delta", {"c": "Hi"}))
+    publish(redis_url, call_id, Started("up/m"), Text("Hi"))
 
     def after(writes: int) -> None:
         if writes == 3:
-            publish(redis_url, call_id, ("done", {"finish": "stop", "usage": USAGE}))
+            publish(redis_url, call_id, DONE)
 
     head, first, keepalive, last = relayed(call_id, on_write=after)
 
@@ -126,7 +135,7 @@ def test_a_stream_whose_redis_goes_away_ends_with_an_error_event(settings: Any) 
         # The clients of the new event loop below are made with it.
         settings.REDIS_URL = url
         call_id = f"test-{uuid.uuid4().hex}"
-        publish(url, call_id, ("start", {"model": "up/m"}), ("delta", {"c": "Hel"}))
+        publish(url, call_id, Started("up/m"), Text("Hel"))
         sent: list[dict[str, Any]] = []
 
         async def send(message: dict[str, Any]) -> None:
@@ -134,12 +143,7 @@ def test_a_stream_whose_redis_goes_away_ends_with_an_error_event(settings: Any) 
             if len(sent) == 2:
                 devstack.stop(own_redis)
 
-        async def relay() -> None:
-            events = read_events(call_id, deadline=time.monotonic() + 10)
-            stream = sse_stream(call_id, await first_batch(events), events, include_usage=True)
-            await _send_stream(send, Response(200, stream=stream))
-
-        asyncio.run(relay())
+        asyncio.run(relay_to(send, call_id))
     finally:
         devstack.stop(own_redis)
 

@@ -525,7 +525,7 @@ def test_a_route_skips_a_model_without_the_tools_capability(
     chunks = list(raw.parse())
 
     assert raw.headers["x-switchyard-model"] == "up/gpt-4o-mini"
-    assert raw.headers["x-switchyard-attempts"] == "up/plain-model=skipped"
+    assert raw.headers["x-switchyard-attempts"] == "up/plain-model=skipped, up/gpt-4o-mini=answering"
     assert [json.loads(r.body)["model"] for r in upstream.requests] == ["gpt-4o-mini"]
     assert any(c.choices and c.choices[0].delta.tool_calls for c in chunks)
     record = booked(raw.headers["x-request-id"])

@@ -25,8 +25,8 @@ from django.conf import settings
 from django.db import connection
 
 from billing.models import UsageRecord
-from routing.calls.dispatch import task_message
-from routing.calls.stream import stream_key
+from routing.calls.dispatch import calls_message
+from routing.calls.keys import stream_key
 from tests.call_specs import call_spec
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import wire
@@ -212,7 +212,7 @@ def test_a_worker_killed_with_a_shared_message_half_done_books_each_of_its_calls
     first_worker = _worker(stack_env)
     second_worker = None
     try:
-        broker.lpush("celery", task_message(specs, "celery"))
+        broker.lpush("celery", calls_message(specs))
         deadline = time.monotonic() + 30
         calls = UsageRecord.objects.filter(request_id__in=[spec.call_id for spec in specs])
         # One call booked, both with text published.

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from billing import caps
+from billing.caps.rules import version_bump
 from billing.models import Team, TeamMembership
 from routing.models import LanguageModel, ModelPrice, Provider, Route, RouteStep
 from switchyard.redis_clients import get_redis
@@ -47,7 +47,7 @@ def fresh_caps(redis_url: str) -> Iterator[None]:
         keys = list(redis.scan_iter(match="sy:spend:*", count=1000))
         if keys:
             redis.delete(*keys)
-        caps.bump_version()
+        version_bump()
 
     clear()
     yield

@@ -120,10 +120,10 @@ def test_a_run_makes_one_panel_per_choice_and_sends_the_calls_only_after_commit(
     assert (run.user, run.team, run.temperature, run.max_tokens, run.blind) == (
         cast["alice"], cast["acme"], 0.4, 200, False
     )
-    # One task message with the run's calls, handed over on commit, none before.
+    # The run's calls, handed over on commit, none before.
     assert len(callbacks) == 1
-    [specs] = callbacks[0].keywords["args"]
-    assert [spec["call_id"] for spec in specs] == [p.call_id for p in run.panels.all()]
+    [specs] = callbacks[0].args
+    assert [spec.call_id for spec in specs] == [p.call_id for p in run.panels.all()]
     assert UsageRecord.objects.count() == 0
 
 

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-
 import pytest
 
-from routing.strategies.complexity import CATEGORIES, RULES, classify_prompt, score_prompt
 from playground.models import Category
+from routing.strategies.complexity import CATEGORIES, RULES, classify_prompt, score_prompt
 
 PROMPTS = [
     # Coding

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 import redis
 
 from routing.calls import worker_loop
-from routing.calls.stream import STREAM_TTL_SECONDS, CallPublisher, ended_stream_ttl, stream_key
+from routing.calls.events import CallEvent, Done, Figures, Started, Text, ToolPiece, decode
+from routing.calls.keys import stream_key
+from routing.calls.stream import BOOKED_STREAM_TTL_SECONDS, STREAM_TTL_SECONDS, CallPublisher
+
+DONE = Done(Figures(model="m"))
 
 T = TypeVar("T")
 
@@ -35,9 +38,10 @@ def call_id(redis_url: str) -> Iterator[str]:
     redis.Redis.from_url(redis_url).delete(stream_key(call_id))
 
 
-def entries(call_id: str, redis_url: str) -> list[tuple[str, Any]]:
+def entries(call_id: str, redis_url: str) -> list[CallEvent]:
     client = redis.Redis.from_url(redis_url)
-    return [(f[b"t"].decode(), json.loads(f[b"d"])) for _, f in client.xrange(stream_key(call_id))]
+    # redis-py gives an entry's fields as a dict; the stream hub and XRANGE on the lean client, as a flat list.
+    return [decode([item for pair in fields.items() for item in pair]) for _, fields in client.xrange(stream_key(call_id))]
 
 
 async def written(publisher: CallPublisher) -> None:
@@ -48,26 +52,26 @@ async def written(publisher: CallPublisher) -> None:
 def test_the_first_text_goes_out_at_once_and_the_rest_together_before_the_next_event(
     call_id: str, redis_url: str
 ) -> None:
-    async def work(publisher: CallPublisher) -> list[tuple[str, Any]]:
-        await publisher.publish("start", {"model": "m"})
+    async def work(publisher: CallPublisher) -> list[CallEvent]:
+        await publisher.publish(Started("m"))
         for piece in ["Hel", "lo", ", ", "wor", "ld"]:
             await publisher.publish_text(piece)
         await written(publisher)
         before_done = entries(call_id, redis_url)
-        await publisher.publish("done", {"finish": "stop"})
+        await publisher.publish(DONE)
         return before_done
 
-    assert on_loop(work, call_id) == [("start", {"model": "m"}), ("delta", {"c": "Hel"})]
+    assert on_loop(work, call_id) == [Started("m"), Text("Hel")]
     assert entries(call_id, redis_url) == [
-        ("start", {"model": "m"}),
-        ("delta", {"c": "Hel"}),
-        ("delta", {"c": "lo, world"}),
-        ("done", {"finish": "stop"}),
+        Started("m"),
+        Text("Hel"),
+        Text("lo, world"),
+        DONE,
     ]
 
 
 def test_held_text_goes_out_by_itself_when_the_model_pauses(call_id: str, redis_url: str) -> None:
-    async def work(publisher: CallPublisher) -> list[tuple[str, Any]]:
+    async def work(publisher: CallPublisher) -> list[CallEvent]:
         for piece in ["one", " two", " three"]:
             await publisher.publish_text(piece)
         await written(publisher)
@@ -75,8 +79,8 @@ def test_held_text_goes_out_by_itself_when_the_model_pauses(call_id: str, redis_
         await asyncio.sleep(0.5)
         return held
 
-    assert on_loop(work, call_id) == [("delta", {"c": "one"})]
-    assert entries(call_id, redis_url) == [("delta", {"c": "one"}), ("delta", {"c": " two three"})]
+    assert on_loop(work, call_id) == [Text("one")]
+    assert entries(call_id, redis_url) == [Text("one"), Text(" two three")]
 
 
 def test_text_under_a_short_window_arrives_whole_in_order_and_in_fewer_events(call_id: str, redis_url: str) -> None:
@@ -87,13 +91,13 @@ def test_text_under_a_short_window_arrives_whole_in_order_and_in_fewer_events(ca
             await publisher.publish_text(piece)
             if n % 20 == 0:
                 await asyncio.sleep(0.015)
-        await publisher.publish("done", {})
+        await publisher.publish(DONE)
 
     on_loop(work, call_id, window_ms=10)
-    texts = [data["c"] for kind, data in entries(call_id, redis_url) if kind == "delta"]
+    texts = [event.text for event in entries(call_id, redis_url) if isinstance(event, Text)]
     assert "".join(texts) == "".join(pieces)
     assert 1 < len(texts) < len(pieces)
-    assert entries(call_id, redis_url)[-1][0] == "done"
+    assert entries(call_id, redis_url)[-1] == DONE
 
 
 def test_no_window_sends_every_piece_as_it_comes(call_id: str, redis_url: str) -> None:
@@ -102,37 +106,43 @@ def test_no_window_sends_every_piece_as_it_comes(call_id: str, redis_url: str) -
             await publisher.publish_text(piece)
 
     on_loop(work, call_id, window_ms=0)
-    assert [data["c"] for _, data in entries(call_id, redis_url)] == ["a", "b", "c"]
+    assert entries(call_id, redis_url) == [Text("a"), Text("b"), Text("c")]
 
 
 def test_the_start_carries_the_first_text_after_it_in_one_send(call_id: str, redis_url: str) -> None:
     async def work(publisher: CallPublisher) -> None:
-        await publisher.publish("start", {"model": "m"}, text="Hel")
+        await publisher.publish(Started("m"), text="Hel")
         await publisher.publish_text("lo")
-        await publisher.publish("done", {})
+        await publisher.publish(DONE)
 
     on_loop(work, call_id)
     assert entries(call_id, redis_url) == [
-        ("start", {"model": "m"}),
-        ("delta", {"c": "Hel"}),
-        ("delta", {"c": "lo"}),
-        ("done", {}),
+        Started("m"),
+        Text("Hel"),
+        Text("lo"),
+        DONE,
     ]
 
 
 
-def test_a_stream_is_kept_an_hour_while_its_call_runs_and_less_once_it_ended(call_id: str, redis_url: str) -> None:
+def test_a_stream_is_kept_an_hour_while_its_call_runs_until_it_is_booked_then_a_minute(
+    call_id: str, redis_url: str
+) -> None:
     client = redis.Redis.from_url(redis_url)
 
-    async def work(publisher: CallPublisher) -> int:
-        await publisher.publish("start", {"model": "m"}, text="Hel")
+    async def work(publisher: CallPublisher) -> tuple[int, int]:
+        await publisher.publish(Started("m"), text="Hel")
         await written(publisher)
         running = client.ttl(stream_key(call_id))
-        await publisher.publish("done", {})
-        return running
+        await publisher.publish(DONE)
+        ended = client.ttl(stream_key(call_id))
+        await publisher.booked()
+        return running, ended
 
-    assert on_loop(work, call_id) > STREAM_TTL_SECONDS - 5
-    assert ended_stream_ttl() - 5 < client.ttl(stream_key(call_id)) <= ended_stream_ttl() < STREAM_TTL_SECONDS
+    running, ended = on_loop(work, call_id)
+    assert running > STREAM_TTL_SECONDS - 5
+    assert ended > STREAM_TTL_SECONDS - 5, "a redelivery may need the terminal event until the record is in"
+    assert BOOKED_STREAM_TTL_SECONDS - 5 < client.ttl(stream_key(call_id)) <= BOOKED_STREAM_TTL_SECONDS
 
 
 def test_a_send_that_redis_refused_is_raised_by_the_next_send_and_by_the_terminal_event(
@@ -142,13 +152,13 @@ def test_a_send_that_redis_refused_is_raised_by_the_next_send_and_by_the_termina
     redis.Redis.from_url(redis_url).set(stream_key(call_id), "not a stream")
 
     async def next_send(publisher: CallPublisher) -> None:
-        await publisher.publish("start", {"model": "m"})
+        await publisher.publish(Started("m"))
         await written(publisher)
-        await publisher.publish("tool", {"i": 0})
+        await publisher.publish(ToolPiece(0))
 
     async def terminal(publisher: CallPublisher) -> None:
-        await publisher.publish("start", {"model": "m"}, text="Hi")
-        await publisher.publish("done", {"finish": "stop"})
+        await publisher.publish(Started("m"), text="Hi")
+        await publisher.publish(DONE)
 
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         on_loop(next_send, call_id)

@@ -1,0 +1,27 @@
+"""The UTC calendar periods that spend caps count in."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from billing.models import SpendCap
+
+
+def period_bounds(period: str, when: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The UTC calendar day or month holding `when`, as [start, end)."""
+    when = when.astimezone(dt.UTC)
+    if period == SpendCap.Period.DAY:
+        start = when.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start, start + dt.timedelta(days=1)
+    start = when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return start, end
+
+
+def period_adjective(period: str) -> str:
+    return "daily" if period == SpendCap.Period.DAY else "monthly"
+
+
+def moment_text(when: dt.datetime) -> str:
+    """A period's end as a message says it: "2026-12-05 00:00 UTC"."""
+    return f"{when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"

@@ -1,0 +1,128 @@
+"""The one way to start a call, for /v1 and the playground alike.
+
+A call is admitted (its route resolved into a chain, its caller's spend caps
+checked, its CallSpec built), then enqueued for a worker. `call_start` does
+both; the playground admits all the columns of a run first and enqueues
+them once their rows are committed (`calls_admit`, `calls_enqueue`), so
+that a worker finishing a call always finds the row it updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from billing.caps.check import CapCheck, cap_check
+from routing.calls.dispatch import call_enqueue
+from routing.calls.spec import CallSpec
+from routing.catalog import aget_catalog
+from routing.providers.types import ChatRequest
+from routing.strategies.resolution import ModelNotFound, NoCapableModel, resolve
+
+CALL_ID_PREFIX = {"api": "chatcmpl-", "playground": "pg-"}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a call is booked to and capped by."""
+
+    user_id: int
+    team_id: int | None = None
+    api_key_id: int | None = None
+
+
+class CallRefused(Exception):
+    """The call cannot start. `message` says why in words fit for its client; the rest is for /v1's error body."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str,
+        error_type: str = "invalid_request_error",
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.error_type = error_type
+        self.param = param
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """Calls that may start, not yet enqueued, and the caps' warnings for their answers."""
+
+    specs: tuple[CallSpec, ...]
+    caps: CapCheck
+
+
+async def calls_admit(
+    *, caller: Caller, requested: Sequence[str], request: ChatRequest, source: str, publish_deltas: bool = True
+) -> Admitted:
+    """One call per item of `requested` (a model id or a route name), all admitted or none (CallRefused)."""
+    # Sent in the same turn of the event loop, so in one round trip to Redis.
+    catalog, caps = await asyncio.gather(
+        aget_catalog(),
+        cap_check(user_id=caller.user_id, team_id=caller.team_id, api_key_id=caller.api_key_id),
+    )
+    resolutions = []
+    for name in requested:
+        try:
+            resolutions.append(resolve(catalog, name, request))
+        except ModelNotFound as exc:
+            raise CallRefused(str(exc), status=404, code="model_not_found", param="model") from None
+        except NoCapableModel as exc:
+            raise CallRefused(str(exc), status=400, code="model_not_supported", param="model") from None
+    if caps.block is not None:
+        raise CallRefused(
+            caps.block.message,
+            status=429,
+            code="insufficient_quota",
+            error_type="insufficient_quota",
+            # x-should-retry: OpenAI's SDKs would otherwise retry a 429 that lasts until the cap resets.
+            headers={"retry-after": str(caps.block.retry_after_seconds()), "x-should-retry": "false"},
+        )
+    now = timezone.now()
+    specs = tuple(
+        CallSpec(
+            call_id=f"{CALL_ID_PREFIX[source]}{uuid.uuid4().hex}",
+            created_at=now,
+            requested=name,
+            route=resolution.route,
+            chain=resolution.chain,
+            skipped=resolution.skipped,
+            request=resolution.request,
+            user_id=caller.user_id,
+            team_id=caller.team_id,
+            api_key_id=caller.api_key_id,
+            source=source,
+            publish_deltas=publish_deltas,
+        )
+        for name, resolution in zip(requested, resolutions, strict=True)
+    )
+    return Admitted(specs, caps)
+
+
+async def calls_enqueue(specs: Sequence[CallSpec]) -> None:
+    """Hand admitted calls to the workers; sent together, they share their task messages."""
+    await asyncio.gather(*(call_enqueue(spec) for spec in specs))
+
+
+async def call_start(
+    *, caller: Caller, requested: str, request: ChatRequest, source: str, publish_deltas: bool = True
+) -> Admitted:
+    """Admit one call and enqueue it; raises CallRefused when it may not start."""
+    admitted = await calls_admit(
+        caller=caller, requested=[requested], request=request, source=source, publish_deltas=publish_deltas
+    )
+    await calls_enqueue(admitted.specs)
+    return admitted

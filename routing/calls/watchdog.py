@@ -1,0 +1,87 @@
+"""A call that shows no sign of life, seen from the web process that waits for it: lost, or only waiting?
+
+A call's task message can be lost before any worker took it: Redis flushed,
+or restarted without persistence. Nothing else would ever run it, and its
+client would wait until the call's deadline. So while a call has published
+nothing, its web process looks, every quiet interval past
+SIGN_OF_LIFE_SECONDS, for a sign of it in Redis: its queued mark (still in
+the queue, routing/calls/dispatch.py), its run lease (a worker runs it,
+routing/calls/lease.py) or its stream. With none of them, twice a lease
+renewal apart (a live run renews its lease, which a flush also removed),
+the call is lost: it is pushed again, marked as redelivered so that the
+worker checks it was not booked meanwhile (routing/calls/recovery.py), up
+to MAX_PUSHES_AGAIN times; after that it is given up (CallLost).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from billing.services import UsageBooking, usage_record_insert, usage_record_new
+from routing.calls.dispatch import calls_push
+from routing.calls.keys import queued_key, run_key, stream_key
+from routing.calls.lease import renewal_period
+from routing.calls.spec import CallSpec
+from switchyard.redis_clients import get_resp
+
+logger = logging.getLogger(__name__)
+
+MAX_PUSHES_AGAIN = 2
+LOST = "lost"
+
+
+class CallLost(Exception):
+    """The call's task message was lost, and pushing it again did not bring it to life."""
+
+
+class CallWatch:
+    def __init__(self, spec: CallSpec) -> None:
+        self.spec = spec
+        self.pushed_at = time.monotonic()
+        self.pushed_again = 0
+        self._unseen_since: float | None = None
+
+    async def check(self) -> None:
+        """Call on each quiet interval before the call's first event; pushes a lost call again, or raises CallLost."""
+        now = time.monotonic()
+        if now - self.pushed_at < settings.CALL_SIGN_OF_LIFE_SECONDS:
+            return
+        call_id = self.spec.call_id
+        signs = await get_resp().execute("EXISTS", queued_key(call_id), run_key(call_id), stream_key(call_id))
+        if signs:
+            self._unseen_since = None
+            return
+        if self._unseen_since is None:
+            self._unseen_since = now
+            return
+        if now - self._unseen_since < renewal_period() + 1:
+            return
+        if self.pushed_again >= MAX_PUSHES_AGAIN:
+            raise CallLost(f"call {call_id} was lost before a worker took it")
+        self.pushed_again += 1
+        logger.warning("call %s was lost before a worker took it; pushing it again", call_id)
+        await calls_push([self.spec], redelivered=True)
+        self.pushed_at = now
+        self._unseen_since = None
+
+
+async def call_give_up(spec: CallSpec, *, waited_ms: int) -> None:
+    """Book a call that was lost and never ran, as failed (unless a worker booked it after all)."""
+    booking = UsageBooking(
+        spec=spec,
+        model=None,
+        status="error",
+        attempts=[],
+        input_tokens=0,
+        output_tokens=0,
+        tokens_estimated=False,
+        latency_ms=waited_ms,
+        ttft_ms=None,
+        error_kind=LOST,
+        finish_reason="",
+    )
+    await sync_to_async(usage_record_insert)(usage_record_new(booking))
