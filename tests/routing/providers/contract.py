@@ -110,6 +110,9 @@ class Call:
     name: str
     # The JSON string the argument fragments join into; None: any JSON object (the provider composes it).
     arguments: str | None
+    # True: one delta carries the id, the name and all the arguments. False: the
+    # first carries only the id and the name, and argument fragments follow.
+    whole: bool
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,7 @@ OPENAI = Profile(
             "",
             Usage(input_tokens=44, output_tokens=16),
             FinishReason.TOOL_CALLS,
-            (Call("call_4XzlGBLtUe9dy3GVNV4jhq7h", "get_weather", '{"city":"New York City"}'),),
+            (Call("call_4XzlGBLtUe9dy3GVNV4jhq7h", "get_weather", '{"city":"New York City"}', whole=False),),
         ),
         Answer(
             "stream_in_5_byte_pieces",
@@ -279,7 +282,7 @@ OPENAI = Profile(
             "",
             Usage(input_tokens=44, output_tokens=16),
             FinishReason.TOOL_CALLS,
-            (Call("call_4XzlGBLtUe9dy3GVNV4jhq7h", "get_weather", '{"city":"New York City"}'),),
+            (Call("call_4XzlGBLtUe9dy3GVNV4jhq7h", "get_weather", '{"city":"New York City"}', whole=False),),
         ),
         Answer(
             "completion",
@@ -288,7 +291,7 @@ OPENAI = Profile(
             "",
             Usage(input_tokens=82, output_tokens=17),
             FinishReason.TOOL_CALLS,
-            (Call("call_abc123", "get_current_weather", '{\n"location": "Boston, MA"\n}'),),
+            (Call("call_abc123", "get_current_weather", '{\n"location": "Boston, MA"\n}', whole=True),),
         ),
     ),
     refusals=(
@@ -555,7 +558,7 @@ ANTHROPIC = Profile(
             "I'll check the current weather in Paris for you.",
             Usage(input_tokens=377, output_tokens=65),
             FinishReason.TOOL_CALLS,
-            (Call("toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather", '{"location": "Paris"}'),),
+            (Call("toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather", '{"location": "Paris"}', whole=False),),
         ),
         Answer(
             "message",
@@ -565,7 +568,7 @@ ANTHROPIC = Profile(
             # Cache reads are billed input.
             Usage(input_tokens=377, output_tokens=40),
             FinishReason.TOOL_CALLS,
-            (Call("toolu_1", "get_weather", '{"location": "Paris"}'),),
+            (Call("toolu_1", "get_weather", '{"location": "Paris"}', whole=True),),
         ),
     ),
     refusals=(
@@ -777,7 +780,7 @@ GEMINI = Profile(
             "Let me look that up.",
             Usage(input_tokens=31, output_tokens=12),
             FinishReason.TOOL_CALLS,
-            (Call("call_*", "get_weather", '{"location": "Paris"}'),),
+            (Call("call_*", "get_weather", '{"location": "Paris"}', whole=True),),
         ),
     ),
     refusals=(
@@ -991,7 +994,7 @@ OLLAMA = Profile(
             "",
             Usage(input_tokens=122, output_tokens=33),
             FinishReason.TOOL_CALLS,
-            (Call("call_0", "get_current_weather", '{"format":"celsius","location":"Paris, FR"}'),),
+            (Call("call_0", "get_current_weather", '{"format":"celsius","location":"Paris, FR"}', whole=True),),
         ),
         Answer(
             "stream_in_11_byte_pieces",
@@ -1000,7 +1003,7 @@ OLLAMA = Profile(
             "",
             Usage(input_tokens=122, output_tokens=33),
             FinishReason.TOOL_CALLS,
-            (Call("call_0", "get_current_weather", '{"format":"celsius","location":"Paris, FR"}'),),
+            (Call("call_0", "get_current_weather", '{"format":"celsius","location":"Paris, FR"}', whole=True),),
         ),
     ),
     refusals=(
@@ -1164,7 +1167,7 @@ SIMULATED = Profile(
             "",
             COUNTED,
             FinishReason.TOOL_CALLS,
-            (Call("call_sim*", "get_weather", None),),
+            (Call("call_sim*", "get_weather", None, whole=False),),
         ),
     ),
     refusals=(

@@ -78,6 +78,11 @@ def assert_calls(deltas: list[ToolCallDelta], calls: tuple[Call, ...]) -> None:
         first, *rest = [delta for delta in deltas if delta.index == index]
         assert first.id is not None and fnmatch.fnmatchcase(first.id, call.id), first.id
         assert first.name == call.name
+        if call.whole:
+            assert rest == []
+        else:
+            assert first.arguments == ""
+            assert rest
         assert all(delta.id is None and delta.name is None and delta.arguments for delta in rest)
         arguments = first.arguments + "".join(delta.arguments for delta in rest)
         if call.arguments is None:
