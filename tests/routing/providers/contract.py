@@ -168,6 +168,8 @@ class Profile:
     malformed_chunk: Failure | None = None
     wrong_shape: Failure | None = None
     unfinished: Failure | None = None
+    # A non-streamed answer of status 200 whose body is the provider's error.
+    error_in_a_200_answer: Failure | None = None
     # The provider's finish reasons, and the answer with one of them in place of its own.
     finish_reasons: tuple[tuple[str, FinishReason], ...] = ()
     with_finish_reason: Callable[[str], Reply] | None = None
@@ -187,6 +189,8 @@ class Profile:
     key_optional: bool = False
     # The plain stream, its first text sent at once and the rest after PAUSE_SECONDS.
     paced_stream: Callable[[], Reply] | None = None
+    # Contract tests that the kind's adapter fails, by test name: why (strict xfail until fixed).
+    known_bugs: Mapping[str, str] = field(default_factory=dict)
 
 
 def _sse_split(body: bytes, marker: bytes, separator: bytes) -> list[bytes]:
@@ -208,6 +212,11 @@ def _streamed_with(reply: Callable[..., Reply], old: bytes, new: bytes) -> Reply
     plain = reply()
     assert plain.body.count(old) == 1, old
     return dataclasses.replace(plain, body=plain.body.replace(old, new))
+
+
+def _with_body(reply: Callable[[], Reply], name: str) -> Callable[[], Reply]:
+    """The reply, with the recorded body `name` in place of its own."""
+    return lambda: dataclasses.replace(reply(), body=wire(name))
 
 
 def _json(status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> Callable[[], Reply]:
@@ -451,6 +460,12 @@ OPENAI = Profile(
         ErrorKind.UNAVAILABLE,
         text="Hello! How can I assist you today?",
     ),
+    error_in_a_200_answer=Failure(
+        "overloaded",
+        Setup(_with_body(FakeOpenAI.completion, "openai-error-503.json")),
+        ErrorKind.OVERLOADED,
+        provider_code="server_error",
+    ),
     finish_reasons=(
         ("length", FinishReason.LENGTH),
         # Mistral's way of saying that the prompt filled the context window.
@@ -693,6 +708,14 @@ ANTHROPIC = Profile(
         ErrorKind.UNAVAILABLE,
         text="Hello there!",
     ),
+    # As the same error arriving as an event of a stream.
+    error_in_a_200_answer=Failure(
+        "overloaded",
+        Setup(_with_body(anthropic_fakes.message, "anthropic-error-529-overloaded.json")),
+        ErrorKind.OVERLOADED,
+        provider_code="overloaded_error",
+        message="Overloaded",
+    ),
     finish_reasons=(
         ("end_turn", FinishReason.STOP),
         ("stop_sequence", FinishReason.STOP),
@@ -729,6 +752,11 @@ ANTHROPIC = Profile(
     unstreamed=lambda body: {k: v for k, v in body.items() if k != "stream"},
     key_header=("x-api-key", "{key}"),
     paced_stream=_paced(anthropic_fakes.stream, b'"text":"Hello"', b"\n\n"),
+    known_bugs={
+        "test_it_reports_an_error_body_sent_with_status_200_as_that_error": (
+            "a non-streamed body that is not a Message (here an error) becomes an empty answer that finished"
+        ),
+    },
 )
 
 
@@ -916,6 +944,13 @@ GEMINI = Profile(
     ),
     # The first chunk only: no finishReason ever came.
     unfinished=Failure("unfinished", Setup(_gemini_stream_of(_GEMINI_FIRST_CHUNK)), ErrorKind.UNAVAILABLE, text="The"),
+    error_in_a_200_answer=Failure(
+        "overloaded",
+        Setup(_with_body(gemini_fakes.response, "gemini-error-503.json")),
+        ErrorKind.OVERLOADED,
+        status_code=503,
+        provider_code="UNAVAILABLE",
+    ),
     finish_reasons=(
         ("MAX_TOKENS", FinishReason.LENGTH),
         ("RECITATION", FinishReason.CONTENT_FILTER),
@@ -1094,6 +1129,13 @@ OLLAMA = Profile(
         Setup(functools.partial(FakeOllama.stream, b"".join(_OLLAMA_STREAM_LINES[:-1]))),
         ErrorKind.UNAVAILABLE,
         text="The sky is blue.",
+    ),
+    # Ollama reads an error in an answer as the model failing while it generated.
+    error_in_a_200_answer=Failure(
+        "server_error",
+        Setup(_with_body(FakeOllama.response, "ollama-error.json")),
+        ErrorKind.UNAVAILABLE,
+        message="the model failed to generate a response",
     ),
     finish_reasons=(("length", FinishReason.LENGTH),),
     with_finish_reason=lambda reason: _streamed_with(

@@ -38,20 +38,46 @@ from tests.routing.providers.contract import (
 from tests.routing.providers.stream_checks import error_of, text_of, usage_of
 
 
-def each_kind(having: Callable[[Profile], Any] = lambda profile: True) -> pytest.MarkDecorator:
+Test = Callable[..., None]
+
+
+def each_kind(having: Callable[[Profile], Any] = lambda profile: True) -> Callable[[Test], Test]:
     """Run the test for each kind whose profile has what `having` asks for."""
-    kinds = [profile.kind for profile in PROFILES.values() if having(profile)]
-    return pytest.mark.parametrize("backend", kinds, indirect=True)
+
+    def parametrize(test: Test) -> Test:
+        params = [
+            pytest.param(profile.kind, id=profile.kind, marks=known_bug(profile, test))
+            for profile in PROFILES.values()
+            if having(profile)
+        ]
+        return pytest.mark.parametrize("backend", params, indirect=True)(test)
+
+    return parametrize
 
 
-def each_case(cases: Callable[[Profile], Iterable[Any]]) -> pytest.MarkDecorator:
+def each_case(cases: Callable[[Profile], Iterable[Any]]) -> Callable[[Test], Test]:
     """Run the test for each case of each kind's profile, as `case`; a case is named by `.name` or its first item."""
-    params = [
-        pytest.param(profile.kind, case, id=f"{profile.kind}-{getattr(case, 'name', None) or case[0]}")
-        for profile in PROFILES.values()
-        for case in cases(profile)
-    ]
-    return pytest.mark.parametrize(("backend", "case"), params, indirect=["backend"])
+
+    def parametrize(test: Test) -> Test:
+        params = [
+            pytest.param(
+                profile.kind,
+                case,
+                id=f"{profile.kind}-{getattr(case, 'name', None) or case[0]}",
+                marks=known_bug(profile, test),
+            )
+            for profile in PROFILES.values()
+            for case in cases(profile)
+        ]
+        return pytest.mark.parametrize(("backend", "case"), params, indirect=["backend"])(test)
+
+    return parametrize
+
+
+def known_bug(profile: Profile, test: Test) -> list[pytest.MarkDecorator]:
+    """A strict xfail when the profile says that its adapter fails `test`: fixing the adapter fails the suite."""
+    reason = profile.known_bugs.get(test.__name__)
+    return [pytest.mark.xfail(strict=True, reason=f"{profile.kind}: {reason}")] if reason else []
 
 
 def has_upstream(profile: Profile) -> bool:
@@ -208,14 +234,16 @@ def test_it_maps_an_error_answer_before_the_first_token(backend: Backend, case: 
     assert_failure(backend, events, case, request)
 
 
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "unstreamed"])
 @each_kind()
-def test_it_times_out_when_the_first_byte_is_late(backend: Backend) -> None:
+def test_it_times_out_when_the_first_byte_is_late(backend: Backend, stream: bool) -> None:
     timeout = backend.profile.timeout
+    request = dataclasses.replace(backend.question, stream=stream)
 
-    events = backend.play(timeout.setup)
+    events = backend.play(timeout.setup, request)
 
     assert len(events) == 2, events
-    assert_failure(backend, events, timeout, backend.question)
+    assert_failure(backend, events, timeout, request)
 
 
 @each_kind(has_upstream)
@@ -272,6 +300,18 @@ def test_it_reports_a_stream_that_ends_before_finishing_as_unavailable(backend: 
     assert failure is not None
 
     assert_failure(backend, backend.play(failure.setup), failure, backend.question)
+
+
+@each_kind(lambda profile: profile.error_in_a_200_answer)
+def test_it_reports_an_error_body_sent_with_status_200_as_that_error(backend: Backend) -> None:
+    failure = backend.profile.error_in_a_200_answer
+    assert failure is not None
+    request = dataclasses.replace(backend.question, stream=False)
+
+    events = backend.play(failure.setup, request)
+
+    assert len(events) == 2, events
+    assert_failure(backend, events, failure, request)
 
 
 @each_kind(lambda profile: profile.paced_stream)
