@@ -19,6 +19,7 @@ from typing import Any, cast
 import pytest
 
 from routing import call_loop
+from routing.providers.errors import ErrorKind
 from routing.providers.registry import adapter_for
 from routing.providers.types import ChatRequest, Event, Finish, TextDelta, ToolCallDelta
 from tests.routing.providers.contract import (
@@ -38,13 +39,13 @@ from tests.routing.providers.contract import (
 from tests.routing.providers.stream_checks import error_of, text_of, usage_of
 
 
-Test = Callable[..., None]
+ContractTest = Callable[..., None]
 
 
-def each_kind(having: Callable[[Profile], Any] = lambda profile: True) -> Callable[[Test], Test]:
+def each_kind(having: Callable[[Profile], Any] = lambda profile: True) -> Callable[[ContractTest], ContractTest]:
     """Run the test for each kind whose profile has what `having` asks for."""
 
-    def parametrize(test: Test) -> Test:
+    def parametrize(test: ContractTest) -> ContractTest:
         params = [
             pytest.param(profile.kind, id=profile.kind, marks=known_bug(profile, test))
             for profile in PROFILES.values()
@@ -55,10 +56,10 @@ def each_kind(having: Callable[[Profile], Any] = lambda profile: True) -> Callab
     return parametrize
 
 
-def each_case(cases: Callable[[Profile], Iterable[Any]]) -> Callable[[Test], Test]:
+def each_case(cases: Callable[[Profile], Iterable[Any]]) -> Callable[[ContractTest], ContractTest]:
     """Run the test for each case of each kind's profile, as `case`; a case is named by `.name` or its first item."""
 
-    def parametrize(test: Test) -> Test:
+    def parametrize(test: ContractTest) -> ContractTest:
         params = [
             pytest.param(
                 profile.kind,
@@ -74,7 +75,7 @@ def each_case(cases: Callable[[Profile], Iterable[Any]]) -> Callable[[Test], Tes
     return parametrize
 
 
-def known_bug(profile: Profile, test: Test) -> list[pytest.MarkDecorator]:
+def known_bug(profile: Profile, test: ContractTest) -> list[pytest.MarkDecorator]:
     """A strict xfail when the profile says that its adapter fails `test`: fixing the adapter fails the suite."""
     reason = profile.known_bugs.get(test.__name__)
     return [pytest.mark.xfail(strict=True, reason=f"{profile.kind}: {reason}")] if reason else []
@@ -257,7 +258,7 @@ def test_it_reports_a_refused_connection_as_unavailable(backend: Backend) -> Non
 
     assert len(events) == 2, events
     assert usage_of(events) == estimated_usage(backend.question, events)
-    assert error_of(events).kind == "unavailable"
+    assert error_of(events).kind is ErrorKind.UNAVAILABLE
 
 
 @each_kind(lambda profile: profile.cut)
