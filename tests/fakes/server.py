@@ -4,7 +4,8 @@ Each protocol's fake (tests/fakes/<protocol>.py) subclasses FakeUpstream and
 serves the recorded bytes of tests/fakes/wire/ (a byte-exact copy of
 shared/provider-wire/). A test queues Replies to inject faults: any status
 with any head and body, a slow first byte, a paced stream, a connection cut
-after N bytes.
+after N bytes. Each RecordedRequest tells whether the client went away
+before its reply was complete.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class RecordedRequest:
     query: str
     headers: dict[str, str]
     body: bytes
+    # Set when the client closed the connection before the reply was complete.
+    client_left: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -140,16 +143,39 @@ class FakeUpstream:
             body=body,
         )
         reply = self.next_reply(request)
-        if reply.first_byte_delay:
-            await asyncio.sleep(reply.first_byte_delay)
-        await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
-        for i, chunk in enumerate(reply.chunks()):
-            if i and reply.chunk_delay:
-                await asyncio.sleep(reply.chunk_delay)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        if reply.cut_after is not None:
-            raise ConnectionCut
+        left = asyncio.Event()
+        watcher = asyncio.create_task(_watch_for_departure(receive, request, left))
+        try:
+            if reply.first_byte_delay:
+                await _pause(reply.first_byte_delay, left)
+            await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+            for i, chunk in enumerate(reply.chunks()):
+                if i and reply.chunk_delay:
+                    await _pause(reply.chunk_delay, left)
+                if left.is_set():
+                    # Nobody reads the rest: stop, rather than keep the server busy until it is sent.
+                    return
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if reply.cut_after is not None:
+                raise ConnectionCut
+        finally:
+            # Before the last message: once the reply is complete, receive() reports a disconnect too.
+            watcher.cancel()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _watch_for_departure(receive: Any, request: RecordedRequest, left: asyncio.Event) -> None:
+    """Mark `request` as left when the client disconnects before its reply is complete."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    request.client_left.set()
+    left.set()
+
+
+async def _pause(seconds: float, left: asyncio.Event) -> None:
+    """Sleep `seconds`, or less if the client leaves meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(left.wait(), seconds)
 
 
 class _ThreadedServer(uvicorn.Server):

@@ -24,3 +24,21 @@ def test_it_cuts_the_connection_mid_body() -> None:
         with httpx.stream("POST", f"{base_url}/v1/x") as response:
             for _ in response.iter_bytes():
                 pass
+
+
+def test_it_tells_when_the_client_leaves_before_the_reply_is_complete() -> None:
+    fake = FakeUpstream()
+    fake.queue(Reply(pieces=[b"data: hello\n\n", b"data: world\n\n"], chunk_delay=30))
+    with serve(fake) as base_url:
+        with httpx.stream("POST", f"{base_url}/v1/x") as response:
+            assert next(response.iter_raw()) == b"data: hello\n\n"
+        assert fake.requests[0].client_left.wait(timeout=5)
+
+
+def test_it_does_not_say_a_client_left_when_it_read_the_whole_reply() -> None:
+    fake = FakeUpstream()
+    fake.queue(Reply(body=b"data: hello\n\n"))
+    with serve(fake) as base_url:
+        response = httpx.post(f"{base_url}/v1/x")
+    assert response.content == b"data: hello\n\n"
+    assert not fake.requests[0].client_left.is_set()
