@@ -89,9 +89,15 @@ class AnthropicAdapter(HttpAdapter):
                 async for event in _stream_events(aiter_lines(response)):
                     yield event
             else:
-                message = decode_json(await response.read())
-                if not isinstance(message, dict):
-                    raise ProviderError(ErrorKind.UNAVAILABLE, "the provider sent a malformed response")
+                raw = await response.read()
+                message = decode_json(raw)
+                if not isinstance(message, dict) or message.get("type") != "message":
+                    # An error body answered with status 200 (as Anthropic's overloaded errors
+                    # sometimes are) is that error, not an empty answer.
+                    error_type, text = _error_fields(raw)
+                    if error_type is None:
+                        raise ProviderError(ErrorKind.UNAVAILABLE, "the provider sent a malformed response")
+                    raise _error(error_type, text, status_code=None, retry_after=None)
                 for event in _message_events(message):
                     yield event
 

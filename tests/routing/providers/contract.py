@@ -189,8 +189,6 @@ class Profile:
     key_optional: bool = False
     # The plain stream, its first text sent at once and the rest after PAUSE_SECONDS.
     paced_stream: Callable[[], Reply] | None = None
-    # Contract tests that the kind's adapter fails, by test name: why (strict xfail until fixed).
-    known_bugs: Mapping[str, str] = field(default_factory=dict)
 
 
 def _sse_split(body: bytes, marker: bytes, separator: bytes) -> list[bytes]:
@@ -752,11 +750,6 @@ ANTHROPIC = Profile(
     unstreamed=lambda body: {k: v for k, v in body.items() if k != "stream"},
     key_header=("x-api-key", "{key}"),
     paced_stream=_paced(anthropic_fakes.stream, b'"text":"Hello"', b"\n\n"),
-    known_bugs={
-        "test_it_reports_an_error_body_sent_with_status_200_as_that_error": (
-            "a non-streamed body that is not a Message (here an error) becomes an empty answer that finished"
-        ),
-    },
 )
 
 

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import pytest
 
-from routing import call_loop
+from routing.calls import worker_loop
 from routing.providers.errors import ErrorKind
 from routing.providers.registry import adapter_for
 from routing.providers.types import ChatRequest, Event, Finish, TextDelta, ToolCallDelta
@@ -38,7 +38,6 @@ from tests.routing.providers.contract import (
 )
 from tests.routing.providers.stream_checks import error_of, text_of, usage_of
 
-
 ContractTest = Callable[..., None]
 
 
@@ -47,7 +46,7 @@ def each_kind(having: Callable[[Profile], Any] = lambda profile: True) -> Callab
 
     def parametrize(test: ContractTest) -> ContractTest:
         params = [
-            pytest.param(profile.kind, id=profile.kind, marks=known_bug(profile, test))
+            pytest.param(profile.kind, id=profile.kind)
             for profile in PROFILES.values()
             if having(profile)
         ]
@@ -61,24 +60,13 @@ def each_case(cases: Callable[[Profile], Iterable[Any]]) -> Callable[[ContractTe
 
     def parametrize(test: ContractTest) -> ContractTest:
         params = [
-            pytest.param(
-                profile.kind,
-                case,
-                id=f"{profile.kind}-{getattr(case, 'name', None) or case[0]}",
-                marks=known_bug(profile, test),
-            )
+            pytest.param(profile.kind, case, id=f"{profile.kind}-{getattr(case, 'name', None) or case[0]}")
             for profile in PROFILES.values()
             for case in cases(profile)
         ]
         return pytest.mark.parametrize(("backend", "case"), params, indirect=["backend"])(test)
 
     return parametrize
-
-
-def known_bug(profile: Profile, test: ContractTest) -> list[pytest.MarkDecorator]:
-    """A strict xfail when the profile says that its adapter fails `test`: fixing the adapter fails the suite."""
-    reason = profile.known_bugs.get(test.__name__)
-    return [pytest.mark.xfail(strict=True, reason=f"{profile.kind}: {reason}")] if reason else []
 
 
 def has_upstream(profile: Profile) -> bool:
@@ -327,7 +315,7 @@ def test_closing_the_stream_early_closes_the_upstream_response(backend: Backend)
         await stream.aclose()
         return event
 
-    first = call_loop.run(first_event_then_close())
+    first = worker_loop.run(first_event_then_close())
 
     assert isinstance(first, TextDelta)
     assert backend.requests[0].client_left.wait(timeout=PAUSE_SECONDS / 2)
@@ -355,7 +343,7 @@ def test_cancelling_the_call_closes_the_upstream_response(backend: Backend) -> N
             await task
         return events, task.cancelled()
 
-    events, cancelled = call_loop.run(cancel_after_the_first_event())
+    events, cancelled = worker_loop.run(cancel_after_the_first_event())
 
     assert cancelled
     assert [type(event) for event in events] == [TextDelta]
