@@ -1,8 +1,12 @@
 """Authentication of /v1 calls by API key, on the hot path.
 
-Active keys are cached in a Redis hash (key hash -> principal), so that N web
-processes agree at once when a key is revoked (billing/signals.py drops the
-entry) and a call costs one HGET instead of a database query.
+Active keys are cached in Redis (one entry per key hash, holding its
+principal), so that a call costs one GET instead of a database query and N
+web processes agree on a key. Revoking or deleting a key, or deactivating
+its user, drops its entry at once (billing/signals.py); a change the
+signals do not see (`QuerySet.update`, a shell, another program writing the
+database) takes effect when the entry expires, PRINCIPAL_CACHE_SECONDS
+later.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from billing.models import ApiKey
 from billing.services import API_KEY_PREFIX, api_key_hash
 from switchyard.redis_clients import get_redis, get_resp
 
-CACHE_KEY = "sy:apikeys"
+PRINCIPAL_CACHE_SECONDS = 5
 # A key's last-used time is written at most this often.
 LAST_USED_EVERY_SECONDS = 60
 
@@ -51,12 +55,13 @@ async def aauthenticate(raw_key: str) -> Principal | None:
         return None
     hashed = api_key_hash(raw_key)
     redis = get_resp()
-    cached = await redis.execute("HGET", CACHE_KEY, hashed)
+    cached = await redis.execute("GET", cache_key(hashed))
     if cached is not None:
         return Principal(**json.loads(cached))
     principal = await sync_to_async(_load)(hashed)
     if principal is not None:
-        await redis.execute("HSET", CACHE_KEY, hashed, json.dumps(_as_dict(principal)))
+        entry = json.dumps(_as_dict(principal))
+        await redis.execute("SET", cache_key(hashed), entry, "EX", PRINCIPAL_CACHE_SECONDS)
     return principal
 
 
@@ -75,5 +80,11 @@ def _as_dict(principal: Principal) -> dict[str, int | None]:
     return {"key_id": principal.key_id, "user_id": principal.user_id, "team_id": principal.team_id}
 
 
-def forget(hashed: str) -> None:
-    get_redis().hdel(CACHE_KEY, hashed)
+def cache_key(hashed: str) -> str:
+    return f"sy:apikey:{hashed}"
+
+
+def forget(hashes: list[str]) -> None:
+    """Drop the cached principals of these key hashes: their next call reads the database."""
+    if hashes:
+        get_redis().delete(*(cache_key(hashed) for hashed in hashes))

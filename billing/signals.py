@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
@@ -12,16 +13,27 @@ from billing.caps.rules import caps_changed
 from billing.models import ApiKey, SpendCap
 
 
+def _forget_now_and_after_commit(hashes: list[str]) -> None:
+    # After the commit too: a call between the two would cache the row as it was.
+    api_auth.forget(hashes)
+    transaction.on_commit(lambda: api_auth.forget(hashes))
+
+
 def key_changed(sender: type[ApiKey], instance: ApiKey, **kwargs: Any) -> None:
     # A revoked or deleted key must stop working in every web process at once.
-    if kwargs.get("created"):
-        return
-    api_auth.forget(instance.hashed)
-    transaction.on_commit(lambda: api_auth.forget(instance.hashed))
+    if not kwargs.get("created"):
+        _forget_now_and_after_commit([instance.hashed])
+
+
+def user_changed(sender: type[Any], instance: Any, **kwargs: Any) -> None:
+    # A deactivated user's keys stop working at once (the cached principal does not know is_active).
+    if not kwargs.get("created"):
+        _forget_now_and_after_commit(list(ApiKey.objects.filter(user=instance).values_list("hashed", flat=True)))
 
 
 def connect() -> None:
     post_save.connect(key_changed, sender=ApiKey, dispatch_uid="billing-apikey-save")
     post_delete.connect(key_changed, sender=ApiKey, dispatch_uid="billing-apikey-delete")
+    post_save.connect(user_changed, sender=settings.AUTH_USER_MODEL, dispatch_uid="billing-user-save")
     post_save.connect(caps_changed, sender=SpendCap, dispatch_uid="billing-spendcap-save")
     post_delete.connect(caps_changed, sender=SpendCap, dispatch_uid="billing-spendcap-delete")
