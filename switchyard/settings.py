@@ -96,7 +96,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # (not in-memory) so that worker threads and a uvicorn subprocess share it.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
-            "timeout": 20,
+            # Seconds a write waits for another writer's lock before it fails.
+            "timeout": env.float("SWITCHYARD_SQLITE_BUSY_TIMEOUT", default=20),
             # NORMAL is durable across application crashes in WAL mode and
             # spares an fsync per commit (one usage record per call).
             # Every thread that touches the database holds a connection: cap
