@@ -4,10 +4,9 @@ With acks_late, kombu records every delivered message in its unacked index
 and removes it again on acknowledgement; for each of those writes its Redis
 channel builds a new redis-py client (`conn_or_acquire` with no client),
 and redis-py 8 builds its whole table of response callbacks in each
-constructor. That was a third of a worker's consumer CPU per call (a
-no-op task: 2.1 ms of worker CPU, 1.5 ms with one client per channel). The
-channel here keeps one client on its connection pool for these writes; it
-is dropped with the pool whenever kombu disconnects it (errors, forks).
+constructor, a large share of a worker's CPU per task (fastpath/README.md).
+The channel here keeps one client on its connection pool for these writes;
+it is dropped with the pool whenever kombu disconnects it (errors, forks).
 
 Selected in settings (CELERY_BROKER_TRANSPORT); the broker URL stays redis://.
 """

@@ -1,11 +1,12 @@
 """A lean asyncio Redis client for the per-call hot path of the web and worker processes.
 
-redis.asyncio costs 140-300 µs of CPU per command on the 2-core machines
-here (pool checkout, retry and observability wrappers, response callbacks),
-several times per call. This client keeps one connection per event loop,
-writes all the commands of one turn of the event loop in one system call,
-and hands Redis's replies, which come in order, to the futures waiting for
-them: 15-60 µs per command, and concurrent callers share round trips. It
+redis.asyncio spends several times more CPU per command than the command
+itself (pool checkout, retry and observability wrappers, response
+callbacks), several times per call (fastpath/README.md). This client keeps
+one connection per event loop, writes all the commands of one turn of the
+event loop in one system call, and hands Redis's replies, which come in
+order, to the futures waiting for them, so concurrent callers share round
+trips. It
 carries only what the hot path needs: plain commands and pipelines of them;
 a blocking command (XREAD BLOCK) would hold up everyone on a shared
 connection, so it gets a client of its own (fastpath/stream_hub.py). No

@@ -3,10 +3,9 @@
 The web process relays each call's events from its stream: the gateway one
 call per response, the playground all the columns of a run in one. With a
 blocking XREAD per relay, on a connection of its own, every event cost a
-command, a write and a read on that connection: at 100 paced streams the
-web process made 33 system calls per call, and 16 with this hub
-(BENCHMARKS.md). A hub reads every followed stream in one XREAD on one
-connection, and hands each stream's entries to its followers.
+command, a write and a read on that connection. A hub reads every followed
+stream in one XREAD on one connection, and hands each stream's entries to
+its followers (what it saves: fastpath/README.md).
 
 A stream followed while that XREAD blocks must join it. Every read also
 includes the hub's wake stream, and following adds an entry to it (on the

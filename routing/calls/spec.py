@@ -100,8 +100,8 @@ def chat_request_from_json(data: dict[str, Any]) -> ChatRequest:
 def _plain(value: Any) -> Any:
     """dataclasses.asdict for the frozen, JSON-ready values of a spec, at about half its cost.
 
-    asdict deep-copies every leaf, which these immutable values do not need:
-    on the web's hot path that was 53 µs of a plain call (138 with tools and images).
+    asdict deep-copies every leaf, which these immutable values do not need;
+    on the web's hot path every call's spec goes through here.
     """
     if dataclasses.is_dataclass(value):
         return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}

@@ -47,9 +47,8 @@ class CallPublisher:
     text first, so order holds), or until a timer sends it when the model
     pauses. Sends are queued in order on the loop's one connection, which
     Redis runs in order, and do not wait for Redis's replies: the relay goes
-    on reading the model meanwhile (at 100 paced streams a reply took 3-7 ms
-    to come back, and a terminal event waited behind a text send's reply up
-    to 12 ms at p90). The terminal event waits for the replies of them all,
+    on reading the model meanwhile (under load a reply takes milliseconds to
+    come back). The terminal event waits for the replies of them all,
     and raises if one failed; an earlier failure is raised by the next send.
     """
 

@@ -1,11 +1,11 @@
 """The event loop on which a worker process runs the I/O of all its calls.
 
 A call spends nearly all its life waiting on a provider's stream. With one
-thread per call (Celery's threads pool) every chunk handed the GIL from one
-thread to another: 100 paced streams cost ~19 ms of worker CPU each and one
-process could not keep up with them. On one event loop, with aiohttp to the
-provider and Redis pipelines for the events, a stream costs a few ms. So a
-Celery task only hands its call to this loop and waits for the end (its
+thread per call (Celery's threads pool) every chunk would hand the GIL from
+one thread to another, which costs a worker several times the CPU of the
+call itself (BENCHMARKS.md, first rounds). On one event loop, with aiohttp
+to the provider and pipelined Redis commands for the events, it does not.
+So a Celery task only hands its call to this loop and waits for the end (its
 thread blocked, costing nothing), which keeps acks_late's promise: a
 message is acknowledged only once its call has ended.
 

@@ -2,8 +2,8 @@
 
 /v1 is the hot path of every application call. Django's request cycle costs
 several thread hops per request under ASGI (each sync middleware and the
-request_started/finished signal receivers run through sync_to_async), which
-made the web tier spend ~8 ms of CPU per call; this app handles /v1 with a
+request_started/finished signal receivers run through sync_to_async), several
+times the CPU of the rest of a call (BENCHMARKS.md); this app handles /v1 with a
 handful of Redis round trips and no thread hop, and uses the ORM only on
 cache misses (through sync_to_async). Every answer, errors included, is in
 OpenAI's shape: an OpenAI SDK must not be able to tell Switchyard from OpenAI.

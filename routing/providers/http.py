@@ -1,10 +1,10 @@
 """The upstream HTTP client of the adapters: one pooled aiohttp session per event loop.
 
 A worker runs all its calls' provider I/O on one event loop
-(routing/calls/worker_loop.py). Measured here against a fast fake upstream at 100
-concurrent calls, aiohttp on that loop cost 0.3 ms of CPU per JSON answer
-and 1.2 ms per paced 20-chunk stream; httpx cost 1.8 and 12 ms in threads
-and 6 and 28 ms on an event loop. Nothing outside the adapters sees aiohttp.
+(routing/calls/worker_loop.py). aiohttp is the client because, on that loop,
+it cost several times less CPU per answer and per stream than httpx, in
+threads or on a loop (BENCHMARKS.md, first round; requirements.txt says why
+it is pinned). Nothing outside the adapters sees aiohttp.
 """
 
 from __future__ import annotations
