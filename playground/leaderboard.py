@@ -52,7 +52,7 @@ from typing import NamedTuple
 from django.core.cache import cache
 from django.db.models import Count, Max, QuerySet
 
-from playground.models import Category, RunPanel, Vote
+from playground.models import RunPanel, Vote
 
 BASE_SCORE = 1000.0
 SCALE = 400.0
@@ -380,14 +380,3 @@ def leaderboard_for(*, team_id: int | None, user_id: int | None = None, category
         rankings = rank(ballots_for(team_id=team_id, user_id=user_id, category=category))
         cache.set(key, rankings, timeout=CACHE_SECONDS)
     return rankings
-
-
-def rankings_by_category(*, team_id: int | None, user_id: int | None = None) -> dict[str, list[Ranking]]:
-    """Every category (coding, writing, reasoning, quick) with its models ranked best first; empty when unvoted.
-
-    What routing reads to pick, say, the cheapest model within a margin of the best of a category.
-    """
-    return {
-        category: leaderboard_for(team_id=team_id, user_id=user_id, category=category)
-        for category in Category.values
-    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from decimal import Decimal
 
@@ -130,11 +129,6 @@ class LanguageModel(models.Model):
     @property
     def is_usable(self) -> bool:
         return self.enabled and self.provider.enabled
-
-    def price_at(self, when: dt.datetime | None = None) -> ModelPrice | None:
-        """The price in force at `when` (now by default): the latest row valid from before it."""
-        when = when or timezone.now()
-        return self.prices.filter(valid_from__lte=when).order_by("-valid_from").first()
 
 
 class ModelPrice(models.Model):

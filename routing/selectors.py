@@ -15,16 +15,6 @@ from django.utils import timezone
 from routing.models import LanguageModel, ModelPrice, Provider, Route, RouteStep
 
 
-def model_price_current(*, model: LanguageModel) -> ModelPrice | None:
-    """The price of `model` in force now, or None if it has none yet."""
-    return model.price_at()
-
-
-def models_usable() -> QuerySet[LanguageModel]:
-    """Enabled models of enabled providers, with their provider loaded."""
-    return LanguageModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
-
-
 def models_with_current_price(*, at: dt.datetime | None = None) -> QuerySet[LanguageModel]:
     """All models with their provider, annotated with the price in force at `at` (now).
 

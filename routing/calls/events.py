@@ -180,7 +180,6 @@ class Failed:
 
 CallEvent = Started | Text | ToolPiece | Done | Failed
 Terminal = Done | Failed
-TERMINAL_KINDS = frozenset({Done.KIND, Failed.KIND})
 
 _BY_KIND: dict[bytes, type[Started] | type[Text] | type[ToolPiece] | type[Done] | type[Failed]] = {
     cls.KIND.encode(): cls for cls in (Started, Text, ToolPiece, Done, Failed)

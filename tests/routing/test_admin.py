@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from routing import selectors
 from routing.models import LanguageModel, Provider, Route
+from tests.prices import price_at
 
 pytestmark = pytest.mark.django_db
 
@@ -205,7 +206,7 @@ def test_a_model_is_added_with_capability_checkboxes_and_a_first_price(superuser
     assert response.status_code == 302, response.context["errors"] if response.context else response
     model = LanguageModel.objects.get(public_id="sim/new")
     assert model.capabilities == ["code", "long-context"]
-    assert selectors.model_price_current(model=model).input_per_million == Decimal("0.50")
+    assert price_at(model).input_per_million == Decimal("0.50")
 
 
 def test_a_public_id_must_start_with_the_provider_name(superuser_client, sim, page_form):
@@ -248,8 +249,8 @@ def test_editing_a_price_adds_a_dated_row_and_leaves_the_old_row_untouched(super
     new = model.prices.exclude(pk=old.pk).get()
     assert new.valid_from == dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
     assert (new.input_per_million, new.output_per_million) == (Decimal("0.80"), Decimal("3.20"))
-    assert model.price_at(dt.datetime(2025, 3, 1, tzinfo=dt.UTC)) == old
-    assert model.price_at() == new
+    assert price_at(model, dt.datetime(2025, 3, 1, tzinfo=dt.UTC)).valid_from == old.valid_from
+    assert price_at(model).valid_from == new.valid_from
 
 
 def test_a_price_older_than_the_newest_row_is_refused_with_a_message(superuser_client, make_model, page_form):
@@ -328,7 +329,7 @@ def test_the_price_book_lists_every_row_and_adds_but_never_changes_or_deletes(
     assert superuser_client.post(add, data).status_code == 302
     price.refresh_from_db()
     assert price.input_per_million == Decimal("1.00")
-    assert model.price_at().input_per_million == Decimal("2")
+    assert price_at(model).input_per_million == Decimal("2")
     assert model.prices.count() == 2
 
 

@@ -8,8 +8,10 @@ import pytest
 from django.core.management import call_command
 
 from routing import demo, selectors, services
+from routing.catalog import get_catalog
 from routing.models import LanguageModel, ModelPrice, Provider, Route, RouteStep
 from routing.providers.simulated import SimulatedOptions
+from tests.prices import price_at
 
 pytestmark = pytest.mark.django_db
 
@@ -93,8 +95,8 @@ def test_the_simulated_models_carry_the_adapter_options_and_priced_rows():
             "fail_mode",
         }
         SimulatedOptions.from_options(model.options)
-        assert isinstance(selectors.model_price_current(model=model).input_per_million, Decimal)
-    assert [m.public_id for m in selectors.models_usable()] == [
+        assert isinstance(price_at(model).input_per_million, Decimal)
+    assert sorted(m.public_id for m in get_catalog().models.values() if m.usable) == [
         "sim/atlas",
         "sim/flaky-7b",
         "sim/sage-pro",
@@ -126,15 +128,15 @@ def test_real_models_have_their_limits_and_dated_list_prices():
     gpt = LanguageModel.objects.get(public_id="openai/gpt-4o")
     assert (gpt.context_window, gpt.max_output_tokens) == (128_000, 16_384)
     assert {"vision", "tools", "json"} <= set(gpt.capabilities)
-    price = selectors.model_price_current(model=gpt)
+    price = price_at(gpt)
     assert (price.input_per_million, price.output_per_million) == (Decimal("2.50"), Decimal("10.00"))
     assert LanguageModel.objects.get(public_id="anthropic/claude-sonnet-4").upstream_name == "claude-sonnet-4-20250514"
     deepseek = LanguageModel.objects.get(public_id="deepseek/deepseek-chat")
-    assert deepseek.price_at(dt.datetime(2025, 5, 1, tzinfo=dt.UTC)).output_per_million == Decimal("1.10")
-    assert deepseek.price_at().output_per_million == Decimal("0.42")
+    assert price_at(deepseek, dt.datetime(2025, 5, 1, tzinfo=dt.UTC)).output_per_million == Decimal("1.10")
+    assert price_at(deepseek).output_per_million == Decimal("0.42")
     for model in LanguageModel.objects.select_related("provider"):
         model.full_clean()
-        assert model.price_at() is not None, model
+        assert price_at(model) is not None, model
 
 
 def test_load_demo_never_overwrites_an_admins_later_edits():
@@ -152,7 +154,7 @@ def test_load_demo_never_overwrites_an_admins_later_edits():
 
     atlas.refresh_from_db()
     assert atlas.display_name == "Atlas, renamed"
-    assert selectors.model_price_current(model=atlas).input_per_million == Decimal("2")
+    assert price_at(atlas).input_per_million == Decimal("2")
     assert [m.public_id for m in selectors.route_chain_for(route=auto)] == ["sim/atlas"]
     assert Provider.objects.get(name="openai").enabled is True
     assert "created 0 providers, 0 models, 0 prices, 1 routes" in output

@@ -8,7 +8,9 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from routing import secrets, selectors, services
+from routing.catalog import get_catalog
 from routing.models import ModelPrice, Provider
+from tests.prices import price_at
 
 pytestmark = pytest.mark.django_db
 
@@ -34,12 +36,11 @@ def test_price_at_returns_the_price_in_force_at_past_and_present_moments(make_mo
     model = make_model("atlas", price=("1.00", "4.00"), price_from=JAN)
     services.model_price_set(model=model, input_per_million=Decimal("0.80"), output_per_million=Decimal("3.20"), valid_from=JUN)
 
-    assert model.price_at(JAN - dt.timedelta(seconds=1)) is None
-    assert model.price_at(JAN).input_per_million == Decimal("1.00")
-    assert model.price_at(JUN - dt.timedelta(microseconds=1)).input_per_million == Decimal("1.00")
-    assert model.price_at(JUN).input_per_million == Decimal("0.80")
-    assert model.price_at().output_per_million == Decimal("3.20")
-    assert selectors.model_price_current(model=model).output_per_million == Decimal("3.20")
+    assert price_at(model, JAN - dt.timedelta(seconds=1)) is None
+    assert price_at(model, JAN).input_per_million == Decimal("1.00")
+    assert price_at(model, JUN - dt.timedelta(microseconds=1)).input_per_million == Decimal("1.00")
+    assert price_at(model, JUN).input_per_million == Decimal("0.80")
+    assert price_at(model).output_per_million == Decimal("3.20")
 
 
 def test_it_sets_a_price_from_now_by_default(make_model):
@@ -49,7 +50,9 @@ def test_it_sets_a_price_from_now_by_default(make_model):
     price = services.model_price_set(model=model, input_per_million=Decimal("1"), output_per_million=Decimal("2"))
 
     assert before <= price.valid_from <= timezone.now()
-    assert selectors.model_price_current(model=model) == price
+    now = price_at(model)
+    assert now is not None
+    assert (now.valid_from, now.input_per_million, now.output_per_million) == (price.valid_from, 1, 2)
 
 
 def test_it_refuses_a_price_older_than_the_newest_row_and_says_why(make_model):
@@ -159,13 +162,13 @@ def test_route_chain_for_follows_positions_with_or_without_prefetch(make_model, 
         assert [m.provider.name for m in selectors.route_chain_for(route=routes[0])] == ["sim"] * 3
 
 
-def test_models_usable_leaves_out_disabled_models_and_providers(make_model):
+def test_usable_models_leave_out_disabled_models_and_providers(make_model):
     dead = Provider.objects.create(name="dead", kind=Provider.Kind.SIMULATED, enabled=False)
     make_model("on")
     make_model("off", enabled=False)
     make_model("orphan", provider=dead)
 
-    assert [m.public_id for m in selectors.models_usable()] == ["sim/on"]
+    assert [m.public_id for m in get_catalog().models.values() if m.usable] == ["sim/on"]
 
 
 def test_models_with_current_price_ignores_prices_that_start_later(make_model):
