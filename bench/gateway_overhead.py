@@ -304,6 +304,12 @@ def main() -> int:
         if len(memory) == 2:
             (w1, k1), (w2, k2) = (memory[c] for c in sorted(memory))
             print(f"  growth: web {100 * (w2 - w1) / w1:+.1f}%   worker {100 * (k2 - k1) / k1:+.1f}%")
+        # What a live call leaves in Redis once it is over (streams, leases, marks), right after the last call.
+        server = redis.Redis.from_url(redis_url)
+        used = server.info("memory")["used_memory"] / 2**20
+        streams = sum(1 for _ in server.scan_iter(match="sy:call:*", count=1000, _type="stream"))
+        print(f"\nRedis after {through_calls} calls: {used:.1f} MiB used, {server.dbsize()} keys, {streams} call streams")
+        server.close()
         return 0
     finally:
         # Web and worker first: the worker still acknowledges its last messages as it shuts down.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import string
@@ -15,8 +16,10 @@ from billing.models import UsageRecord
 from billing.selectors import team_of_user
 from playground.models import PlaygroundRun, RunPanel
 from playground.selectors import chat_request_for
-from routing.calls.start import Caller, CallRefused, calls_admit, calls_enqueue
+from routing.calls.spec import CallSpec
+from routing.calls.start import Caller, CallRefused, call_spec_for, calls_admit, calls_enqueue
 from routing.calls.stream import request_cancel
+from routing.catalog import get_catalog
 from routing.strategies.complexity import classify_prompt
 
 MIN_PANELS = 2
@@ -103,6 +106,31 @@ def playground_run_start(*, user_id: int, request: RunRequest) -> PlaygroundRun:
         # After the commit: a worker must find the panels' rows when their calls end.
         transaction.on_commit(functools.partial(async_to_sync(calls_enqueue), admitted.specs))
     return run
+
+
+def playground_run_call_specs(*, run: PlaygroundRun) -> dict[int, CallSpec]:
+    """The specs of the run's unfinished calls, by column, as they were started: to push one again that was lost.
+
+    A column whose model or route is gone since is left out (it times out).
+    """
+    catalog = get_catalog()
+    chat = chat_request_for(
+        prompt=run.prompt, system_prompt=run.system_prompt, temperature=run.temperature, max_tokens=run.max_tokens
+    )
+    caller = Caller(user_id=run.user_id, team_id=run.team_id)
+    specs: dict[int, CallSpec] = {}
+    for panel in run.panels.filter(status=RunPanel.Status.RUNNING):
+        with contextlib.suppress(CallRefused):
+            specs[panel.position] = call_spec_for(
+                catalog,
+                caller=caller,
+                requested=panel.requested,
+                request=chat,
+                source=UsageRecord.Source.PLAYGROUND,
+                call_id=panel.call_id,
+                created_at=run.created_at,
+            )
+    return specs
 
 
 async def playground_run_stop(*, run: PlaygroundRun) -> int:

@@ -32,12 +32,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import redis
+from django.conf import settings
 
 from fastpath.stream_hub import Entry
 from playground.render import escape_text
 from routing.calls.events import Started, Text, decode, is_terminal
 from routing.calls.keys import stream_key
+from routing.calls.spec import CallSpec
 from routing.calls.stream import STREAM_BLOCK_MS, request_cancel
+from routing.calls.watchdog import CallLost, CallWatch, call_give_up
 from switchyard.redis_clients import get_resp, get_stream_hub
 
 logger = logging.getLogger(__name__)
@@ -127,8 +130,13 @@ class RunRelay:
     fragments: Fragments
     deadline: float
     cancel_grace: float = CANCEL_GRACE_SECONDS
+    # The specs of the run's unfinished calls, rebuilt from the database, for a call whose task message was lost.
+    respec: Callable[[], Awaitable[dict[int, CallSpec]]] | None = None
+    # When the run's calls were pushed (time.monotonic()).
+    pushed_at: float = field(default_factory=time.monotonic)
     finished: bool = False
     _by_key: dict[bytes, Column] = field(default_factory=dict)
+    _watches: dict[int, CallWatch] | None = None
 
     def __post_init__(self) -> None:
         self._by_key = {stream_key(c.call_id).encode(): c for c in self.columns}
@@ -174,10 +182,31 @@ class RunRelay:
                 entries = await follower.entries(timeout=min(STREAM_BLOCK_MS / 1000, remaining))
                 if not entries:
                     yield b": keepalive\n\n"
+                    await self._watch_silent(open_columns)
                     continue
                 for key, column_entries in _by_stream(entries).items():
                     async for chunk in self._relay(self._by_key[key], column_entries):
                         yield chunk
+
+    async def _watch_silent(self, columns: list[Column]) -> None:
+        """Look for the calls that have published nothing yet: one whose task message was lost is pushed again or ended.
+
+        (routing/calls/watchdog.py) A call given up publishes its terminal event, which closes its column.
+        """
+        silent = [c for c in columns if c.last_id == "0-0"]
+        if not silent or self.respec is None or time.monotonic() - self.pushed_at < settings.CALL_SIGN_OF_LIFE_SECONDS:
+            return
+        if self._watches is None:
+            specs = await self.respec()
+            self._watches = {position: CallWatch(spec, pushed_at=self.pushed_at) for position, spec in specs.items()}
+        for column in silent:
+            watch = self._watches.get(column.position)
+            if watch is None:
+                continue
+            try:
+                await watch.check()
+            except CallLost:
+                await call_give_up(watch.spec, waited_ms=int((time.monotonic() - watch.pushed_at) * 1000))
 
     async def _leave(self) -> None:
         try:

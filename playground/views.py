@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from typing import Any
@@ -21,7 +22,7 @@ from playground import selectors
 from playground.figures import RunView, run_view
 from playground.forms import RunForm
 from playground.models import PlaygroundRun
-from playground.services import RunRefused, playground_run_start, playground_run_stop
+from playground.services import RunRefused, playground_run_call_specs, playground_run_start, playground_run_stop
 from playground.streaming import Column, Ending, Fragments, RunRelay, cursor_parse
 from routing.calls.events import Started
 from routing.catalog import Catalog, get_catalog
@@ -185,7 +186,12 @@ async def run_events(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     age = (timezone.now() - run.created_at).total_seconds()
     budget = max(settings.CALL_DEADLINE_SECONDS + STREAM_GRACE_SECONDS - age, 5)
     relay = RunRelay(
-        run_id=str(run.pk), columns=columns, fragments=_fragments(run.pk), deadline=time.monotonic() + budget
+        run_id=str(run.pk),
+        columns=columns,
+        fragments=_fragments(run.pk),
+        deadline=time.monotonic() + budget,
+        respec=sync_to_async(functools.partial(playground_run_call_specs, run=run)),
+        pushed_at=time.monotonic() - age,
     )
     relay.resume(cursor_parse(request.headers.get("Last-Event-ID")))
     return StreamingHttpResponse(

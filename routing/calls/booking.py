@@ -112,6 +112,12 @@ class _Booked:
     error: dict[str, str] | None
 
 
+def record_insert_now(spec: CallSpec, record: UsageRecord, terminal: Terminal) -> bool:
+    """record_insert for a process without the worker's database lane (the web giving up a lost call)."""
+    error = None if isinstance(terminal, Done) else {"kind": terminal.error_kind, "message": terminal.message}
+    return _insert([_Booked(spec, record, "", error)])[0]
+
+
 def _insert(bookings: list[_Booked]) -> list[bool]:
     """Insert the records and tell call_finished's receivers, in one transaction; False for a call booked already."""
     with transaction.atomic():

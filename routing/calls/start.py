@@ -10,6 +10,7 @@ that a worker finishing a call always finds the row it updates.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from django.utils import timezone
 from billing.caps.check import CapCheck, cap_check
 from routing.calls.dispatch import call_enqueue
 from routing.calls.spec import CallSpec
-from routing.catalog import aget_catalog
+from routing.catalog import Catalog, aget_catalog
 from routing.providers.types import ChatRequest
 from routing.strategies.resolution import ModelNotFound, NoCapableModel, resolve
 
@@ -74,14 +75,20 @@ async def calls_admit(
         aget_catalog(),
         cap_check(user_id=caller.user_id, team_id=caller.team_id, api_key_id=caller.api_key_id),
     )
-    resolutions = []
-    for name in requested:
-        try:
-            resolutions.append(resolve(catalog, name, request))
-        except ModelNotFound as exc:
-            raise CallRefused(str(exc), status=404, code="model_not_found", param="model") from None
-        except NoCapableModel as exc:
-            raise CallRefused(str(exc), status=400, code="model_not_supported", param="model") from None
+    now = timezone.now()
+    specs = tuple(
+        call_spec_for(
+            catalog,
+            caller=caller,
+            requested=name,
+            request=request,
+            source=source,
+            call_id=f"{CALL_ID_PREFIX[source]}{uuid.uuid4().hex}",
+            created_at=now,
+            publish_deltas=publish_deltas,
+        )
+        for name in requested
+    )
     if caps.block is not None:
         raise CallRefused(
             caps.block.message,
@@ -91,25 +98,41 @@ async def calls_admit(
             # x-should-retry: OpenAI's SDKs would otherwise retry a 429 that lasts until the cap resets.
             headers={"retry-after": str(caps.block.retry_after_seconds()), "x-should-retry": "false"},
         )
-    now = timezone.now()
-    specs = tuple(
-        CallSpec(
-            call_id=f"{CALL_ID_PREFIX[source]}{uuid.uuid4().hex}",
-            created_at=now,
-            requested=name,
-            route=resolution.route,
-            chain=resolution.chain,
-            skipped=resolution.skipped,
-            request=resolution.request,
-            user_id=caller.user_id,
-            team_id=caller.team_id,
-            api_key_id=caller.api_key_id,
-            source=source,
-            publish_deltas=publish_deltas,
-        )
-        for name, resolution in zip(requested, resolutions, strict=True)
-    )
     return Admitted(specs, caps)
+
+
+def call_spec_for(
+    catalog: Catalog,
+    *,
+    caller: Caller,
+    requested: str,
+    request: ChatRequest,
+    source: str,
+    call_id: str,
+    created_at: dt.datetime,
+    publish_deltas: bool = True,
+) -> CallSpec:
+    """The spec of one call: `requested` resolved into its chain. No cap is checked here (calls_admit does)."""
+    try:
+        resolution = resolve(catalog, requested, request)
+    except ModelNotFound as exc:
+        raise CallRefused(str(exc), status=404, code="model_not_found", param="model") from None
+    except NoCapableModel as exc:
+        raise CallRefused(str(exc), status=400, code="model_not_supported", param="model") from None
+    return CallSpec(
+        call_id=call_id,
+        created_at=created_at,
+        requested=requested,
+        route=resolution.route,
+        chain=resolution.chain,
+        skipped=resolution.skipped,
+        request=resolution.request,
+        user_id=caller.user_id,
+        team_id=caller.team_id,
+        api_key_id=caller.api_key_id,
+        source=source,
+        publish_deltas=publish_deltas,
+    )
 
 
 async def calls_enqueue(specs: Sequence[CallSpec]) -> None:

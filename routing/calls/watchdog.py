@@ -10,7 +10,9 @@ routing/calls/lease.py) or its stream. With none of them, twice a lease
 renewal apart (a live run renews its lease, which a flush also removed),
 the call is lost: it is pushed again, marked as redelivered so that the
 worker checks it was not booked meanwhile (routing/calls/recovery.py), up
-to MAX_PUSHES_AGAIN times; after that it is given up (CallLost).
+to MAX_PUSHES_AGAIN times; after that it is given up (CallLost), booked as
+failed, and its terminal event published (call_give_up), so that whoever
+reads its stream sees it end.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ import time
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from billing.services import UsageBooking, usage_record_insert, usage_record_new
+from billing.services import UsageBooking, usage_record_new
+from routing.calls.booking import figures_of, record_insert_now
 from routing.calls.dispatch import calls_push
+from routing.calls.events import Failed
 from routing.calls.keys import queued_key, run_key, stream_key
 from routing.calls.lease import renewal_period
 from routing.calls.spec import CallSpec
+from routing.calls.stream import CallPublisher
 from switchyard.redis_clients import get_resp
 
 logger = logging.getLogger(__name__)
@@ -39,9 +44,10 @@ class CallLost(Exception):
 
 
 class CallWatch:
-    def __init__(self, spec: CallSpec) -> None:
+    def __init__(self, spec: CallSpec, *, pushed_at: float | None = None) -> None:
+        """`pushed_at` is when the call's message was pushed (time.monotonic()), now by default."""
         self.spec = spec
-        self.pushed_at = time.monotonic()
+        self.pushed_at = time.monotonic() if pushed_at is None else pushed_at
         self.pushed_again = 0
         self._unseen_since: float | None = None
 
@@ -69,8 +75,11 @@ class CallWatch:
         self._unseen_since = None
 
 
-async def call_give_up(spec: CallSpec, *, waited_ms: int) -> None:
-    """Book a call that was lost and never ran, as failed (unless a worker booked it after all)."""
+async def call_give_up(spec: CallSpec, *, waited_ms: int) -> Failed | None:
+    """End a call that was lost and never ran: booked as failed, and its terminal event published and returned.
+
+    None if a worker booked it after all: its own end stands, on its stream.
+    """
     booking = UsageBooking(
         spec=spec,
         model=None,
@@ -84,4 +93,10 @@ async def call_give_up(spec: CallSpec, *, waited_ms: int) -> None:
         error_kind=LOST,
         finish_reason="",
     )
-    await sync_to_async(usage_record_insert)(usage_record_new(booking))
+    record = usage_record_new(booking)
+    message = "the call was lost before a worker took it (Switchyard's queue was reset); try again"
+    terminal = Failed(figures_of(record), LOST, message, status=503)
+    if not await sync_to_async(record_insert_now)(spec, record, terminal):
+        return None
+    await CallPublisher(spec.call_id).publish(terminal)
+    return terminal

@@ -97,7 +97,13 @@ async def _answer(spec: CallSpec, include_usage: bool) -> Response:
     try:
         batch = await anext(events)
         while not batch:
-            await watch.check()
+            try:
+                await watch.check()
+            except CallLost:
+                given_up = await call_give_up(spec, waited_ms=int((time.monotonic() - watch.pushed_at) * 1000))
+                if given_up is not None:
+                    await events.aclose()
+                    return error_response(spec, given_up)
             batch = await anext(events)
     except asyncio.CancelledError:
         await request_cancel(spec.call_id)
@@ -106,15 +112,6 @@ async def _answer(spec: CallSpec, include_usage: bool) -> Response:
         await request_cancel(spec.call_id)
         return openai_error(
             504, "The call produced no answer in time.", type="server_error", headers={"x-request-id": spec.call_id}
-        )
-    except CallLost:
-        await call_give_up(spec, waited_ms=int((time.monotonic() - watch.pushed_at) * 1000))
-        return openai_error(
-            503,
-            "The call was lost before a worker took it (Switchyard's queue was reset); try again.",
-            type="server_error",
-            code="call_lost",
-            headers={"x-request-id": spec.call_id},
         )
     first = batch[0]
     if isinstance(first, Failed):

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 # The outcome a stream's headers give the model that is answering: its end is not known yet.
 ANSWERING = "answering"
 
-_ERROR_CODES = {"context_too_long": "context_length_exceeded", "content_filtered": "content_filter"}
+_ERROR_CODES = {"context_too_long": "context_length_exceeded", "content_filtered": "content_filter", "lost": "call_lost"}
 
 
 def attempts_text(attempts: Sequence[dict[str, Any]]) -> str:
@@ -50,9 +50,8 @@ def call_headers(spec: CallSpec, event: CallEvent) -> dict[str, str]:
 
 def error_response(spec: CallSpec, failed: Failed) -> Response:
     message = failed.message
-    if failed.status >= 500:
-        tried = attempts_text(failed.figures.attempts)
-        message = f"All models failed ({tried or 'none tried'}). Last error: {message}"
+    if failed.status >= 500 and failed.figures.attempts:
+        message = f"All models failed ({attempts_text(failed.figures.attempts)}). Last error: {message}"
     code = _ERROR_CODES.get(failed.error_kind, failed.error_kind)
     headers = call_headers(spec, failed)
     if failed.retry_after:

@@ -151,3 +151,28 @@ def test_a_call_flushed_from_the_queue_before_a_worker_took_it_is_pushed_again_a
         if running is not None:
             stop(running)
         broker.close()
+
+
+def test_a_call_lost_again_and_again_is_given_up_with_a_503_and_booked_as_failed(
+    stack_env: dict[str, str], web: str, registry: dict[str, Any], api_key: str
+) -> None:
+    broker = redis.Redis.from_url(stack_env["REDIS_URL"])
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(
+                httpx.post, f"{web}/v1/chat/completions", json=HELLO, headers=_auth(api_key), timeout=90
+            )
+            # No worker, and a Redis that keeps losing what it holds, until the client has its answer.
+            deadline = time.monotonic() + 80
+            while not pending.done():
+                assert time.monotonic() < deadline, "the client is still waiting"
+                broker.flushdb()
+                time.sleep(0.5)
+            answer = pending.result()
+        assert answer.status_code == 503
+        error = answer.json()["error"]
+        assert (error["code"], error["type"]) == ("call_lost", "server_error")
+        record = booked(answer.headers["x-request-id"])
+        assert (record.status, record.error_kind, record.cost_usd) == ("error", "lost", None)
+    finally:
+        broker.close()
