@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -16,12 +15,14 @@ from billing.caps.counters import counter_for
 from billing.models import SpendCap, UsageRecord
 from billing.money import to_units
 from routing.calls import worker_loop
+from routing.calls.events import Done, Failed
 from routing.calls.keys import run_key, stream_key
 from routing.calls.recovery import call_run
 from routing.calls.spec import CallSpec
 from routing.providers.types import ChatRequest, Message
 from switchyard.redis_clients import get_redis
 from tests.call_specs import call_spec
+from tests.call_streams import stream_entries, stream_events
 from tests.usage_records import booked
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,9 +82,9 @@ def test_a_playground_run_that_died_between_its_insert_and_its_terminal_event_is
     record = booked(spec.call_id)
     units = to_units(record.cost_usd)
     assert units > 0 and int(get_redis().get(counter)) == units
-    stream = get_redis().xrange(stream_key(spec.call_id))
-    answered = [fields for _, fields in stream]
-    assert answered[-1][b"t"] == b"done"
+    stream = stream_entries(spec.call_id)
+    answered = [event for _, event in stream]
+    assert isinstance(answered[-1], Done)
     # The state a worker killed between the insert and the announcement
     # leaves (a playground call books first): the record, the answer on the
     # stream without its terminal event, the spend not counted, the run
@@ -100,14 +101,15 @@ def test_a_playground_run_that_died_between_its_insert_and_its_terminal_event_is
         worker_loop.run(call_run(spec, redelivered=True))
         get_redis().delete(run_key(spec.call_id))
 
-        again = [fields for _, fields in get_redis().xrange(stream_key(spec.call_id))]
+        again = stream_events(spec.call_id)
         assert again[:-1] == answered[:-1], "the answer is not sent again"
-        terminal = json.loads(again[-1][b"d"])
-        assert terminal["cost"] == str(record.cost_usd)
+        terminal = again[-1]
+        assert isinstance(terminal, Done | Failed)
+        assert terminal.figures.cost == str(record.cost_usd)
         if ended == "ok":
-            assert again[-1][b"t"] == b"done"
+            assert isinstance(terminal, Done)
         else:
-            assert again[-1][b"t"] == b"error"
-            assert (terminal["kind"], terminal["message"]) == ("unavailable", "the stream broke")
+            assert isinstance(terminal, Failed)
+            assert (terminal.error_kind, terminal.message) == ("unavailable", "the stream broke")
         assert int(get_redis().get(counter)) == units, "the spend is counted once"
         assert UsageRecord.objects.filter(request_id=spec.call_id).count() == 1

@@ -29,12 +29,11 @@ from billing.caps.counters import counter_for
 from billing.models import SpendCap, UsageRecord
 from billing.money import to_units
 from routing.calls.dispatch import calls_push
-from routing.calls.events import Failed, decode
-from routing.calls.keys import stream_key
+from routing.calls.events import Failed
 from routing.providers.types import ChatRequest, Message
-from switchyard.redis_clients import get_redis
 from tests import stack
 from tests.call_specs import call_spec
+from tests.call_streams import stream_events
 from tests.stack import stop, worker
 from tests.usage_records import booked
 
@@ -61,8 +60,7 @@ def test_a_call_the_worker_fails_on_ends_with_an_error_event_and_one_record(
 
     record = booked(spec.call_id)
     assert (record.status, record.error_kind) == ("error", "internal_error")
-    _, fields = get_redis().xrange(stream_key(spec.call_id))[-1]
-    terminal = decode([item for pair in fields.items() for item in pair])
+    terminal = stream_events(spec.call_id)[-1]
     assert isinstance(terminal, Failed)
     assert (terminal.error_kind, terminal.status) == ("internal_error", 500)
     assert UsageRecord.objects.filter(request_id=spec.call_id).count() == 1

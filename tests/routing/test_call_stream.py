@@ -11,9 +11,10 @@ import pytest
 import redis
 
 from routing.calls import worker_loop
-from routing.calls.events import CallEvent, Done, Figures, Started, Text, ToolPiece, decode
+from routing.calls.events import CallEvent, Done, Figures, Started, Text, ToolPiece
 from routing.calls.keys import stream_key
 from routing.calls.stream import BOOKED_STREAM_TTL_SECONDS, STREAM_TTL_SECONDS, CallPublisher
+from tests.call_streams import stream_events
 
 DONE = Done(Figures(model="m"))
 
@@ -39,9 +40,7 @@ def call_id(redis_url: str) -> Iterator[str]:
 
 
 def entries(call_id: str, redis_url: str) -> list[CallEvent]:
-    client = redis.Redis.from_url(redis_url)
-    # redis-py gives an entry's fields as a dict; the stream hub and XRANGE on the lean client, as a flat list.
-    return [decode([item for pair in fields.items() for item in pair]) for _, fields in client.xrange(stream_key(call_id))]
+    return stream_events(call_id)
 
 
 async def written(publisher: CallPublisher) -> None:
