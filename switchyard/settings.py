@@ -1,7 +1,7 @@
 """Switchyard settings: read from environment variables only.
 
 Defaults are chosen so that `make run` needs nothing installed: SQLite under
-var/, the embedded Redis that the dev stack starts (see switchyard/devstack.py),
+var/, the embedded Redis that the dev stack starts (see devstack/),
 and a secret key generated once into var/. Production sets every variable.
 """
 
@@ -150,7 +150,7 @@ SERVESTATIC_AUTOREFRESH = DEBUG
 
 # Redis: shared state (event streams, circuits, budgets) and the Celery broker.
 # When REDIS_URL is unset the dev stack starts an embedded redis-server on
-# this port (see switchyard/devstack.py).
+# this port (see devstack/).
 EMBEDDED_REDIS_PORT = env.int("SWITCHYARD_REDIS_PORT", default=6380)
 REDIS_URL = env.str("REDIS_URL", default=f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
 

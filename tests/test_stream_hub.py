@@ -11,7 +11,8 @@ from typing import TypeVar
 import pytest
 import redis
 
-from switchyard import devstack, stream_hub
+import devstack
+from switchyard import stream_hub
 from switchyard.resp import RespClient
 from switchyard.stream_hub import Follower, StreamHub
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import redis
 
+import devstack
 from routing import call_loop
 from routing.call_events import read_events, stream_key
 from routing.gateway import Response, _first_batch, _relay, _send_stream
-from switchyard import devstack
 
 USAGE = {"input": 3, "output": 2}
 
