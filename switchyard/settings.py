@@ -7,31 +7,20 @@ and a secret key generated once into var/. Production sets every variable.
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 import environ
 import plotly
 
+from switchyard.private_files import VAR_DIR, local_secret
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 
 DEBUG = env.bool("DEBUG", default=False)
 
-
-def _local_secret(name: str) -> str:
-    """A random secret kept in var/ so that it survives restarts of `make run`."""
-    path = VAR_DIR / name
-    if not path.exists():
-        VAR_DIR.mkdir(exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-SECRET_KEY = env.str("SECRET_KEY", default="") or _local_secret("secret_key")
+SECRET_KEY = env.str("SECRET_KEY", default="") or local_secret(VAR_DIR / "secret_key")
 # Provider API keys stored in the database are encrypted with this key. It is
 # separate from SECRET_KEY so that rotating SECRET_KEY does not lose them.
 SWITCHYARD_ENCRYPTION_KEY = env.str("SWITCHYARD_ENCRYPTION_KEY", default="") or SECRET_KEY
@@ -91,6 +80,8 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'switchyard.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, creating the database file 0600 (switchyard/sqlite3/base.py).
+    DATABASES["default"]["ENGINE"] = "switchyard.sqlite3"
     # Celery threads and the ASGI server write concurrently; WAL plus a busy
     # timeout keeps "database is locked" away. The test database is a file
     # (not in-memory) so that worker threads and a uvicorn subprocess share it.

@@ -1,0 +1,72 @@
+"""What protects the site and its local data: file modes of secrets and databases."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from devstack import BASE_DIR
+from switchyard.private_files import local_secret, private_dir
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_local_secret_is_0600_from_its_creation_in_a_0700_directory(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "secret_key"
+
+    first = local_secret(path)
+
+    assert _mode(path) == 0o600
+    assert _mode(path.parent) == 0o700
+    assert len(first) >= 50
+    assert local_secret(path) == first
+    assert sorted(path.parent.iterdir()) == [path], "the draft it was written to is left behind"
+
+
+def test_a_var_directory_left_open_by_an_older_checkout_is_made_private(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    var.mkdir()
+    var.chmod(0o755)
+
+    private_dir(var)
+
+    assert _mode(var) == 0o700
+
+
+def test_a_new_sqlite_database_is_0600_in_a_0700_directory(tmp_path: Path) -> None:
+    database = tmp_path / "data" / "new.sqlite3"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=BASE_DIR,
+        env={**env, "DATABASE_URL": f"sqlite:///{database}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _mode(database) == 0o600
+    assert _mode(database.parent) == 0o700
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_test_database_and_its_wal_files_are_0600() -> None:
+    if settings.DATABASES["default"]["ENGINE"] != "switchyard.sqlite3":
+        pytest.skip("the suite runs on PostgreSQL")
+    get_user_model().objects.create_user(username="writer", password="a long enough password")
+    name = Path(settings.DATABASES["default"]["NAME"])
+    files = [name, name.with_name(name.name + "-wal"), name.with_name(name.name + "-shm")]
+
+    assert all(path.exists() for path in files), "WAL mode keeps -wal and -shm files while connected"
+    assert {path.name: _mode(path) for path in files} == {path.name: 0o600 for path in files}
