@@ -16,18 +16,18 @@ cleanly, last. The benchmarks and some tests start processes with the same
 helpers, exported here.
 """
 
-from devstack.embedded_redis import redis_log, start_redis
+from devstack.embedded_redis import RedisFiles, start_redis
 from devstack.processes import BASE_DIR, Child, StackError, free_port, manage, port_is_free, spawn, stop
 from devstack.supervision import wait_until_serving
 
 __all__ = [
     "BASE_DIR",
     "Child",
+    "RedisFiles",
     "StackError",
     "free_port",
     "manage",
     "port_is_free",
-    "redis_log",
     "spawn",
     "start_redis",
     "stop",

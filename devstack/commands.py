@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 import devstack
-from devstack.embedded_redis import DEFAULT_REDIS_PORT, redis_answers, redis_log, start_redis
+from devstack.embedded_redis import DEFAULT_REDIS_PORT, RedisFiles, redis_answers, start_redis
 from devstack.processes import (
     BASE_DIR,
     GRACE_SECONDS,
@@ -67,7 +67,7 @@ def run() -> int:
         else:
             redis_port = int(env.get("SWITCHYARD_REDIS_PORT") or DEFAULT_REDIS_PORT)
             hint = "Set SWITCHYARD_REDIS_PORT to a free port, or REDIS_URL to use a Redis that is already running."
-            env["REDIS_URL"] = start_redis(redis_port, port_hint=hint, into=infrastructure)
+            env["REDIS_URL"] = start_redis(redis_port, port_hint=hint, into=infrastructure, persist=True)
         manage("migrate", "--noinput", env=env)
         manage("load_demo", env=env)
         worker = [
@@ -141,9 +141,9 @@ def test(pytest_args: Sequence[str]) -> int:
         for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
         stop(infrastructure)
-        # Every run gets a new port: keep var/redis/ from filling up with logs.
+        # Every run gets a new port: keep var/redis/ from filling up with their files.
         if redis_port is not None:
-            redis_log(redis_port).unlink(missing_ok=True)
+            RedisFiles(redis_port).remove()
 
 
 def main(argv: Sequence[str]) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import environ
 import plotly
 
-from switchyard.private_files import VAR_DIR, local_secret
+from switchyard.private_files import REDIS_PASSWORD_FILE, VAR_DIR, local_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -141,9 +141,16 @@ SERVESTATIC_AUTOREFRESH = DEBUG
 
 # Redis: shared state (event streams, circuits, budgets) and the Celery broker.
 # When REDIS_URL is unset the dev stack starts an embedded redis-server on
-# this port (see devstack/).
+# this port (see devstack/), which requires the password it generated into var/.
 EMBEDDED_REDIS_PORT = env.int("SWITCHYARD_REDIS_PORT", default=6380)
-REDIS_URL = env.str("REDIS_URL", default=f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
+
+
+def _embedded_redis_url() -> str:
+    auth = f":{REDIS_PASSWORD_FILE.read_text().strip()}@" if REDIS_PASSWORD_FILE.exists() else ""
+    return f"redis://{auth}127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
+
+
+REDIS_URL = env.str("REDIS_URL", default="") or _embedded_redis_url()
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 # kombu's Redis transport, minus a new redis-py client per acknowledgement.

@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -20,10 +21,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from devstack import BASE_DIR, free_port, port_is_free, redis_log
+from devstack import BASE_DIR, Child, RedisFiles, free_port, port_is_free, start_redis, stop
+from switchyard.private_files import REDIS_PASSWORD_FILE
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="finds left-over processes through /proc")
 
@@ -126,7 +129,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         for pid in _pids_with_marker(running.marker):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        redis_log(running.redis_port).unlink(missing_ok=True)
+        RedisFiles(running.redis_port).remove()
 
 
 def _wait_until_serving(stack: Stack, client: httpx.Client) -> None:
@@ -215,6 +218,47 @@ def test_it_stops_everything_with_a_clear_message_when_a_child_dies(stack: Stack
         time.sleep(0.05)
     assert port_is_free("127.0.0.1", stack.web_port)
     assert port_is_free("127.0.0.1", stack.redis_port)
+
+
+@pytest.fixture
+def redis_children() -> Iterator[list[Child]]:
+    children: list[Child] = []
+    try:
+        yield children
+    finally:
+        stop(children)
+
+
+def test_the_embedded_redis_refuses_a_client_without_the_password(
+    tmp_path: Path, redis_children: list[Child]
+) -> None:
+    url = start_redis(free_port(), port_hint="", into=redis_children, directory=tmp_path)
+    password = REDIS_PASSWORD_FILE.read_text().strip()
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as anonymous:
+        anonymous.sendall(b"PING\r\n")
+        assert anonymous.recv(100).startswith(b"-NOAUTH")
+    assert redis.Redis.from_url(url).ping()
+    assert url == f"redis://:{password}@127.0.0.1:{port}/0"
+    # Not on its command line, where ps shows it to every user, but in its configuration file.
+    (server,) = redis_children
+    assert password.encode() not in Path(f"/proc/{server.process.pid}/cmdline").read_bytes()
+    assert stat.S_IMODE(RedisFiles(port, tmp_path).config.stat().st_mode) == 0o600
+    assert stat.S_IMODE(REDIS_PASSWORD_FILE.stat().st_mode) == 0o600
+
+
+def test_what_the_embedded_redis_holds_survives_its_restart(tmp_path: Path, redis_children: list[Child]) -> None:
+    port = free_port()
+    url = start_redis(port, port_hint="", into=redis_children, directory=tmp_path, persist=True)
+    redis.Redis.from_url(url).rpush("queued", "a task message", "another")
+
+    stop(redis_children)  # SIGTERM, as Ctrl-C on `make run` does
+    redis_children.clear()
+    again = start_redis(port, port_hint="", into=redis_children, directory=tmp_path, persist=True)
+
+    assert redis.Redis.from_url(again).lrange("queued", 0, -1) == [b"a task message", b"another"]
+    assert RedisFiles(port, tmp_path).append_only.exists()
 
 
 def test_it_names_the_variable_to_change_when_the_redis_port_is_taken(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from devstack import BASE_DIR
+from switchyard.private_files import REDIS_PASSWORD_FILE
 
 PRODUCTION = {
     "SECRET_KEY": secrets.token_urlsafe(64),
@@ -23,7 +24,7 @@ PRODUCTION = {
 
 
 def _manage(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL")}
+    clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL")}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=BASE_DIR,
@@ -49,3 +50,17 @@ def test_debug_is_off_unless_asked_for(tmp_path: Path) -> None:
 
     assert default.stdout.split() == ["False", "True"], default.stderr
     assert asked.stdout.split() == ["True", "False"], asked.stderr
+
+
+def test_without_redis_url_manage_py_finds_the_embedded_redis_with_its_password(tmp_path: Path) -> None:
+    """As manage.py run by hand beside `make run` does; the suite's own Redis has made the password file."""
+    show = (
+        "from urllib.parse import urlsplit; from django.conf import settings; "
+        "from switchyard.private_files import REDIS_PASSWORD_FILE; url = urlsplit(settings.REDIS_URL); "
+        "print(url.hostname, url.port, url.password == REDIS_PASSWORD_FILE.read_text().strip())"
+    )
+
+    result = _manage("shell", "--verbosity=0", "-c", show, env={"SWITCHYARD_REDIS_PORT": "6399"}, tmp_path=tmp_path)
+
+    assert REDIS_PASSWORD_FILE.exists()
+    assert result.stdout.split() == ["127.0.0.1", "6399", "True"], result.stderr
