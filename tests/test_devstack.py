@@ -229,9 +229,7 @@ def redis_children() -> Iterator[list[Child]]:
         stop(children)
 
 
-def test_the_embedded_redis_refuses_a_client_without_the_password(
-    tmp_path: Path, redis_children: list[Child]
-) -> None:
+def test_the_embedded_redis_refuses_a_client_without_the_password(tmp_path: Path, redis_children: list[Child]) -> None:
     url = start_redis(free_port(), port_hint="", into=redis_children, directory=tmp_path)
     password = REDIS_PASSWORD_FILE.read_text().strip()
     port = int(url.rsplit(":", 1)[1].split("/")[0])
