@@ -3,8 +3,9 @@
     python -m devstack run
         Embedded Redis (unless REDIS_URL is set), migrate, load_demo, then one
         Celery worker and uvicorn; creates a first superuser and prints its
-        password once. Ctrl-C (SIGINT), SIGTERM or SIGHUP stops everything it
-        started; so does the unexpected death of any of its children.
+        password once. A worker, web server or Redis that dies is started
+        again; one that dies more than 5 times within 60 s stops the stack.
+        Ctrl-C (SIGINT), SIGTERM or SIGHUP stops everything it started.
 
     python -m devstack test [--] [pytest arguments]
         Embedded Redis on a free port (unless REDIS_URL is set) around one

@@ -90,7 +90,7 @@ def run() -> int:
         wait_until_serving(f"{base_url}accounts/login/", services)
         admin_note = manage("ensure_admin", env=env, capture=True)
         print(banner(base_url, admin_note), flush=True)
-        supervise(services)
+        supervise(services, infrastructure)
     except Interrupted as stop_signal:
         print(f"\ndevstack: {stop_signal} received, stopping…", flush=True)
         return 0

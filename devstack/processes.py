@@ -39,9 +39,11 @@ class Interrupted(Exception):
 
 @dataclass
 class Child:
-    """A long-lived child process, leader of its own process group."""
+    """A long-lived child process, leader of its own process group, and how to start it again."""
 
     name: str
+    argv: Sequence[str]
+    env: dict[str, str]
     process: subprocess.Popen[bytes]
 
     def exited(self) -> bool:
@@ -83,13 +85,23 @@ def signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
+def _start(name: str, argv: Sequence[str], env: dict[str, str]) -> Child:
+    process = subprocess.Popen(
+        argv, env=env, cwd=BASE_DIR, stdin=subprocess.DEVNULL, process_group=0, preexec_fn=child_setup
+    )
+    return Child(name, argv, env, process)
+
+
 def spawn(name: str, argv: Sequence[str], env: dict[str, str], *, into: list[Child]) -> None:
     """Start a child in a new process group and append it to `into` before any stop signal can land."""
     with signals_deferred():
-        process = subprocess.Popen(
-            argv, env=env, cwd=BASE_DIR, stdin=subprocess.DEVNULL, process_group=0, preexec_fn=child_setup
-        )
-        into.append(Child(name, process))
+        into.append(_start(name, argv, env))
+
+
+def respawn(child: Child, *, within: list[Child]) -> None:
+    """Start an exited, reaped `child` again, as before, in its place in `within` (the order of stopping)."""
+    with signals_deferred():
+        within[within.index(child)] = _start(child.name, child.argv, child.env)
 
 
 def stop(children: Sequence[Child], grace: float = GRACE_SECONDS) -> None:

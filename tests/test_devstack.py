@@ -26,6 +26,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from devstack import BASE_DIR, Child, RedisFiles, free_port, port_is_free, start_redis, stop
+from devstack.supervision import RESTART_LIMIT, RestartBudget
 from switchyard.private_files import REDIS_PASSWORD_FILE
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="finds left-over processes through /proc")
@@ -65,6 +66,7 @@ class Stack:
     redis_port: int
     database: Path
     marker: str
+    env: dict[str, str]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -117,6 +119,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         redis_port=int(env["SWITCHYARD_REDIS_PORT"]),
         database=tmp_path / "devstack.sqlite3",
         marker=env[MARKER_VAR],
+        env=env,
     )
     try:
         yield running
@@ -187,8 +190,69 @@ def test_it_serves_the_site_and_stops_everything_on_ctrl_c(stack: Stack) -> None
         for public_id in models:
             assert public_id in home.text
 
-    os.killpg(stack.process.pid, signal.SIGINT)
+    _stopped_cleanly_on_ctrl_c(stack)
 
+
+def _children_of(parent: int) -> list[int]:
+    """Live child processes of `parent`. (Redis writes its title over its environment: no marker there.)"""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _only_pid(stack: Stack, program: bytes, *, other_than: int = 0) -> int:
+    """The pid of the one live child of the stack whose command line names `program`, once there is one."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        pids = []
+        for pid in _children_of(stack.process.pid):
+            with contextlib.suppress(OSError):
+                if program in Path(f"/proc/{pid}/cmdline").read_bytes() and pid != other_than:
+                    pids.append(pid)
+        if len(pids) == 1:
+            return pids[0]
+        assert stack.process.poll() is None, f"the dev stack exited:\n{stack.output()}"
+        assert time.monotonic() < deadline, f"no single {program!r} process: {pids}\n{stack.output()}"
+        time.sleep(0.1)
+
+
+def _api_key(stack: Stack) -> str:
+    created = subprocess.run(
+        [sys.executable, "manage.py", "create_api_key", "supervised"],
+        cwd=BASE_DIR,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip().splitlines()[-1]
+
+
+def _chat_completes(stack: Stack, key: str) -> str:
+    """The answer of one /v1 call through the simulated provider, retried while Redis or the worker come back."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    with httpx.Client(base_url=stack.base_url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
+        while True:
+            try:
+                reply = client.post(
+                    "/v1/chat/completions",
+                    json={"model": "sim/swift-mini", "messages": [{"role": "user", "content": "Still there?"}]},
+                )
+                if reply.status_code == 200:
+                    return str(reply.json()["choices"][0]["message"]["content"])
+                outcome = f"{reply.status_code} {reply.text[:300]}"
+            except httpx.TransportError as error:
+                outcome = repr(error)
+            assert time.monotonic() < deadline, f"no answer: {outcome}\n{stack.output()}"
+            time.sleep(0.5)
+
+
+def _stopped_cleanly_on_ctrl_c(stack: Stack) -> None:
+    os.killpg(stack.process.pid, signal.SIGINT)
     assert stack.process.wait(timeout=STOP_TIMEOUT) == 0, stack.output()
     deadline = time.monotonic() + 5
     while _group_alive(stack.process.pid) or _pids_with_marker(stack.marker):
@@ -200,24 +264,59 @@ def test_it_serves_the_site_and_stops_everything_on_ctrl_c(stack: Stack) -> None
 
 
 @linux_only
-def test_it_stops_everything_with_a_clear_message_when_a_child_dies(stack: Stack) -> None:
-    with httpx.Client(base_url=stack.base_url, timeout=10) as client:
-        _wait_until_serving(stack, client)
+def test_a_worker_or_redis_that_dies_is_restarted_and_calls_go_on(stack: Stack) -> None:
     stack.wait_for_output(r"Ctrl-C stops everything")
-    (worker,) = [
-        pid for pid in _pids_with_marker(stack.marker) if b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+    key = _api_key(stack)
+    assert _chat_completes(stack, key)
+    web = _only_pid(stack, b"uvicorn")
+    worker = _only_pid(stack, b"celery")
 
-    os.kill(worker, signal.SIGKILL)
+    os.killpg(worker, signal.SIGKILL)
+
+    stack.wait_for_output(r"devstack: the Celery worker exited \(status -9, SIGKILL\); restarting it\.")
+    assert _only_pid(stack, b"celery", other_than=worker)
+    assert _chat_completes(stack, key)
+
+    redis_server = _only_pid(stack, b"redis-server")
+    os.killpg(redis_server, signal.SIGKILL)
+
+    stack.wait_for_output(r"devstack: the embedded Redis exited \(status -9, SIGKILL\); restarting it\.")
+    assert _only_pid(stack, b"redis-server", other_than=redis_server)
+    assert _chat_completes(stack, key)
+    assert _only_pid(stack, b"uvicorn") == web, "the web server was restarted too"
+    _stopped_cleanly_on_ctrl_c(stack)
+
+
+@linux_only
+def test_a_worker_that_keeps_dying_stops_the_stack_with_a_message(stack: Stack) -> None:
+    stack.wait_for_output(r"Ctrl-C stops everything")
+    worker = 0
+    for _ in range(RESTART_LIMIT + 1):
+        worker = _only_pid(stack, b"celery", other_than=worker)
+        os.killpg(worker, signal.SIGKILL)
 
     assert stack.process.wait(timeout=STOP_TIMEOUT) == 1, stack.output()
-    assert "The Celery worker exited unexpectedly (status -9); stopping the others." in stack.output()
+    assert stack.output().count("devstack: the Celery worker exited (status -9, SIGKILL); restarting it.") == 5
+    assert (
+        f"The Celery worker exited (status -9, SIGKILL), more than {RESTART_LIMIT} times within 60 s: "
+        "it keeps dying, so the stack stops." in stack.output()
+    )
     deadline = time.monotonic() + 5
     while _pids_with_marker(stack.marker):
         assert time.monotonic() < deadline, f"left behind: {_pids_with_marker(stack.marker)}\n{stack.output()}"
         time.sleep(0.05)
     assert port_is_free("127.0.0.1", stack.web_port)
     assert port_is_free("127.0.0.1", stack.redis_port)
+
+
+def test_the_restart_budget_allows_five_restarts_within_a_minute() -> None:
+    budget = RestartBudget()
+
+    assert [budget.allow("worker", now) for now in (0, 10, 20, 30, 40)] == [True] * 5
+    assert not budget.allow("worker", 59.9)
+    assert budget.allow("web", 59.9), "each child has its own budget"
+    assert budget.allow("worker", 60.0), "the restart at 0 s is a minute old"
+    assert not budget.allow("worker", 60.5)
 
 
 @pytest.fixture
