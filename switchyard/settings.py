@@ -202,7 +202,8 @@ DISPATCH_LINGER_MS = env.int("SWITCHYARD_DISPATCH_LINGER_MS", default=10)
 # A provider call never runs longer than this, whatever its chain.
 CALL_DEADLINE_SECONDS = env.int("SWITCHYARD_CALL_DEADLINE", default=600)
 
-SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG and env.bool("HTTPS", default=False))
+# Served over HTTPS, cookies are secure whether DEBUG is on or not.
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=env.bool("HTTPS", default=False))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)

@@ -24,7 +24,8 @@ PRODUCTION = {
 
 
 def _manage(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL")}
+    unset = ("DEBUG", "HTTPS", "SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+    clean = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=BASE_DIR,
@@ -43,13 +44,27 @@ def test_the_deployment_checklist_passes_with_production_variables(tmp_path: Pat
 
 
 def test_debug_is_off_unless_asked_for(tmp_path: Path) -> None:
-    show = "from django.conf import settings; print(settings.DEBUG, settings.SESSION_COOKIE_SECURE)"
+    show = "from django.conf import settings; print(settings.DEBUG)"
 
     default = _manage("shell", "--verbosity=0", "-c", show, env=PRODUCTION, tmp_path=tmp_path)
     asked = _manage("shell", "--verbosity=0", "-c", show, env={"DEBUG": "true"}, tmp_path=tmp_path)
 
-    assert default.stdout.split() == ["False", "True"], default.stderr
-    assert asked.stdout.split() == ["True", "False"], asked.stderr
+    assert default.stdout.split() == ["False"], default.stderr
+    assert asked.stdout.split() == ["True"], asked.stderr
+
+
+def test_cookies_are_secure_over_https_whether_debug_is_on_or_not(tmp_path: Path) -> None:
+    show = "from django.conf import settings; print(settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE)"
+
+    def secure(**env: str) -> list[str]:
+        result = _manage("shell", "--verbosity=0", "-c", show, env=env, tmp_path=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert secure(HTTPS="true") == ["True", "True"]
+    assert secure(HTTPS="true", DEBUG="true") == ["True", "True"]
+    assert secure(DEBUG="true") == ["False", "False"]
+    assert secure() == ["False", "False"]
 
 
 def test_without_redis_url_manage_py_finds_the_embedded_redis_with_its_password(tmp_path: Path) -> None:
