@@ -11,6 +11,7 @@ from pathlib import Path
 
 import environ
 import plotly
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 
 from switchyard.private_files import REDIS_PASSWORD_FILE, VAR_DIR, local_secret
 
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "adminsortable2",
+    "csp",
     "routing",
     "billing",
     "playground",
@@ -49,6 +51,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
+    # After servestatic: static files need no policy.
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -72,6 +76,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            "libraries": {"csp_nonce": "switchyard.csp_nonce"},
         },
     },
 ]
@@ -212,6 +217,26 @@ SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Every page's Content-Security-Policy (django-csp; the /v1 API, which serves
+# JSON only, does not pass through Django). Scripts and <style> elements come
+# from our static files or carry the response's nonce ({{ request.csp_nonce }}
+# in a template): no inline handler, no eval. Style attributes stay allowed:
+# plotly.js, the admin's scripts and htmx's settling set them.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "style-src-attr": [UNSAFE_INLINE],
+        # data: for the favicon and plotly's image export.
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 LOGGING = {
     "version": 1,
