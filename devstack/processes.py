@@ -87,7 +87,15 @@ def signals_deferred() -> Iterator[None]:
 
 def _start(name: str, argv: Sequence[str], env: dict[str, str]) -> Child:
     process = subprocess.Popen(
-        argv, env=env, cwd=BASE_DIR, stdin=subprocess.DEVNULL, process_group=0, preexec_fn=child_setup
+        argv,
+        env=env,
+        cwd=BASE_DIR,
+        stdin=subprocess.DEVNULL,
+        process_group=0,
+        # What the children write themselves, such as Redis's append-only
+        # file and log, is private to the user too.
+        umask=0o077,
+        preexec_fn=child_setup,
     )
     return Child(name, argv, env, process)
 

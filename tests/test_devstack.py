@@ -355,7 +355,8 @@ def test_what_the_embedded_redis_holds_survives_its_restart(tmp_path: Path, redi
     again = start_redis(port, port_hint="", into=redis_children, directory=tmp_path, persist=True)
 
     assert redis.Redis.from_url(again).lrange("queued", 0, -1) == [b"a task message", b"another"]
-    assert RedisFiles(port, tmp_path).append_only.exists()
+    files = RedisFiles(port, tmp_path)
+    assert stat.S_IMODE(files.append_only.stat().st_mode) == stat.S_IMODE(files.log.stat().st_mode) == 0o600
 
 
 def test_it_names_the_variable_to_change_when_the_redis_port_is_taken(tmp_path: Path) -> None:
