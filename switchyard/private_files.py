@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 VAR_DIR = Path(__file__).resolve().parent.parent / "var"
@@ -30,10 +31,29 @@ def private_dir(path: Path) -> None:
     _restrict(path, 0o700)
 
 
+def _create(path: Path, text: str) -> None:
+    """Create `path` holding `text`, 0600, unless it exists, without ever opening `path` itself.
+
+    The file is written under another name and linked into place: readers
+    never see it half-written, and of processes racing to create it the
+    first wins. Nor is a descriptor of `path` ever closed here: that would
+    drop the locks that this process's SQLite connections hold on it.
+    """
+    descriptor, draft = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)
+    finally:
+        os.unlink(draft)
+
+
 def private_file(path: Path) -> None:
     """Make sure the file `path` exists (empty if new) and is 0600. Missing directories are created 0700."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+    if not path.exists():
+        _create(path, "")
     _restrict(path, 0o600)
 
 
@@ -49,15 +69,5 @@ def local_secret(path: Path) -> str:
     """A random secret kept in `path`, created on first use, so that it survives restarts."""
     private_dir(path.parent)
     if not path.exists():
-        draft = path.with_name(f".{path.name}.{os.getpid()}")
-        draft.unlink(missing_ok=True)
-        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(secrets.token_urlsafe(50))
-        try:
-            # Processes starting together: the first link wins and all read its secret.
-            with contextlib.suppress(FileExistsError):
-                os.link(draft, path)
-        finally:
-            draft.unlink()
+        _create(path, secrets.token_urlsafe(50))
     return path.read_text().strip()

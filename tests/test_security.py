@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from django.test import Client
 
 from devstack import BASE_DIR
 from routing.models import Route
-from switchyard.private_files import local_secret, private_dir
+from switchyard.private_files import local_secret, private_dir, private_file
 
 
 def _mode(path: Path) -> int:
@@ -65,6 +66,31 @@ def test_a_new_sqlite_database_is_0600_in_a_0700_directory(tmp_path: Path) -> No
     assert result.returncode == 0, result.stdout + result.stderr
     assert _mode(database) == 0o600
     assert _mode(database.parent) == 0o700
+
+
+def test_making_an_open_database_private_leaves_its_locks_alone(tmp_path: Path) -> None:
+    """As each new connection of a worker's threads does, while other threads' connections hold locks."""
+    database = tmp_path / "locked.sqlite3"
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        private_file(database)
+
+        # Another process (POSIX locks are per process) finds the write lock still held.
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import sqlite3; sqlite3.connect({str(database)!r}, timeout=0).execute('BEGIN IMMEDIATE')",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "database is locked" in other.stderr
+    finally:
+        holder.close()
 
 
 @pytest.mark.django_db(transaction=True)
