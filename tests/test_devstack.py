@@ -126,6 +126,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     finally:
         # Only after a failed test is anything left: kill what this test started.
         if process.poll() is None:
+            # Its children first, each leading a group of its own; the embedded
+            # Redis carries no marker (its title overwrites its environment).
+            for child in _children_of(process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
