@@ -26,6 +26,7 @@ COPY . .
 # load; the real one is given at run time.
 RUN SECRET_KEY=collectstatic-only-not-a-secret python manage.py collectstatic --noinput \
     && mkdir -p var \
+    && chmod 0700 var \
     && chown switchyard:switchyard var
 
 ENV SERVESTATIC_USE_FINDERS=false \

@@ -1,5 +1,5 @@
 # `make run` and `make test` work on a machine with only Python 3.11.
-# The orchestration lives in switchyard/devstack.py; this file only keeps the
+# The orchestration lives in devstack/; this file only keeps the
 # virtualenv up to date with the pinned requirements.
 #
 #   make run                     HOST, PORT, REDIS_URL, DATABASE_URL, ... from the environment
@@ -20,10 +20,10 @@ endif
 .PHONY: run test
 
 run: $(VENV)/.installed-runtime
-	$(VPY) -m switchyard.devstack run
+	$(VPY) -m devstack run
 
 test: $(VENV)/.installed-dev $(JS_SDK) chromium
-	$(VPY) -m switchyard.devstack test -- $(PYTEST_ARGS)
+	$(VPY) -m devstack test -- $(PYTEST_ARGS)
 
 # The playground's browser tests (tests/playground/test_browser.py) drive Debian's
 # chromium. Missing, it is installed when make runs as root with apt-get; else,

@@ -40,8 +40,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import devstack  # noqa: E402
 from bench.loadgen import PhaseResult, run_phase  # noqa: E402
-from switchyard import devstack  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

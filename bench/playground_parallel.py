@@ -39,7 +39,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from switchyard import devstack  # noqa: E402
+import devstack  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 USERS = 20

@@ -1,37 +1,27 @@
 """Switchyard settings: read from environment variables only.
 
 Defaults are chosen so that `make run` needs nothing installed: SQLite under
-var/, the embedded Redis that the dev stack starts (see switchyard/devstack.py),
+var/, the embedded Redis that the dev stack starts (see devstack/),
 and a secret key generated once into var/. Production sets every variable.
 """
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 import environ
 import plotly
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
+
+from switchyard.private_files import REDIS_PASSWORD_FILE, VAR_DIR, local_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 
 DEBUG = env.bool("DEBUG", default=False)
 
-
-def _local_secret(name: str) -> str:
-    """A random secret kept in var/ so that it survives restarts of `make run`."""
-    path = VAR_DIR / name
-    if not path.exists():
-        VAR_DIR.mkdir(exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-SECRET_KEY = env.str("SECRET_KEY", default="") or _local_secret("secret_key")
+SECRET_KEY = env.str("SECRET_KEY", default="") or local_secret(VAR_DIR / "secret_key")
 # Provider API keys stored in the database are encrypted with this key. It is
 # separate from SECRET_KEY so that rotating SECRET_KEY does not lose them.
 SWITCHYARD_ENCRYPTION_KEY = env.str("SWITCHYARD_ENCRYPTION_KEY", default="") or SECRET_KEY
@@ -52,6 +42,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "adminsortable2",
+    "csp",
     "routing",
     "billing",
     "playground",
@@ -60,6 +51,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
+    # After servestatic: static files need no policy.
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -83,6 +76,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            "libraries": {"csp_nonce": "switchyard.csp_nonce"},
         },
     },
 ]
@@ -91,6 +85,8 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'switchyard.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, creating the database file 0600 (switchyard/sqlite3/base.py).
+    DATABASES["default"]["ENGINE"] = "switchyard.sqlite3"
     # A worker's booking threads and the web server write concurrently; WAL
     # plus a busy timeout keeps "database is locked" away. The test database is a file
     # (not in-memory) so that worker threads and a uvicorn subprocess share it.
@@ -152,9 +148,16 @@ SERVESTATIC_AUTOREFRESH = DEBUG
 
 # Redis: shared state (call event streams, run leases, spend counters, caches) and the Celery broker.
 # When REDIS_URL is unset the dev stack starts an embedded redis-server on
-# this port (see switchyard/devstack.py).
+# this port (see devstack/), which requires the password it generated into var/.
 EMBEDDED_REDIS_PORT = env.int("SWITCHYARD_REDIS_PORT", default=6380)
-REDIS_URL = env.str("REDIS_URL", default=f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
+
+
+def _embedded_redis_url() -> str:
+    auth = f":{REDIS_PASSWORD_FILE.read_text().strip()}@" if REDIS_PASSWORD_FILE.exists() else ""
+    return f"redis://{auth}127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
+
+
+REDIS_URL = env.str("REDIS_URL", default="") or _embedded_redis_url()
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 # kombu's Redis transport, minus a new redis-py client per acknowledgement.
@@ -216,7 +219,8 @@ CALL_SIGN_OF_LIFE_SECONDS = env.float("SWITCHYARD_CALL_SIGN_OF_LIFE", default=3.
 # back to the queue unacknowledged (routing/calls/booking.py).
 BOOKING_RETRY_SECONDS = env.int("SWITCHYARD_BOOKING_RETRY_SECONDS", default=300)
 
-SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG and env.bool("HTTPS", default=False))
+# Served over HTTPS, cookies are secure whether DEBUG is on or not.
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=env.bool("HTTPS", default=False))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
@@ -225,6 +229,26 @@ SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Every page's Content-Security-Policy (django-csp; the /v1 API, which serves
+# JSON only, does not pass through Django). Scripts and <style> elements come
+# from our static files or carry the response's nonce ({{ request.csp_nonce }}
+# in a template): no inline handler, no eval. Style attributes stay allowed:
+# plotly.js, the admin's scripts and htmx's settling set them.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "style-src-attr": [UNSAFE_INLINE],
+        # data: for the favicon and plotly's image export.
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 LOGGING = {
     "version": 1,

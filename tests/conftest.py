@@ -1,6 +1,6 @@
 """Session-wide fixtures.
 
-`make test` (switchyard/devstack.py) starts an embedded Redis on a free port
+`make test` (devstack/) starts an embedded Redis on a free port
 and exports its REDIS_URL before pytest starts; with REDIS_URL already set,
 that Redis is used instead and may be shared, so tests only ever delete the
 keys they created.
@@ -35,7 +35,7 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         pytest.fail(
             f"No Redis answers at REDIS_URL ({exc}). Run the suite with `make test`, or "
-            "`.venv/bin/python -m switchyard.devstack test -- <pytest args>`, which start one."
+            "`.venv/bin/python -m devstack test -- <pytest args>`, which start one."
         )
     finally:
         client.close()

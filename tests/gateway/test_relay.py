@@ -7,11 +7,13 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+import devstack
 from routing.calls import worker_loop
 from routing.calls.events import CallEvent, Done, Failed, Figures, Started, Text, encode
 from routing.calls.keys import stream_key
@@ -19,7 +21,6 @@ from routing.calls.stream import read_events
 from routing.gateway.app import _send_stream
 from routing.gateway.http import Response
 from routing.gateway.relay import sse_stream
-from switchyard import devstack
 from tests.call_specs import call_spec
 
 DONE = Done(Figures(model="up/m", input_tokens=3, output_tokens=2))
@@ -127,10 +128,10 @@ def test_a_quiet_stream_gets_a_keepalive_comment_and_then_its_end(redis_url: str
     assert data_lines(last)[-1] == "data: [DONE]"
 
 
-def test_a_stream_whose_redis_goes_away_ends_with_an_error_event(settings: Any) -> None:
+def test_a_stream_whose_redis_goes_away_ends_with_an_error_event(settings: Any, tmp_path: Path) -> None:
     """Not a cut connection: the client's SDK raises the stream's error, and the response ends properly."""
     own_redis: list[devstack.Child] = []
-    url = devstack.start_redis(devstack.free_port(), port_hint="", into=own_redis)
+    url = devstack.start_redis(devstack.free_port(), port_hint="", into=own_redis, directory=tmp_path)
     try:
         # The clients of the new event loop below are made with it.
         settings.REDIS_URL = url

@@ -93,6 +93,14 @@
     });
   });
 
+  // A refused vote (400) comes back as the vote box saying why: swap it in like an accepted one.
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    if (event.detail.xhr.status === 400 && event.target.closest(".vote-box")) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", () => { setUp(document); tick(); });
   document.addEventListener("htmx:load", (event) => {
     if (event.target.matches && event.target.matches("[data-pg-form]")) setUp(event.target.parentElement);
