@@ -82,7 +82,8 @@ def usage_table_locked() -> Iterator[None]:
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     with psycopg.connect(**params) as lock:
-        lock.execute("LOCK TABLE billing_usagerecord IN ACCESS EXCLUSIVE MODE")
+        # SHARE: inserts wait (they need ROW EXCLUSIVE), reads do not.
+        lock.execute("LOCK TABLE billing_usagerecord IN SHARE MODE")
         yield
         lock.rollback()
 
