@@ -112,7 +112,7 @@ async def chat_completions(request: Request, principal: Principal) -> Response:
     except ModelNotFound as exc:
         return openai_error(404, str(exc), param="model", code="model_not_found")
     except NoCapableModel as exc:
-        return openai_error(400, str(exc), param="model", code="model_not_supported")
+        return openai_error(400, str(exc), param=exc.param, code=exc.code)
     if caps.block is not None:
         return openai_error(
             429,

@@ -139,6 +139,15 @@ BODIES = [
          chat_body(messages=[*HI, {"role": "assistant", "tool_calls": [{"id": "c", "function": {
              "name": "f", "arguments": "[" * 2000 + "]" * 2000}}]}]),
          "messages[1].tool_calls[0].function.arguments", "invalid_value"),
+    Body("tools on a model not tagged tools", chat_body(model="sim/swift-mini", tools=[tool()]), "tools",
+         "unsupported_parameter"),
+    Body("a JSON schema on a model not tagged json",
+         chat_body(model="sim/swift-mini", response_format={"type": "json_object"}), "response_format",
+         "unsupported_parameter"),
+    Body("an image on a model not tagged vision",
+         chat_body(model="sim/swift-mini", messages=[{"role": "user", "content": [
+             {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]),
+         "messages", "unsupported_parameter"),
 ]  # fmt: skip
 
 
