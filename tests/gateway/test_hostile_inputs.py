@@ -51,6 +51,16 @@ def nested(levels: int) -> dict[str, Any]:
     return value
 
 
+def post(body: bytes, *, length: int | None = None, path: str = "/v1/chat/completions") -> bytes:
+    """A POST of `body` with the test's key; its Content-Length is len(body) unless `length` says otherwise."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer <api key>\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body) if length is None else length}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 # A chat completion body, POSTed whole with a true Content-Length, and the 400 it gets.
 @dataclass(frozen=True)
 class Body:
@@ -151,14 +161,24 @@ BODIES = [
 ]  # fmt: skip
 
 
-def post(body: bytes, *, length: int | None = None, path: str = "/v1/chat/completions") -> bytes:
-    """A POST of `body` with the test's key; its Content-Length is len(body) unless `length` says otherwise."""
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer <api key>\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body) if length is None else length}\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode() + body
+# The raw bytes of a whole request, sent in pieces with pauses (seconds) between them.
+@dataclass(frozen=True)
+class Raw:
+    id: str
+    pieces: tuple[bytes | float, ...]
+    # What the client gets; None: it hangs up after its last piece and gets nothing.
+    status: int | None
+    code: str | None = None
+    # A logger that the server's handling of the request ends with: the log
+    # is checked once it has spoken, not before.
+    settles_on: str | None = None
+
+
+VALID = chat_body()
+
+REQUESTS = [
+    Raw("client hangs up mid-body", (post(VALID, length=len(VALID) + 10),), None, settles_on="routing.gateway"),
+]
 
 
 @dataclass(frozen=True)
@@ -300,6 +320,21 @@ def test_a_hostile_body_gets_a_400_naming_the_field(refused: Any, row: Body) -> 
     assert answer.status == 400, answer
     error = answer.error()
     assert (error["param"], error["code"], error["type"]) == (row.param, row.code, "invalid_request_error")
+
+
+@pytest.mark.parametrize("row", REQUESTS, ids=[row.id for row in REQUESTS])
+def test_a_hostile_request_gets_its_answer_in_openais_shape(refused: Any, server_log: ServerLog, row: Raw) -> None:
+    answer = refused(row.pieces, hang_up=row.status is None)
+
+    if row.settles_on:
+        server_log.wait_for(row.settles_on)
+    if row.status is None:
+        assert answer is None
+        return
+    assert answer is not None and answer.status == row.status, answer
+    error = answer.error()
+    assert (error["param"], error["code"], error["type"]) == (None, row.code, "invalid_request_error")
+    assert answer.headers["connection"] == "close"
 
 
 def test_the_same_connection_and_key_get_an_answer_to_a_valid_request(
