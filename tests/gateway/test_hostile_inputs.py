@@ -166,19 +166,57 @@ BODIES = [
 class Raw:
     id: str
     pieces: tuple[bytes | float, ...]
-    # What the client gets; None: it hangs up after its last piece and gets nothing.
+    # What the client gets; None: no answer (the server just closes, or the client hangs up).
     status: int | None
     code: str | None = None
+    # The client closes the connection after its last piece, without reading.
+    hang_up: bool = False
     # A logger that the server's handling of the request ends with: the log
     # is checked once it has spoken, not before.
     settles_on: str | None = None
 
 
 VALID = chat_body()
+HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer <api key>\r\n"
+# The timeouts that the module's settings fixture gives the server.
+TIMEOUT = 1.0
 
 REQUESTS = [
-    Raw("client hangs up mid-body", (post(VALID, length=len(VALID) + 10),), None, settles_on="routing.gateway"),
-]
+    # Requests the HTTP parser refuses.
+    Raw("unknown method", (b"BREW /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",), 400,
+        "invalid_http_request"),
+    Raw("malformed request line", (b"GET /v1/models HTTP/1.1 please\r\nHost: 127.0.0.1\r\n\r\n",), 400,
+        "invalid_http_request"),
+    Raw("not HTTP at all (a TLS hello)", (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32),), 400,
+        "invalid_http_request"),
+    Raw("a raw non-ASCII byte in the path", (b"GET /v1/models/\xff HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",), 400,
+        "invalid_http_request"),
+    Raw("a Content-Length that is not a number", (HEAD + b"Content-Length: 12abc\r\n\r\n" + VALID,), 400,
+        "invalid_http_request"),
+    # Closing, the connection drops what follows the declared body, which is not JSON.
+    Raw("Content-Length shorter than the body", (post(VALID, length=10),), 400, None),
+    # Kept alive, it reads what follows as the next request: the first is dropped.
+    Raw("Content-Length shorter than the body, kept alive", (HEAD + b"Content-Length: 10\r\n\r\n" + VALID,), 400,
+        "invalid_http_request", settles_on="routing.gateway"),
+    # Headers over the limit (64 KiB), in one line or in many, on /v1 or elsewhere.
+    Raw("a 1 MB header", (HEAD + b"X-Big: " + b"a" * 2**20 + b"\r\n\r\n",), 431, "request_headers_too_large"),
+    Raw("100 headers of 1 KB", (HEAD + b"".join(b"X-%d: %s\r\n" % (i, b"b" * 1024) for i in range(100)) + b"\r\n",),
+        431, "request_headers_too_large"),
+    Raw("a 1 MB header on a page", (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 2**20 + b"\r\n\r\n",),
+        431, "request_headers_too_large"),
+    # Slow requests: past the timeouts, 408 and the connection closed.
+    Raw("Content-Length longer than the body", (post(VALID, length=len(VALID) + 10),), 408, "request_timeout",
+        settles_on="routing.gateway"),
+    Raw("body trickling in", (post(VALID)[:-15], *(x for byte in VALID[-15:] for x in (0.1, bytes([byte])))), 408,
+        "request_timeout", settles_on="routing.gateway"),
+    Raw("headers that never end", (HEAD,), 408, "request_timeout"),
+    Raw("headers trickling in", (HEAD, *(x for i in range(12) for x in (0.15, b"X-%d: slow\r\n" % i))), 408,
+        "request_timeout"),
+    Raw("a connection that sends nothing", (), None),
+    # A normal event: no answer, no trace in the log.
+    Raw("client hangs up mid-body", (post(VALID, length=len(VALID) + 10),), None, hang_up=True,
+        settles_on="routing.gateway"),
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -198,9 +236,9 @@ class Answer:
 def exchange(url: str, pieces: tuple[bytes | float, ...], key: str, *, hang_up: bool = False) -> Answer | None:
     """Send `pieces` (bytes, or a pause in seconds) on a fresh connection and read the answer until the server closes.
 
-    With `hang_up`, the client closes the connection after its last piece
-    and reads nothing. A piece the server no longer takes (it has answered
-    and closed) ends the sending.
+    None if nothing came back. With `hang_up`, the client closes the
+    connection after its last piece and reads nothing. A piece the server
+    no longer takes (it has answered and closed) ends the sending.
     """
     address = urlsplit(url)
     with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
@@ -217,6 +255,8 @@ def exchange(url: str, pieces: tuple[bytes | float, ...], key: str, *, hang_up: 
         received = b""
         while chunk := sock.recv(65536):
             received += chunk
+    if not received:
+        return None
     head, _, body = received.partition(b"\r\n\r\n")
     status_line, *lines = head.decode("latin-1").split("\r\n")
     headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
@@ -322,19 +362,31 @@ def test_a_hostile_body_gets_a_400_naming_the_field(refused: Any, row: Body) -> 
     assert (error["param"], error["code"], error["type"]) == (row.param, row.code, "invalid_request_error")
 
 
+@pytest.fixture
+def short_timeouts(settings: Any) -> None:
+    # The server reads them for each new connection.
+    settings.HTTP_HEADER_TIMEOUT_SECONDS = TIMEOUT
+    settings.HTTP_BODY_TIMEOUT_SECONDS = TIMEOUT
+
+
 @pytest.mark.parametrize("row", REQUESTS, ids=[row.id for row in REQUESTS])
-def test_a_hostile_request_gets_its_answer_in_openais_shape(refused: Any, server_log: ServerLog, row: Raw) -> None:
-    answer = refused(row.pieces, hang_up=row.status is None)
+def test_a_hostile_request_gets_its_answer_in_openais_shape(
+    refused: Any, server_log: ServerLog, short_timeouts: None, row: Raw
+) -> None:
+    started = time.monotonic()
+    answer = refused(row.pieces, hang_up=row.hang_up)
 
     if row.settles_on:
         server_log.wait_for(row.settles_on)
     if row.status is None:
-        assert answer is None
+        assert answer is None, answer
         return
     assert answer is not None and answer.status == row.status, answer
     error = answer.error()
     assert (error["param"], error["code"], error["type"]) == (None, row.code, "invalid_request_error")
     assert answer.headers["connection"] == "close"
+    if row.status == 408:
+        assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 2
 
 
 def test_the_same_connection_and_key_get_an_answer_to_a_valid_request(
