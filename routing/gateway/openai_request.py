@@ -269,9 +269,9 @@ def _check_depth(value: dict[str, Any] | list[Any], param: str, depth: int = 1) 
 
 
 def _check_arguments_depth(arguments: str, param: str) -> None:
-    # Adapters for Anthropic, Gemini and Ollama parse the arguments string.
-    # Only a string with more brackets than MAX_DEPTH can nest deeper, and
-    # counting them is much cheaper than parsing.
+    # The adapters for Anthropic, Gemini and Ollama parse the arguments
+    # string. Only a string with more brackets than MAX_DEPTH can nest
+    # deeper, and counting them is much cheaper than parsing.
     if arguments.count("{") + arguments.count("[") <= MAX_DEPTH:
         return
     try:
@@ -299,9 +299,9 @@ def _text(content: Any, param: str) -> tuple[str, tuple[str, ...]]:
             raise _invalid_type(where, "an object", part)
         kind = part.get("type")
         if kind == "text":
-            text = _string(part, "text", where)
-            if text is None:
-                raise _missing(f"{where}.text")
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise _missing(f"{where}.text") if text is None else _invalid_type(f"{where}.text", "a string", text)
             texts.append(text)
         elif kind == "image_url":
             url = part.get("image_url")
@@ -385,26 +385,24 @@ def _tool_calls(item: dict[str, Any], where: str) -> tuple[ToolCall, ...]:
     if not isinstance(raw, list):
         raise _invalid_type(f"{where}.tool_calls", "an array", raw)
     calls = []
+    # Checked inline, each param spelt out only on a fault: a long agent conversation holds many calls.
     for j, call in enumerate(raw):
-        at = f"{where}.tool_calls[{j}]"
         fn = call.get("function") if isinstance(call, dict) else None
-        name = _string(fn, "name", f"{at}.function") if isinstance(fn, dict) else None
-        if fn is None or name is None:
-            raise _missing(f"{at}.function.name")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if not isinstance(fn, dict) or not isinstance(name, str):
+            param = f"{where}.tool_calls[{j}].function.name"
+            raise _missing(param) if name is None else _invalid_type(param, "a string", name)
+        call_id = call.get("id")
+        if call_id is not None and not isinstance(call_id, str):
+            raise _invalid_type(f"{where}.tool_calls[{j}].id", "a string", call_id)
         arguments = fn.get("arguments", "")
-        if isinstance(arguments, str):
-            _check_arguments_depth(arguments, f"{at}.function.arguments")
-        else:
+        if not isinstance(arguments, str):
             if isinstance(arguments, (dict, list)):
-                _check_depth(arguments, f"{at}.function.arguments")
+                _check_depth(arguments, f"{where}.tool_calls[{j}].function.arguments")
             arguments = json.dumps(arguments)
-        calls.append(
-            ToolCall(
-                id=_string(call, "id", at) or f"call_{j}",
-                name=name,
-                arguments=arguments,
-            )
-        )
+        elif len(arguments) > MAX_DEPTH:
+            _check_arguments_depth(arguments, f"{where}.tool_calls[{j}].function.arguments")
+        calls.append(ToolCall(id=call_id or f"call_{j}", name=name, arguments=arguments))
     return tuple(calls)
 
 
