@@ -1,5 +1,5 @@
 # One image for every role; the command picks it (see docker-compose.yml):
-#   web (default)  uvicorn switchyard.asgi:application
+#   web (default)  python -m switchyard.server (uvicorn, as switchyard/server.py configures it)
 #   worker         celery -A switchyard worker --pool=threads ...
 #   beat           celery -A switchyard beat ...
 # Configuration comes from environment variables only (README.md).
@@ -35,6 +35,6 @@ ENV SERVESTATIC_USE_FINDERS=false \
 USER switchyard
 EXPOSE 8000
 
-# Django has no lifespan support ("--lifespan off"); open SSE streams get 10 s
-# to finish on shutdown. UVICORN_WORKERS sets the number of processes.
-CMD ["uvicorn", "switchyard.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off", "--timeout-graceful-shutdown", "10"]
+# switchyard/server.py holds the server's settings (shared with `make run` and
+# the tests) and its limits on requests. UVICORN_WORKERS sets the number of processes.
+CMD ["python", "-m", "switchyard.server", "--host", "0.0.0.0", "--port", "8000"]

@@ -279,9 +279,8 @@ def main() -> int:
         )  # fmt: skip
         devstack.spawn(
             "web",
-            [sys.executable, "-m", "uvicorn", "switchyard.asgi:application", "--host", "127.0.0.1",
-             "--port", str(web_port), "--lifespan", "off", "--no-access-log", "--log-level", "warning",
-             "--timeout-graceful-shutdown", "3"],
+            [sys.executable, "-m", "switchyard.server", "--host", "127.0.0.1",
+             "--port", str(web_port), "--no-access-log", "--log-level", "warning"],
             env, into=children,
         )  # fmt: skip
         base_url = f"http://127.0.0.1:{web_port}"

@@ -77,15 +77,8 @@ def run() -> int:
             "--loglevel=INFO",
         ]  # fmt: skip
         spawn("Celery worker", worker, env, into=services)
-        web = [
-            sys.executable, "-m", "uvicorn", "switchyard.asgi:application",
-            "--host", host,
-            "--port", str(port),
-            # Django has no lifespan support; "auto" only logs that.
-            "--lifespan", "off",
-            # Open SSE streams would otherwise hold a shutdown until SIGKILL.
-            "--timeout-graceful-shutdown", "3",
-        ]  # fmt: skip
+        # uvicorn with the project's protocol, limits and shutdown (switchyard/server.py).
+        web = [sys.executable, "-m", "switchyard.server", "--host", host, "--port", str(port)]
         spawn("web server (uvicorn)", web, env, into=services)
         wait_until_serving(f"{base_url}accounts/login/", services)
         admin_note = manage("ensure_admin", env=env, capture=True)

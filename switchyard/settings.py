@@ -187,6 +187,16 @@ CELERY_DB_REUSE_MAX = 1000 if DATABASES["default"]["ENGINE"].endswith("sqlite3")
 API_MAX_BODY_BYTES = env.int("SWITCHYARD_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
+# How a request must arrive at the web server (switchyard/server.py), on every
+# path. Its headers: within this many seconds of its first byte (of the
+# connection's opening, for a connection's first request), and no larger than
+# this many bytes (request line included). Its body: within this many seconds
+# of the end of the headers; past either deadline the server answers 408 and
+# closes the connection.
+HTTP_HEADER_TIMEOUT_SECONDS = env.float("SWITCHYARD_HEADER_TIMEOUT", default=10)
+HTTP_MAX_HEADER_BYTES = env.int("SWITCHYARD_MAX_HEADER_BYTES", default=64 * 1024)
+HTTP_BODY_TIMEOUT_SECONDS = env.float("SWITCHYARD_BODY_TIMEOUT", default=30)
+
 # Threads of a worker that book its calls (routing/calls/db_lane.py): each holds a
 # database connection; the task threads need one only on rare paths (a
 # registry reload, a redelivered task).

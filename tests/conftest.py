@@ -91,10 +91,11 @@ def calls_settled() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def gateway_url(django_db_setup: Any) -> Iterator[str]:
-    """The whole site (ASGI, so SSE streams) under a real uvicorn on 127.0.0.1."""
+    """The whole site (ASGI, so SSE streams) under a real uvicorn on 127.0.0.1, with switchyard.server's options."""
     from switchyard.asgi import application
+    from switchyard.server import options
 
-    with serve(application) as url:
+    with serve(application, **options()) as url:
         yield url
 
 

@@ -91,7 +91,7 @@ def worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
 def web(stack_env: dict[str, str], celery_worker: Any) -> Iterator[str]:
     port = free_port()
     process = start(
-        [sys.executable, "-m", "uvicorn", "switchyard.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "switchyard.server", "--host", "127.0.0.1", "--port", str(port)],
         stack_env,
     )
     url = f"http://127.0.0.1:{port}"

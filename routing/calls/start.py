@@ -118,7 +118,7 @@ def call_spec_for(
     except ModelNotFound as exc:
         raise CallRefused(str(exc), status=404, code="model_not_found", param="model") from None
     except NoCapableModel as exc:
-        raise CallRefused(str(exc), status=400, code="model_not_supported", param="model") from None
+        raise CallRefused(str(exc), status=400, code=exc.code, param=exc.param) from None
     return CallSpec(
         call_id=call_id,
         created_at=created_at,

@@ -20,7 +20,7 @@ import redis
 
 from billing.api_auth import Principal, aauthenticate, amark_used, bearer_token
 from routing.gateway.endpoints import chat_completions, model_retrieve, models_list
-from routing.gateway.http import Receive, Request, Response, openai_error
+from routing.gateway.http import ClientDisconnected, Receive, Request, Response, openai_error
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ class GatewayApp:
             # whose cleanup cancels the call upstream.
             watcher = asyncio.create_task(_cancel_on_disconnect(receive, asyncio.current_task()))
             await _send_stream(send, response)
+        except ClientDisconnected:
+            # No call was started: it starts only once the whole body is in.
+            logger.debug("%s %s: the client went away before its request arrived", request.method, request.path)
         except asyncio.CancelledError:
             if watcher is None or not watcher.done():
                 raise
@@ -86,7 +89,7 @@ class GatewayApp:
                 "Switchyard's queue is unavailable; try again shortly.",
                 type="server_error",
             )
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ClientDisconnected):
             raise
         except Exception:
             logger.exception("unexpected error on %s", request.path)

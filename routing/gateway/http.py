@@ -6,7 +6,6 @@ must not be able to tell Switchyard from OpenAI.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -50,6 +49,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class ClientDisconnected(Exception):
+    """The client went away before its request had arrived: a normal event, with no one left to answer."""
+
+
 @dataclass
 class Request:
     method: str
@@ -66,7 +69,7 @@ class Request:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                raise asyncio.CancelledError
+                raise ClientDisconnected
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:

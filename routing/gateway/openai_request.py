@@ -9,11 +9,17 @@ parallel_tool_calls to OpenAI-compatible providers and, as
 disable_parallel_tool_use, to Anthropic. Parameters that no adapter maps
 (logprobs, logit_bias, …) are dropped rather than passed through to fail
 upstream.
+
+Everything that reaches the worker is checked here, once: a value the worker
+could not take (a non-string where a string belongs, a lone surrogate, which
+has no UTF-8 form, JSON nested past MAX_DEPTH) is a 400 naming the field,
+never a failed call or a 500.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +63,14 @@ def _invalid_value(param: str, message: str) -> InvalidRequest:
     return InvalidRequest(message, param, "invalid_value")
 
 
+def _string(item: dict[str, Any], name: str, where: str) -> str | None:
+    """item[name] when it is a string, None when it is absent or null; any other value is refused."""
+    value = item.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise _invalid_type(f"{where}.{name}", "a string", value)
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedRequest:
     model: str
@@ -77,14 +91,31 @@ def _not_json(constant: str) -> None:
 # One decoder: json.loads with an option builds a new one per call.
 _DECODER = json.JSONDecoder(parse_constant=_not_json)
 
+# How deep the free-form JSON that travels on to a provider (tool parameters, a
+# response schema, tool call arguments) may nest. Python's JSON encoder and
+# decoder give up near 1000 levels less the depth of the stack they run on:
+# without a limit, what the gateway could read might still fail in the worker,
+# whose stack is deeper, or upstream.
+MAX_DEPTH = 64
+
+# Strict UTF-8 decoding refuses surrogates sent as raw bytes, so the only way
+# a lone surrogate gets into the body is a \uD800-\uDFFF escape. A search for
+# one costs well under a microsecond on a typical body; only a body that has
+# one (an emoji escaped as a pair, say) is walked.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
 
 def parse_chat_body(raw: bytes) -> ParsedRequest:
     try:
         body = _DECODER.decode(raw.decode())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except RecursionError as exc:
+        raise InvalidRequest("We could not parse the JSON body of your request: it is nested too deeply.") from exc
+    except ValueError as exc:  # UnicodeDecodeError included
         raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    if _SURROGATE_ESCAPE.search(raw):
+        _refuse_lone_surrogates(body)
     model = body.get("model")
     if model is None or model == "":
         raise _missing("model")
@@ -184,6 +215,75 @@ def _json_type(value: Any) -> str:
     }.get(type(value), "null")
 
 
+def _refuse_lone_surrogates(body: dict[str, Any]) -> None:
+    # Iterative, since the body may nest as deep as the decoder allowed; each
+    # node carries its path as (parent's path, key), spelt out only on a find.
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(body, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                if _has_lone_surrogate(key):
+                    raise _lone_surrogate(path, in_key=True)
+                stack.append((item, (path, key)))
+        elif isinstance(value, list):
+            stack.extend((item, (path, i)) for i, item in reversed(list(enumerate(value))))
+        elif isinstance(value, str) and _has_lone_surrogate(value):
+            raise _lone_surrogate(path)
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    # A surrogate is the only code point that UTF-8 has no encoding for.
+    if text.isascii():
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _lone_surrogate(path: tuple[Any, ...], *, in_key: bool = False) -> InvalidRequest:
+    # The keys on the path were all checked before the walk went below them:
+    # the param, unlike the offending string itself, can be encoded.
+    steps: list[Any] = []
+    while path:
+        path, step = path
+        steps.append(step)
+    param = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in reversed(steps)).lstrip(".")
+    where = f"'{param}'" if param else "request body"
+    what = "one of its keys holds" if in_key else "the string holds"
+    return InvalidRequest(
+        f"Invalid {where}: {what} a lone UTF-16 surrogate (\\ud800-\\udfff), which is not valid Unicode.",
+        param or None,
+        "invalid_value",
+    )
+
+
+def _check_depth(value: dict[str, Any] | list[Any], param: str, depth: int = 1) -> None:
+    for child in value.values() if isinstance(value, dict) else value:
+        if isinstance(child, (dict, list)):
+            if depth == MAX_DEPTH:
+                raise _invalid_value(param, f"Invalid '{param}': nested more than {MAX_DEPTH} levels deep.")
+            _check_depth(child, param, depth + 1)
+
+
+def _check_arguments_depth(arguments: str, param: str) -> None:
+    # The adapters for Anthropic, Gemini and Ollama parse the arguments
+    # string. Only a string with more brackets than MAX_DEPTH can nest
+    # deeper, and counting them is much cheaper than parsing.
+    if arguments.count("{") + arguments.count("[") <= MAX_DEPTH:
+        return
+    try:
+        value = json.loads(arguments)
+    except RecursionError:
+        raise _invalid_value(param, f"Invalid '{param}': nested more than {MAX_DEPTH} levels deep.") from None
+    except ValueError:
+        return  # not JSON: the adapters that need an object refuse it, as the provider would
+    if isinstance(value, (dict, list)):
+        _check_depth(value, param)
+
+
 def _text(content: Any, param: str) -> tuple[str, tuple[str, ...]]:
     if content is None:
         return "", ()
@@ -197,9 +297,13 @@ def _text(content: Any, param: str) -> tuple[str, tuple[str, ...]]:
         where = f"{param}[{i}]"
         if not isinstance(part, dict):
             raise _invalid_type(where, "an object", part)
-        if part.get("type") == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif part.get("type") == "image_url":
+        kind = part.get("type")
+        if kind == "text":
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise _missing(f"{where}.text") if text is None else _invalid_type(f"{where}.text", "a string", text)
+            texts.append(text)
+        elif kind == "image_url":
             url = part.get("image_url")
             url = url.get("url") if isinstance(url, dict) else url
             if not isinstance(url, str):
@@ -230,31 +334,33 @@ def _messages(raw: Any) -> tuple[str | None, tuple[Message, ...]]:
         where = f"messages[{i}]"
         if not isinstance(item, dict):
             raise _invalid_type(where, "an object", item)
+        # Checked inline, not with _string: this runs for every message of a long conversation.
         role = item.get("role")
-        if role not in _ROLES:
-            raise _invalid_value(
-                f"{where}.role",
-                f"Invalid value for '{where}.role': expected one of system, developer, user, assistant, tool.",
-            )
+        if not isinstance(role, str) or role not in _ROLES:
+            raise _bad_role(role, f"{where}.role")
+        name = item.get("name")
+        if name is not None and not isinstance(name, str):
+            raise _invalid_type(f"{where}.name", "a string", name)
         text, images = _text(item.get("content"), f"{where}.content")
         if role in ("system", "developer"):
             system.append(text)
         elif role in ("tool", "function"):
-            call_id = item.get("tool_call_id") or item.get("name")
-            if not isinstance(call_id, str):
+            # A `function` message (the API's older form) names its call by `name`.
+            call_id = _string(item, "tool_call_id", where) or name
+            if call_id is None:
                 raise _missing(f"{where}.tool_call_id")
             messages.append(
                 Message(
                     role="tool",
                     content=text,
                     tool_call_id=call_id,
-                    name=item.get("name"),
+                    name=name,
                 )
             )
         elif role == "assistant":
             messages.append(Message(role="assistant", content=text, tool_calls=_tool_calls(item, where)))
         else:
-            messages.append(Message(role="user", content=text, images=images, name=item.get("name")))
+            messages.append(Message(role="user", content=text, images=images, name=name))
     if not messages:
         raise _invalid_value(
             "messages",
@@ -263,25 +369,40 @@ def _messages(raw: Any) -> tuple[str | None, tuple[Message, ...]]:
     return ("\n\n".join(system) if system else None), tuple(messages)
 
 
+def _bad_role(role: Any, param: str) -> InvalidRequest:
+    if role is None:
+        return _missing(param)
+    if not isinstance(role, str):
+        return _invalid_type(param, "a string", role)
+    return _invalid_value(
+        param,
+        f"Invalid value for '{param}': expected one of system, developer, user, assistant, tool.",
+    )
+
+
 def _tool_calls(item: dict[str, Any], where: str) -> tuple[ToolCall, ...]:
     raw = item.get("tool_calls") or []
     if not isinstance(raw, list):
         raise _invalid_type(f"{where}.tool_calls", "an array", raw)
     calls = []
+    # Checked inline, each param spelt out only on a fault: a long agent conversation holds many calls.
     for j, call in enumerate(raw):
         fn = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise _missing(f"{where}.tool_calls[{j}].function.name")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if not isinstance(fn, dict) or not isinstance(name, str):
+            param = f"{where}.tool_calls[{j}].function.name"
+            raise _missing(param) if name is None else _invalid_type(param, "a string", name)
+        call_id = call.get("id")
+        if call_id is not None and not isinstance(call_id, str):
+            raise _invalid_type(f"{where}.tool_calls[{j}].id", "a string", call_id)
         arguments = fn.get("arguments", "")
         if not isinstance(arguments, str):
+            if isinstance(arguments, (dict, list)):
+                _check_depth(arguments, f"{where}.tool_calls[{j}].function.arguments")
             arguments = json.dumps(arguments)
-        calls.append(
-            ToolCall(
-                id=str(call.get("id") or f"call_{j}"),
-                name=fn["name"],
-                arguments=arguments,
-            )
-        )
+        elif len(arguments) > MAX_DEPTH:
+            _check_arguments_depth(arguments, f"{where}.tool_calls[{j}].function.arguments")
+        calls.append(ToolCall(id=call_id or f"call_{j}", name=name, arguments=arguments))
     return tuple(calls)
 
 
@@ -315,16 +436,18 @@ def _tools(raw: Any) -> tuple[ToolSpec, ...]:
                 f"tools[{i}]",
                 f"Invalid value for 'tools[{i}]': expected a function tool.",
             )
-        name = fn.get("name")
-        if not isinstance(name, str) or not name:
-            raise _missing(f"tools[{i}].function.name")
+        where = f"tools[{i}].function"
+        name = _string(fn, "name", where)
+        if not name:
+            raise _missing(f"{where}.name")
         parameters = fn.get("parameters") or {"type": "object", "properties": {}}
         if not isinstance(parameters, dict):
-            raise _invalid_type(f"tools[{i}].function.parameters", "an object", parameters)
+            raise _invalid_type(f"{where}.parameters", "an object", parameters)
+        _check_depth(parameters, f"{where}.parameters")
         tools.append(
             ToolSpec(
                 name=name,
-                description=str(fn.get("description") or ""),
+                description=_string(fn, "description", where) or "",
                 parameters=parameters,
             )
         )
@@ -364,6 +487,7 @@ def _response_format(raw: Any) -> ResponseFormat | None:
     schema = spec.get("schema") or {}
     if not isinstance(schema, dict):
         raise _invalid_type("response_format.json_schema.schema", "an object", schema)
+    _check_depth(schema, "response_format.json_schema.schema")
     description = spec.get("description") or ""
     if not isinstance(description, str):
         raise _invalid_type("response_format.json_schema.description", "a string", description)

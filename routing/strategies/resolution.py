@@ -15,7 +15,21 @@ class ModelNotFound(Exception):
 
 
 class NoCapableModel(Exception):
-    pass
+    """No model that was asked for can take the request; `param` and `code` are OpenAI's for the fault."""
+
+    def __init__(self, message: str, param: str, code: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+# The field of a request that needs each capability (OpenAI names it as the
+# param of its "Unsupported parameter" error), and the capability in words.
+_NEEDED_BY = {
+    "tools": ("tools", "tools"),
+    "json": ("response_format", "JSON output"),
+    "vision": ("messages", "images"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +45,17 @@ def resolve(catalog: Catalog, requested: str, request: ChatRequest) -> Resolutio
     if model is not None:
         if not model.usable:
             raise ModelNotFound(f"The model `{requested}` is disabled.")
+        # Asked for by name, a model is not swapped for another: it refuses
+        # what it cannot do, as OpenAI does, rather than fail upstream or
+        # answer without it.
+        if missing := needed_capabilities(request) - model.capabilities:
+            param, capability = _NEEDED_BY[min(missing)]
+            raise NoCapableModel(
+                f"Unsupported parameter: '{param}' is not supported with this model "
+                f"(`{requested}` does not support {capability}).",
+                param,
+                "unsupported_parameter",
+            )
         return Resolution(route="", chain=(requested,), skipped=(), request=request)
     route = catalog.routes.get(requested)
     if route is None or not route.enabled:
@@ -49,7 +74,9 @@ def resolve(catalog: Catalog, requested: str, request: ChatRequest) -> Resolutio
             chain.append(model_id)
     if not chain:
         what = ", ".join(sorted(needed)) or "an enabled model"
-        raise NoCapableModel(f"No model of route `{requested}` can take this request (it needs {what}).")
+        raise NoCapableModel(
+            f"No model of route `{requested}` can take this request (it needs {what}).", "model", "model_not_supported"
+        )
     return Resolution(route=route.name, chain=tuple(chain), skipped=tuple(skipped), request=request)
 
 
