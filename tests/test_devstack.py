@@ -273,7 +273,7 @@ def test_a_worker_or_redis_that_dies_is_restarted_and_calls_go_on(stack: Stack) 
     stack.wait_for_output(r"Ctrl-C stops everything")
     key = _api_key(stack)
     assert _chat_completes(stack, key)
-    web = _only_pid(stack, b"uvicorn")
+    web = _only_pid(stack, b"switchyard.server")
     worker = _only_pid(stack, b"celery")
 
     os.killpg(worker, signal.SIGKILL)
@@ -288,7 +288,7 @@ def test_a_worker_or_redis_that_dies_is_restarted_and_calls_go_on(stack: Stack) 
     stack.wait_for_output(r"devstack: the embedded Redis exited \(status -9, SIGKILL\); restarting it\.")
     assert _only_pid(stack, b"redis-server", other_than=redis_server)
     assert _chat_completes(stack, key)
-    assert _only_pid(stack, b"uvicorn") == web, "the web server was restarted too"
+    assert _only_pid(stack, b"switchyard.server") == web, "the web server was restarted too"
     _stopped_cleanly_on_ctrl_c(stack)
 
 
