@@ -87,7 +87,8 @@ class LeaseKeeper:
 
 def renewal_period() -> float:
     """How often a live run's lease is renewed: a third of its length."""
-    return settings.CALL_RUN_LEASE_SECONDS / 3
+    period: float = settings.CALL_RUN_LEASE_SECONDS / 3
+    return period
 
 
 lease_keeper = LeaseKeeper()
