@@ -83,7 +83,9 @@ class ProviderAdapter(abc.ABC):
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             # Well-formed JSON of an unexpected shape: the provider's answer is
             # unusable, which is the provider's failure, not a crash of ours.
-            error = ProviderError(ErrorKind.UNAVAILABLE, f"the provider sent an unexpected answer ({type(exc).__name__})")
+            error = ProviderError(
+                ErrorKind.UNAVAILABLE, f"the provider sent an unexpected answer ({type(exc).__name__})"
+            )
         finally:
             # Now, not when the garbage collector finds it: this releases the upstream connection.
             await events.aclose()
