@@ -4,6 +4,7 @@
 #
 #   make run                     HOST, PORT, REDIS_URL, DATABASE_URL, ... from the environment
 #   make test PYTEST_ARGS="-x tests/routing"
+#   make lint                    ruff (lint and format) and mypy; make test runs it first
 
 PYTHON ?= python3
 VENV := .venv
@@ -17,13 +18,19 @@ ifneq ($(shell command -v node && command -v npm),)
 JS_SDK := $(JS_DIR)/node_modules/.installed
 endif
 
-.PHONY: run test
+.PHONY: run test lint
 
 run: $(VENV)/.installed-runtime
 	$(VPY) -m devstack run
 
-test: $(VENV)/.installed-dev $(JS_SDK) chromium
+test: lint $(VENV)/.installed-dev $(JS_SDK) chromium
 	$(VPY) -m devstack test -- $(PYTEST_ARGS)
+
+# Style and types, configured in pyproject.toml: CI fails on them as on a test.
+lint: $(VENV)/.installed-dev
+	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
+	$(VPY) -m mypy
 
 # The playground's browser tests (tests/playground/test_browser.py) drive Debian's
 # chromium. Missing, it is installed when make runs as root with apt-get; else,

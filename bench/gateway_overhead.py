@@ -257,7 +257,9 @@ def main() -> int:
             own = {"direct": upstream_paced_p50(upstream_port)}
             before = {pid: cpu_seconds(pid) for pid in (web_pid, worker_pid, redis_pid)}
             calls_before = {pid: system_calls(pid) for pid in before}
-            with profiling(args.profile, f"{number}-{p.model}-c{p.concurrency}", {"web": web_pid, "worker": worker_pid}):
+            with profiling(
+                args.profile, f"{number}-{p.model}-c{p.concurrency}", {"web": web_pid, "worker": worker_pid}
+            ):
                 through = asyncio.run(phase(web_port, f"bench/bench-{p.model}", p, auth))
             own["through"] = upstream_paced_p50(upstream_port)
             spent = {pid: (cpu_seconds(pid) - before[pid]) * 1000 / max(1, through.completed) for pid in before}
@@ -308,7 +310,9 @@ def main() -> int:
         server = redis.Redis.from_url(redis_url)
         used = server.info("memory")["used_memory"] / 2**20
         streams = sum(1 for _ in server.scan_iter(match="sy:call:*", count=1000, _type="stream"))
-        print(f"\nRedis after {through_calls} calls: {used:.1f} MiB used, {server.dbsize()} keys, {streams} call streams")
+        print(
+            f"\nRedis after {through_calls} calls: {used:.1f} MiB used, {server.dbsize()} keys, {streams} call streams"
+        )
         server.close()
         return 0
     finally:

@@ -146,7 +146,7 @@ async def run_phase(
                 started = time.perf_counter()
                 try:
                     status, ttft, answer = await asyncio.wait_for(connection.post(path, body, headers), 60)
-                except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
                     connection.close()
                     result.errors += 1
                     if len(result.error_samples) < 3:

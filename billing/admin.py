@@ -8,6 +8,7 @@ what one call cost.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import redis
 from django.contrib import admin, messages
@@ -21,8 +22,24 @@ from billing.money import format_usd, from_units
 from billing.periods import period_bounds
 from billing.services import api_key_revoke
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
-class TeamMembershipInline(admin.TabularInline):
+
+class TeamTotals(TypedDict):
+    """What TeamAdmin's list annotates each team with (None where a subquery finds no row)."""
+
+    month_units: int | Decimal | None  # PostgreSQL sums a bigint as a numeric
+    members: int | None
+    active_keys: int | None
+    caps: int | None
+
+
+if TYPE_CHECKING:
+    TeamWithTotals = WithAnnotations[Team, TeamTotals]
+
+
+class TeamMembershipInline(admin.TabularInline[TeamMembership, Team]):
     model = TeamMembership
     extra = 0
     autocomplete_fields = ("user",)
@@ -31,14 +48,14 @@ class TeamMembershipInline(admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(admin.ModelAdmin[Team]):
     list_display = ("name", "slug", "member_count", "active_key_count", "spent_this_month", "cap_count")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("created_at",)
     inlines = (TeamMembershipInline,)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TeamWithTotals]:
         month_start, _ = period_bounds(SpendCap.Period.MONTH, timezone.now())
         spend = (
             UsageRecord.objects.filter(team=OuterRef("pk"), created_at__gte=month_start, cost_usd__isnull=False)
@@ -68,19 +85,19 @@ class TeamAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="members", ordering="members")
-    def member_count(self, obj: Team) -> int:
+    def member_count(self, obj: TeamWithTotals) -> int:
         return obj.members or 0
 
     @admin.display(description="active API keys", ordering="active_keys")
-    def active_key_count(self, obj: Team) -> int:
+    def active_key_count(self, obj: TeamWithTotals) -> int:
         return obj.active_keys or 0
 
     @admin.display(description="spent this month (UTC)", ordering="month_units")
-    def spent_this_month(self, obj: Team) -> str:
+    def spent_this_month(self, obj: TeamWithTotals) -> str:
         return format_usd(from_units(int(obj.month_units or 0)), rounded=True)
 
     @admin.display(description="spend caps", ordering="caps")
-    def cap_count(self, obj: Team) -> int:
+    def cap_count(self, obj: TeamWithTotals) -> int:
         return obj.caps or 0
 
 
@@ -88,7 +105,7 @@ class KeyStatusFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "status"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
         return [("active", "Active"), ("revoked", "Revoked")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
@@ -100,7 +117,7 @@ class KeyStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     """Keys are created where their plain value can be shown once (`manage.py create_api_key`), not here."""
 
     list_display = ("key", "name", "user", "team", "created_at", "last_used_at", "status")
@@ -132,7 +149,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(SpendCap)
-class SpendCapAdmin(admin.ModelAdmin):
+class SpendCapAdmin(admin.ModelAdmin[SpendCap]):
     list_display = (
         "applies_to",
         "period",
@@ -201,7 +218,7 @@ class UsageStatusFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "status"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
         return [*UsageRecord.Status.choices, ("unpriced", "Unpriced")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[UsageRecord]) -> QuerySet[UsageRecord]:
@@ -214,7 +231,7 @@ class UsageStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
     list_display = (
         "created_at",
         "request_id",

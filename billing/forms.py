@@ -30,5 +30,6 @@ class ApiKeyCreateForm(forms.Form):
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # A key can only be booked to a team its owner belongs to.
-        team: forms.ModelChoiceField = self.fields["team"]  # type: ignore[assignment]
+        team = self.fields["team"]
+        assert isinstance(team, forms.ModelChoiceField)
         team.queryset = Team.objects.filter(memberships__user=user).order_by("name")

@@ -176,9 +176,12 @@ class SpendCap(models.Model):
     @property
     def subject_label(self) -> str:
         if self.team_id is not None:
+            assert self.team is not None
             return f"team {self.team.slug}"
         if self.api_key_id is not None:
+            assert self.api_key is not None
             return f"API key {self.api_key.prefix}…"
         if self.user_id is not None:
+            assert self.user is not None
             return f"user {self.user.get_username()}"
         return "nobody"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -23,11 +23,8 @@ from billing.services import api_key_create, api_key_revoke
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
     from django.db.models import QuerySet
-    from django_htmx.middleware import HtmxDetails
 
-    class HtmxHttpRequest(HttpRequest):
-        htmx: HtmxDetails
-        user: User  # type: ignore[assignment]
+    from switchyard.request_types import AuthenticatedHttpRequest
 
 
 def _keys_of(user: User) -> QuerySet[ApiKey]:
@@ -39,7 +36,7 @@ def _key_of(user: User, key_id: int) -> ApiKey:
     return get_object_or_404(ApiKey, pk=key_id, user=user)
 
 
-def _keys_page(request: HtmxHttpRequest, form: ApiKeyCreateForm, **context: Any) -> HttpResponse:
+def _keys_page(request: AuthenticatedHttpRequest, form: ApiKeyCreateForm, **context: Any) -> HttpResponse:
     template = "billing/keys.html#keys" if request.htmx else "billing/keys.html"
     return render(
         request,
@@ -58,7 +55,7 @@ def _keys_page(request: HtmxHttpRequest, form: ApiKeyCreateForm, **context: Any)
 @never_cache
 @require_http_methods(["GET", "POST"])
 @login_required
-def keys(request: HtmxHttpRequest) -> HttpResponse:
+def keys(request: AuthenticatedHttpRequest) -> HttpResponse:
     """List the user's keys (GET) or create one (POST) and show its plain key once."""
     if request.method != "POST":
         return _keys_page(request, ApiKeyCreateForm(user=request.user))
@@ -72,7 +69,7 @@ def keys(request: HtmxHttpRequest) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "POST"])
 @login_required
-def key_revoke(request: HtmxHttpRequest, key_id: int) -> HttpResponse:
+def key_revoke(request: AuthenticatedHttpRequest, key_id: int) -> HttpResponse:
     """Ask for confirmation (GET), then revoke the key (POST): /v1 refuses it from then on."""
     key = _key_of(request.user, key_id)
     if request.method != "POST":

@@ -47,7 +47,7 @@ class _Protocol(asyncio.Protocol):
         self.reader = hiredis.Reader(replyError=redis.ResponseError)
         # In the order Redis answers.
         self.waiting: collections.deque[_Batch] = collections.deque()
-        self.transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
         self.last_reply = 0.0
         # Commands sent during one turn of the event loop, written together at its end.
@@ -89,7 +89,8 @@ class _Protocol(asyncio.Protocol):
         self.waiting.append(_Batch(future, len(commands), loop.time()))
         if not self.outgoing:
             loop.call_soon(self._flush)
-        self.outgoing.extend(hiredis.pack_command(tuple(command)) for command in commands)
+        # hiredis's stub types the argument as a 1-tuple; it takes a command of any length.
+        self.outgoing.extend(hiredis.pack_command(tuple(command)) for command in commands)  # type: ignore[arg-type]
         return future
 
     def _flush(self) -> None:
@@ -105,7 +106,7 @@ class RespClient:
     """One connection to the Redis at `url` (redis://, rediss:// or unix://), for one event loop."""
 
     def __init__(self, url: str, *, timeout: float, connect_timeout: float) -> None:
-        self.params = parse_url(url)
+        self.params: dict[str, Any] = parse_url(url)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._protocol: _Protocol | None = None

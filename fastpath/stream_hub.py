@@ -163,7 +163,9 @@ class StreamHub:
                 ids.append(followers[0].last[key] if len(followers) == 1 else _furthest_behind(followers, key))
             self._woken = False
             try:
-                reply = await self._reader.execute("XREAD", "COUNT", 512, "BLOCK", READ_BLOCK_MS, "STREAMS", *keys, *ids)
+                reply = await self._reader.execute(
+                    "XREAD", "COUNT", 512, "BLOCK", READ_BLOCK_MS, "STREAMS", *keys, *ids
+                )
             except Exception as exc:
                 # Every follower learns of it (the next read would have used the same connection);
                 # a later follow starts a new reader.

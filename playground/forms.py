@@ -96,6 +96,7 @@ class RunForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # a form's clean() returns its cleaned_data
         prompt, chosen = cleaned.get("prompt"), cleaned.get("models")
         if prompt and chosen:
             request = chat_request_for(prompt=prompt, system_prompt=cleaned.get("system_prompt", ""))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -19,10 +19,7 @@ from playground.models import Category, PlaygroundRun, Vote
 from playground.votes import VoteError, vote_cast
 
 if TYPE_CHECKING:
-    from django_htmx.middleware import HtmxDetails
-
-    class HtmxHttpRequest(HttpRequest):
-        htmx: HtmxDetails
+    from switchyard.request_types import AuthenticatedHttpRequest
 
 
 VOTE_TEMPLATE = "playground/_vote.html"
@@ -45,7 +42,7 @@ class VoteForm(forms.Form):
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def vote(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+def vote(request: AuthenticatedHttpRequest, run_id: uuid.UUID) -> HttpResponse:
     """GET: the vote box of a run (to refresh it once the answers are in). POST: cast the vote.
 
     Answers with the `_vote.html` partial either way; a refused vote comes back
@@ -57,7 +54,7 @@ def vote(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     form = VoteForm(request.POST)
     try:
         if not form.is_valid():
-            raise VoteError(" ".join(form.errors["choice"]))
+            raise VoteError(" ".join(str(message) for message in form.errors["choice"]))
         outcome, position = form.cleaned_data["choice"]
         winner = run.panels.filter(position=position).first() if position is not None else None
         if outcome == Vote.Outcome.BEST and winner is None:
@@ -125,12 +122,15 @@ def _chart(rankings: list[Ranking]) -> str:
     )
     # Plotly's own random div id, not a fixed one: htmx settles a swapped-in element that keeps its id by
     # restoring its server-sent attributes, which would strip the classes plotly.js adds while drawing.
-    return figure.to_html(full_html=False, include_plotlyjs=False, config={"displayModeBar": False, "responsive": True})
+    html: str = figure.to_html(
+        full_html=False, include_plotlyjs=False, config={"displayModeBar": False, "responsive": True}
+    )
+    return html
 
 
 @require_GET
 @login_required
-def leaderboard(request: HtmxHttpRequest) -> HttpResponse:
+def leaderboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The leaderboard of the user's team (or of the user's own votes), overall or for one category.
 
     An htmx request (switching category) gets only the board partial.

@@ -234,7 +234,8 @@ class _Blocks:
         def row(cells: list[str], tag: str) -> str:
             cells = (cells + [""] * width)[:width]
             rendered = "".join(
-                f"<{tag}{_align_class(align)}>{_inline(cell)}</{tag}>" for cell, align in zip(cells, aligns, strict=True)
+                f"<{tag}{_align_class(align)}>{_inline(cell)}</{tag}>"
+                for cell, align in zip(cells, aligns, strict=True)
             )
             return f"<tr>{rendered}</tr>"
 

@@ -16,13 +16,13 @@ from routing.catalog import Catalog, CatalogModel, PriceRow
 from routing.providers.types import ChatRequest, Message
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AbstractBaseUser
 
 # Without a max_tokens, the estimate of the answers assumes this length.
 ASSUMED_ANSWER_TOKENS = 500
 
 
-def runs_of_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[PlaygroundRun]:
+def runs_of_user(*, user: AbstractBaseUser) -> QuerySet[PlaygroundRun]:
     """The user's own runs, newest first, with panels loaded. Nobody else's, teammates' included."""
     panels = RunPanel.objects.order_by("position")
     return PlaygroundRun.objects.filter(user_id=user.pk).prefetch_related(Prefetch("panels", queryset=panels))

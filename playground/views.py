@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -27,12 +27,15 @@ from playground.streaming import Column, Ending, Fragments, RunRelay, cursor_par
 from routing.calls.events import Started
 from routing.catalog import Catalog, get_catalog
 
+if TYPE_CHECKING:
+    from switchyard.request_types import AuthenticatedHttpRequest
+
 RUNS_PER_PAGE = 25
 # The stream of a run outlives its calls' own deadline by this much.
 STREAM_GRACE_SECONDS = 60
 
 
-def _user_id(request: HttpRequest) -> int:
+def _user_id(request: AuthenticatedHttpRequest) -> int:
     return int(request.user.pk)
 
 
@@ -63,7 +66,7 @@ def _initial_from(run: PlaygroundRun) -> dict[str, Any]:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def index(request: HttpRequest) -> HttpResponse:
+def index(request: AuthenticatedHttpRequest) -> HttpResponse:
     catalog = get_catalog()
     if request.method == "POST":
         form = RunForm(request.POST, user_id=_user_id(request), catalog=catalog)
@@ -93,21 +96,21 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def estimate(request: HttpRequest) -> HttpResponse:
+def estimate(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = RunForm(request.POST, user_id=_user_id(request), catalog=get_catalog())
     return render(request, "playground/index.html#estimate", {"estimate": form.estimate()})
 
 
 @login_required
 @require_GET
-def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+def run_detail(request: AuthenticatedHttpRequest, run_id: uuid.UUID) -> HttpResponse:
     run = get_object_or_404(selectors.runs_of_user(user=request.user), pk=run_id)
     return render(request, "playground/run_detail.html", {"rv": _run_view(run)})
 
 
 @login_required
 @require_GET
-def run_list(request: HttpRequest) -> HttpResponse:
+def run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     page = Paginator(selectors.runs_of_user(user=request.user), RUNS_PER_PAGE).get_page(request.GET.get("page"))
     catalog = get_catalog()
     rows = [_run_view(run, catalog) for run in page.object_list]
@@ -116,7 +119,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-async def run_stop(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+async def run_stop(request: AuthenticatedHttpRequest, run_id: uuid.UUID) -> HttpResponse:
     user = await request.auser()
     try:
         run = await selectors.runs_of_user(user=user).aget(pk=run_id)
@@ -179,7 +182,7 @@ def _fragments(run_id: uuid.UUID) -> Fragments:
 
 @login_required
 @require_GET
-async def run_events(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+async def run_events(request: AuthenticatedHttpRequest, run_id: uuid.UUID) -> StreamingHttpResponse:
     user = await request.auser()
     run, columns = await sync_to_async(_run_for_stream)(user, run_id)
     # A run reopened long after its calls' deadline streams nothing new: end it quickly.

@@ -8,11 +8,12 @@ append-only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adminsortable2.admin import SortableAdminBase, SortableTabularInline
 from django.contrib import admin, messages
 from django.db.models import Field, ForeignKey, QuerySet, URLField
+from django.forms import Field as FormField
 from django.forms import Form, ModelChoiceField, ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
@@ -38,6 +39,9 @@ from routing.models import (
     RouteStep,
 )
 
+if TYPE_CHECKING:
+    from routing.selectors import CountedProvider, PricedModel
+
 
 def _warn_about_broken_chains(request: HttpRequest, what: str, routes: list[Route]) -> None:
     if routes:
@@ -50,7 +54,7 @@ def _warn_about_broken_chains(request: HttpRequest, what: str, routes: list[Rout
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(admin.ModelAdmin[Provider]):
     form = ProviderAdminForm
     list_display = ("name", "display_name", "kind", "base_url", "key_status", "enabled", "model_count")
     list_filter = ("kind", "enabled")
@@ -63,10 +67,10 @@ class ProviderAdmin(admin.ModelAdmin):
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Provider]:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CountedProvider]:
         return selectors.providers_with_model_count()
 
-    def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs: Any) -> Any:
+    def formfield_for_dbfield(self, db_field: Field[Any, Any], request: HttpRequest, **kwargs: Any) -> FormField | None:
         if isinstance(db_field, URLField):
             kwargs.setdefault("assume_scheme", "https")
         return super().formfield_for_dbfield(db_field, request, **kwargs)
@@ -76,7 +80,7 @@ class ProviderAdmin(admin.ModelAdmin):
         return obj.key_status()
 
     @admin.display(description="models", ordering="model_count")
-    def model_count(self, obj: Provider) -> int:
+    def model_count(self, obj: CountedProvider) -> int:
         return obj.model_count
 
     # The key must not appear in Django's error reports either.
@@ -113,16 +117,17 @@ class CapabilityFilter(admin.SimpleListFilter):
     title = "capability"
     parameter_name = "capability"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
         return list(Capability.choices)
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[LanguageModel]) -> QuerySet[LanguageModel]:
-        if self.value() not in Capability.values:
+        capability = self.value()
+        if capability not in Capability.values:
             return queryset
-        return queryset.filter(pk__in=selectors.model_ids_with_capability(capability=self.value()))
+        return queryset.filter(pk__in=selectors.model_ids_with_capability(capability=capability))
 
 
-class ModelPriceInline(admin.TabularInline):
+class ModelPriceInline(admin.TabularInline[ModelPrice, LanguageModel]):
     """The price book of one model: past rows read-only, one empty row for a new price."""
 
     model = ModelPrice
@@ -144,7 +149,7 @@ class ModelPriceInline(admin.TabularInline):
 
 
 @admin.register(LanguageModel)
-class LanguageModelAdmin(admin.ModelAdmin):
+class LanguageModelAdmin(admin.ModelAdmin[LanguageModel]):
     form = LanguageModelAdminForm
     inlines = [ModelPriceInline]
     list_display = (
@@ -166,7 +171,7 @@ class LanguageModelAdmin(admin.ModelAdmin):
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[LanguageModel]:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PricedModel]:
         return selectors.models_with_current_price()
 
     @admin.display(description="context window", ordering="context_window")
@@ -174,7 +179,7 @@ class LanguageModelAdmin(admin.ModelAdmin):
         return f"{obj.context_window:,}"
 
     @admin.display(description="USD / 1M in / out")
-    def price(self, obj: LanguageModel) -> str:
+    def price(self, obj: PricedModel) -> str:
         if obj.current_input_per_million is None:
             return "no price"
         return f"{format_usd(obj.current_input_per_million)} / {format_usd(obj.current_output_per_million)}"
@@ -186,11 +191,13 @@ class LanguageModelAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: LanguageModel, form: Form, change: bool) -> None:
         super().save_model(request, obj, form, change)
         if change and "enabled" in form.changed_data and not obj.enabled:
-            _warn_about_broken_chains(request, f"Model {obj.public_id} is disabled; it", selectors.routes_using(models=[obj]))
+            _warn_about_broken_chains(
+                request, f"Model {obj.public_id} is disabled; it", selectors.routes_using(models=[obj])
+            )
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(admin.ModelAdmin[ModelPrice]):
     """The whole price book. Rows can be added (through model_price_set), never changed or deleted."""
 
     form = ModelPriceAdminForm
@@ -219,7 +226,7 @@ class ModelPriceAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def save_model(self, request: HttpRequest, obj: ModelPrice, form: ModelForm, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: ModelPrice, form: ModelForm[ModelPrice], change: bool) -> None:
         price = services.model_price_set(
             model=obj.model,
             input_per_million=obj.input_per_million,
@@ -241,17 +248,23 @@ class RouteStepInline(SortableTabularInline):
     def get_extra(self, request: HttpRequest, obj: Route | None = None, **kwargs: Any) -> int:
         return 0 if obj else 1
 
-    def formfield_for_foreignkey(self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any) -> Any:
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField[Any] | None:
         if db_field.name == "model":
             kwargs["queryset"] = LanguageModel.objects.select_related("provider").order_by("public_id")
-        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        field: ModelChoiceField[Any] | None = super().formfield_for_foreignkey(db_field, request, **kwargs)
         if isinstance(field, ModelChoiceField):
-            field.label_from_instance = lambda m: m.public_id if m.is_usable else f"{m.public_id} (disabled)"
+            field.label_from_instance = _chain_step_label  # type: ignore[method-assign,assignment]
         return field
 
 
+def _chain_step_label(model: LanguageModel) -> str:
+    return model.public_id if model.is_usable else f"{model.public_id} (disabled)"
+
+
 @admin.register(Route)
-class RouteAdmin(SortableAdminBase, admin.ModelAdmin):
+class RouteAdmin(SortableAdminBase, admin.ModelAdmin[Route]):
     form = RouteAdminForm
     inlines = [RouteStepInline]
     list_display = ("name", "short_description", "chain", "enabled")

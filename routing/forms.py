@@ -25,14 +25,14 @@ from routing.models import (
 )
 
 
-def https_by_default(db_field: models.Field, **kwargs: Any) -> forms.Field | None:
+def https_by_default(db_field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
     """Form fields of `db_field`; a URL typed without a scheme means https (Django 6's default)."""
     if isinstance(db_field, models.URLField):
         kwargs.setdefault("assume_scheme", "https")
     return db_field.formfield(**kwargs)
 
 
-class ProviderAdminForm(forms.ModelForm):
+class ProviderAdminForm(forms.ModelForm[Provider]):
     """A provider, with a write-only API key: the stored key is never sent to the browser."""
 
     api_key = forms.CharField(
@@ -65,6 +65,7 @@ class ProviderAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # a model form's clean() returns its cleaned_data
         if "kind" in cleaned:
             try:
                 services.provider_config_validate(kind=cleaned["kind"], base_url=cleaned.get("base_url") or "")
@@ -75,7 +76,7 @@ class ProviderAdminForm(forms.ModelForm):
         return cleaned
 
 
-class LanguageModelAdminForm(forms.ModelForm):
+class LanguageModelAdminForm(forms.ModelForm[LanguageModel]):
     capabilities = forms.MultipleChoiceField(
         choices=Capability.choices,
         widget=forms.CheckboxSelectMultiple,
@@ -102,13 +103,14 @@ class LanguageModelAdminForm(forms.ModelForm):
         return [tag for tag in Capability.values if tag in chosen]
 
 
-class ModelPriceAdminForm(forms.ModelForm):
+class ModelPriceAdminForm(forms.ModelForm[ModelPrice]):
     class Meta:
         model = ModelPrice
         fields = ["model", "valid_from", "input_per_million", "output_per_million"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # a model form's clean() returns its cleaned_data
         if cleaned.get("model") and cleaned.get("valid_from"):
             try:
                 services.model_price_validate_start(model=cleaned["model"], valid_from=cleaned["valid_from"])
@@ -117,7 +119,7 @@ class ModelPriceAdminForm(forms.ModelForm):
         return cleaned
 
 
-class ModelPriceInlineFormSet(BaseInlineFormSet):
+class ModelPriceInlineFormSet(BaseInlineFormSet[ModelPrice, LanguageModel, forms.ModelForm[ModelPrice]]):
     """Prices of one model: existing rows are history; a new row goes through model_price_set."""
 
     def clean(self) -> None:
@@ -130,7 +132,7 @@ class ModelPriceInlineFormSet(BaseInlineFormSet):
             except ValidationError as exc:
                 form.add_error(None, exc)
 
-    def save_new(self, form: forms.ModelForm, commit: bool = True) -> ModelPrice:
+    def save_new(self, form: forms.ModelForm[ModelPrice], commit: bool = True) -> ModelPrice:
         # The service both checks the rule again (under a row lock) and saves,
         # so there is nothing to defer when commit is False.
         return services.model_price_set(
@@ -141,7 +143,7 @@ class ModelPriceInlineFormSet(BaseInlineFormSet):
         )
 
 
-class RouteAdminForm(forms.ModelForm):
+class RouteAdminForm(forms.ModelForm[Route]):
     class Meta:
         model = Route
         fields = ["name", "description", "enabled", "strategy", "temperature", "max_tokens", "system_prompt"]
@@ -149,6 +151,7 @@ class RouteAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # a model form's clean() returns its cleaned_data
         try:
             services.route_defaults_validate(
                 temperature=cleaned.get("temperature"),
@@ -163,9 +166,9 @@ class RouteAdminForm(forms.ModelForm):
 class RouteStepFormSet(CustomInlineFormSet):
     """A route's chain, sortable; refused as a whole (at the top of the inline) when invalid."""
 
-    def chain_forms(self) -> list[forms.ModelForm]:
+    def chain_forms(self) -> list[forms.ModelForm[RouteStep]]:
         """The forms that make up the chain after this save, first to last."""
-        kept = []
+        kept: list[tuple[int, int, forms.ModelForm[RouteStep]]] = []
         for index, form in enumerate(self.forms):
             if form.instance.pk is None and not form.has_changed():
                 continue
@@ -195,4 +198,5 @@ class RouteStepFormSet(CustomInlineFormSet):
                 if (self.can_delete and self._should_delete_form(form)) or "model" in form.changed_data
             ]
             RouteStep.objects.filter(pk__in=freed).delete()
-        return super().save_existing_objects(commit)
+        saved: list[RouteStep] = super().save_existing_objects(commit)
+        return saved

@@ -149,7 +149,10 @@ class ModelPrice(models.Model):
         constraints = [models.UniqueConstraint(fields=["model", "valid_from"], name="one_price_per_moment")]
 
     def __str__(self) -> str:
-        return f"{self.model}: ${self.input_per_million} in / ${self.output_per_million} out from {self.valid_from:%Y-%m-%d %H:%M}"
+        return (
+            f"{self.model}: ${self.input_per_million} in / ${self.output_per_million} out"
+            f" from {self.valid_from:%Y-%m-%d %H:%M}"
+        )
 
 
 class Route(models.Model):

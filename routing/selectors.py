@@ -8,14 +8,34 @@ queries whatever the number of rows.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
 from django.utils import timezone
 
 from routing.models import LanguageModel, ModelPrice, Provider, Route, RouteStep
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
-def models_with_current_price(*, at: dt.datetime | None = None) -> QuerySet[LanguageModel]:
+
+class CurrentPrice(TypedDict):
+    current_input_per_million: Decimal | None
+    current_output_per_million: Decimal | None
+
+
+class ModelCount(TypedDict):
+    model_count: int
+
+
+if TYPE_CHECKING:
+    # A model as models_with_current_price() yields it, a provider as providers_with_model_count() does.
+    PricedModel = WithAnnotations[LanguageModel, CurrentPrice]
+    CountedProvider = WithAnnotations[Provider, ModelCount]
+
+
+def models_with_current_price(*, at: dt.datetime | None = None) -> QuerySet[PricedModel]:
     """All models with their provider, annotated with the price in force at `at` (now).
 
     Each model gains `current_input_per_million` and `current_output_per_million`
@@ -39,7 +59,7 @@ def model_ids_with_capability(*, capability: str) -> list[int]:
     return [pk for pk, tags in LanguageModel.objects.values_list("pk", "capabilities") if capability in (tags or [])]
 
 
-def providers_with_model_count() -> QuerySet[Provider]:
+def providers_with_model_count() -> QuerySet[CountedProvider]:
     """All providers, each annotated with `model_count`."""
     return Provider.objects.annotate(model_count=Count("models"))
 

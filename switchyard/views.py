@@ -43,7 +43,12 @@ def _providers() -> tuple[list[Provider], list[Provider]]:
 def _models() -> list[ModelRow]:
     models = selectors.models_with_current_price().filter(enabled=True, provider__enabled=True)
     return [
-        ModelRow(m, f"{m.context_window:,}", format_usd(m.current_input_per_million), format_usd(m.current_output_per_million))
+        ModelRow(
+            m,
+            f"{m.context_window:,}",
+            format_usd(m.current_input_per_million),
+            format_usd(m.current_output_per_million),
+        )
         for m in models
     ]
 

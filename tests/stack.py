@@ -82,7 +82,18 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 
 def worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return start(
-        [sys.executable, "-m", "celery", "-A", "switchyard", "worker", "--pool=threads", "--concurrency=4", "-l", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "switchyard",
+            "worker",
+            "--pool=threads",
+            "--concurrency=4",
+            "-l",
+            "WARNING",
+        ],
         env,
     )
 

@@ -93,12 +93,16 @@ def rules_cached(subjects: Iterable[Subject]) -> tuple[str | None, list[CapRule]
 
 def rule_of(cap: SpendCap) -> CapRule:
     if cap.team_id is not None:
+        assert cap.team is not None
         kind, sid, label = "team", cap.team_id, f"Team {cap.team.name}"
     elif cap.api_key_id is not None:
         key = cap.api_key
+        assert key is not None
         kind, sid = "api_key", cap.api_key_id
         label = f'API key "{key.name}" ({key.prefix}...)' if key.name else f"API key {key.prefix}..."
     else:
+        # A cap applies to exactly one subject (a check constraint): here, a user.
+        assert cap.user_id is not None and cap.user is not None
         kind, sid, label = "user", cap.user_id, f"User {cap.user.get_username()}"
     return CapRule(
         id=cap.pk,

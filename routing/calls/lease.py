@@ -38,7 +38,10 @@ class RunClaim:
 
 
 async def run_claim(call_id: str) -> RunClaim:
-    """Take the call's run lease, see whether it left the queue's watch, and read the registry's version: one round trip."""
+    """Take the call's run lease, see whether it left the queue's watch, and read the registry's version.
+
+    All in one round trip.
+    """
     claimed, length, version, _ = await get_resp().pipeline(
         [
             ("SET", run_key(call_id), "1", "NX", "EX", settings.CALL_RUN_LEASE_SECONDS),
@@ -87,7 +90,8 @@ class LeaseKeeper:
 
 def renewal_period() -> float:
     """How often a live run's lease is renewed: a third of its length."""
-    return settings.CALL_RUN_LEASE_SECONDS / 3
+    period: float = settings.CALL_RUN_LEASE_SECONDS / 3
+    return period
 
 
 lease_keeper = LeaseKeeper()

@@ -247,7 +247,8 @@ class CallRunner:
         figures = figures_of(record)
         terminal: Terminal
         if status == "ok":
-            content, tool_calls = None, ()
+            content: str | None = None
+            tool_calls: tuple[dict[str, str], ...] = ()
             if not self.spec.publish_deltas:
                 content = "".join(result.text)
                 tool_calls = tuple(result.tool_calls[i] for i in sorted(result.tool_calls))

@@ -41,7 +41,7 @@ class CallSpec:
     skipped: tuple[dict[str, str], ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict[str, Any]:
-        data = _plain(self)
+        data: dict[str, Any] = _plain(self)
         data["created_at"] = self.created_at.isoformat()
         return data
 
@@ -104,7 +104,8 @@ def _plain(value: Any) -> Any:
     on the web's hot path every call's spec goes through here.
     """
     if dataclasses.is_dataclass(value):
-        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+        cls: type = type(value)  # plain `type`: mypy does not take a type[...] as Hashable, as the cache needs
+        return {name: _plain(getattr(value, name)) for name in _field_names(cls)}
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     if isinstance(value, dict):

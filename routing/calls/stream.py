@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from django.conf import settings
@@ -157,7 +157,7 @@ class CallPublisher:
         await self.redis.execute("EXPIRE", self.key, BOOKED_STREAM_TTL_SECONDS)
 
 
-async def read_events(call_id: str, *, deadline: float) -> AsyncIterator[list[CallEvent]]:
+async def read_events(call_id: str, *, deadline: float) -> AsyncGenerator[list[CallEvent], None]:
     """Yield the call's events in the batches they are read in, and [] on each quiet interval (for keepalives).
 
     A relay writes a batch to its client at once. Stops after a terminal

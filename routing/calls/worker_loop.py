@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -59,8 +60,6 @@ def _close(loop: asyncio.AbstractEventLoop) -> None:
     """Close the pooled connections that live on the loop, so that none is left for the garbage collector."""
     from routing.providers.http import close_upstream_session
 
-    try:
+    with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
         asyncio.run_coroutine_threadsafe(close_upstream_session(), loop).result(timeout=5)
-    except (concurrent.futures.TimeoutError, RuntimeError):
-        pass
     loop.call_soon_threadsafe(loop.stop)

@@ -21,7 +21,11 @@ logger = logging.getLogger(__name__)
 # The outcome a stream's headers give the model that is answering: its end is not known yet.
 ANSWERING = "answering"
 
-_ERROR_CODES = {"context_too_long": "context_length_exceeded", "content_filtered": "content_filter", "lost": "call_lost"}
+_ERROR_CODES = {
+    "context_too_long": "context_length_exceeded",
+    "content_filtered": "content_filter",
+    "lost": "call_lost",
+}
 
 
 def attempts_text(attempts: Sequence[dict[str, Any]]) -> str:

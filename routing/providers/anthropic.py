@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from routing.providers.base import (
@@ -80,7 +80,7 @@ _MAX_MESSAGE_CHARS = 500
 
 
 class AnthropicAdapter(HttpAdapter):
-    async def _events(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def _events(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         url = f"{self.config.base_url.rstrip('/')}/messages"
         headers = {"x-api-key": self.config.api_key, "anthropic-version": ANTHROPIC_VERSION}
         body = self.request_body(request)
@@ -225,7 +225,9 @@ async def _stream_events(lines: AsyncIterable[str]) -> AsyncIterator[Event]:
             raise ProviderError(ErrorKind.UNAVAILABLE, "the provider sent a malformed chunk")
         kind = sse.event if sse.event != "message" else data.get("type", "")
         if kind == "error":
-            error = data.get("error") if isinstance(data.get("error"), dict) else {}
+            error = data.get("error")
+            if not isinstance(error, dict):
+                error = {}
             raise _error(error.get("type"), error.get("message"), status_code=None, retry_after=None)
         if kind == "message_start":
             usage = (data.get("message") or {}).get("usage") or {}
@@ -244,9 +246,9 @@ async def _stream_events(lines: AsyncIterable[str]) -> AsyncIterator[Event]:
             if delta.get("type") == "text_delta" and delta.get("text"):
                 yield TextDelta(delta["text"])
             elif delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-                tool_index = tool_index_of_block.get(data.get("index", -1))
-                if tool_index is not None:
-                    yield ToolCallDelta(index=tool_index, arguments=delta["partial_json"])
+                delta_index = tool_index_of_block.get(data.get("index", -1))
+                if delta_index is not None:
+                    yield ToolCallDelta(index=delta_index, arguments=delta["partial_json"])
         elif kind == "message_delta":
             stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
             usage = data.get("usage") or {}

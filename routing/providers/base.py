@@ -20,7 +20,7 @@ import base64
 import contextlib
 import json
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -46,7 +46,7 @@ class ProviderAdapter(abc.ABC):
         self.config = config
 
     @abc.abstractmethod
-    def _events(self, request: ChatRequest) -> AsyncIterator[Event]:
+    def _events(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         """Yield TextDelta, ToolCallDelta, Usage and finally Finish for one call (an async generator).
 
         Implementations raise ProviderError on failure (before or during the
@@ -55,7 +55,7 @@ class ProviderAdapter(abc.ABC):
         sends none.
         """
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         output_text: list[str] = []
         usage: Usage | None = None
         events = self._events(request)
@@ -83,7 +83,9 @@ class ProviderAdapter(abc.ABC):
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             # Well-formed JSON of an unexpected shape: the provider's answer is
             # unusable, which is the provider's failure, not a crash of ours.
-            error = ProviderError(ErrorKind.UNAVAILABLE, f"the provider sent an unexpected answer ({type(exc).__name__})")
+            error = ProviderError(
+                ErrorKind.UNAVAILABLE, f"the provider sent an unexpected answer ({type(exc).__name__})"
+            )
         finally:
             # Now, not when the garbage collector finds it: this releases the upstream connection.
             await events.aclose()

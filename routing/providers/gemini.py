@@ -24,7 +24,7 @@ import mimetypes
 import re
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from routing.providers.base import (
@@ -75,7 +75,7 @@ _MAX_MESSAGE_CHARS = 500
 
 
 class GeminiAdapter(HttpAdapter):
-    async def _events(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def _events(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         model = self.config.upstream_name.removeprefix("models/")
         base = f"{self.config.base_url.rstrip('/')}/models/{model}"
         url = f"{base}:streamGenerateContent?alt=sse" if request.stream else f"{base}:generateContent"

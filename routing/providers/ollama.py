@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
 from routing.providers.base import (
@@ -40,7 +40,7 @@ _DATA_URL = re.compile(r"data:[^,]*;base64,", re.IGNORECASE)
 
 
 class OllamaAdapter(HttpAdapter):
-    async def _events(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def _events(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         url = self.config.base_url.rstrip("/") + "/api/chat"
         body = ollama_chat_body(request, self.config)
         headers = {"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}

@@ -16,7 +16,7 @@ Model options read here:
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from routing.providers.base import HttpAdapter, decode_json, decode_json_object
@@ -60,7 +60,7 @@ _SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class OpenAICompatAdapter(HttpAdapter):
-    async def _events(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def _events(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         url = self.config.base_url.rstrip("/") + "/chat/completions"
         body = chat_completion_body(request, self.config)
         async with self.post(url, headers=self._headers(), body=body) as response:

@@ -70,7 +70,7 @@ import math
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,7 +142,7 @@ def _option_error(message: str) -> ProviderError:
 
 
 class SimulatedAdapter(ProviderAdapter):
-    async def _events(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def _events(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         options = SimulatedOptions.from_options(self.config.options)
         input_tokens = await tokens.aestimate_request_tokens(request)
         if input_tokens > self.config.context_window:
@@ -573,7 +573,7 @@ class _Composer:
             return "2025-06-01"
         if format_ == "email" or "email" in lowered:
             return "someone@example.com"
-        names = [
+        names: list[str] = [
             phrase
             for phrase in _CAPITALIZED.findall(self.user_text)
             if phrase.split()[0].lower() not in _STOPWORDS

@@ -19,11 +19,16 @@ def test_it_serves_queued_replies_and_records_requests() -> None:
 
 def test_it_cuts_the_connection_mid_body() -> None:
     fake = FakeUpstream()
-    fake.queue(Reply(body=b"data: hello\n\ndata: world\n\n", cut_after=13, headers=[(b"content-type", b"text/event-stream")]))
-    with serve(fake) as base_url, pytest.raises(httpx.RemoteProtocolError):
-        with httpx.stream("POST", f"{base_url}/v1/x") as response:
-            for _ in response.iter_bytes():
-                pass
+    fake.queue(
+        Reply(body=b"data: hello\n\ndata: world\n\n", cut_after=13, headers=[(b"content-type", b"text/event-stream")])
+    )
+    with (
+        serve(fake) as base_url,
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.stream("POST", f"{base_url}/v1/x") as response,
+    ):
+        for _ in response.iter_bytes():
+            pass
 
 
 def test_it_tells_when_the_client_leaves_before_the_reply_is_complete() -> None:

@@ -64,7 +64,10 @@ def test_a_streamed_answer_s_headers_name_its_route_and_the_attempts_so_far(
 ) -> None:
     upstream.queue(FakeOpenAI.error(429, "openai-error-429-rate-limit.json"))
     raw = client.chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": "Hello!"}], stream=True, stream_options={"include_usage": True}
+        model="auto",
+        messages=[{"role": "user", "content": "Hello!"}],
+        stream=True,
+        stream_options={"include_usage": True},
     )
     assert raw.headers["x-switchyard-route"] == "auto"
     assert raw.headers["x-switchyard-model"] == "up2/gpt-4o"
@@ -139,7 +142,11 @@ def test_it_answers_503_when_every_model_fails(client: openai.OpenAI, upstream: 
         ({"model": "up/gpt-4o-mini"}, "messages", "missing_required_parameter"),
         ({"model": "up/gpt-4o-mini", "messages": "hi"}, "messages", "invalid_type"),
         ({"model": "up/gpt-4o-mini", "messages": []}, "messages", "empty_array"),
-        ({"model": "up/gpt-4o-mini", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role", "invalid_value"),
+        (
+            {"model": "up/gpt-4o-mini", "messages": [{"role": "robot", "content": "x"}]},
+            "messages[0].role",
+            "invalid_value",
+        ),
         (VALID | {"temperature": "hot"}, "temperature", "invalid_type"),
         (VALID | {"top_p": 1.5}, "top_p", "decimal_above_max_value"),
         (VALID | {"presence_penalty": -3}, "presence_penalty", "decimal_below_min_value"),
@@ -150,7 +157,11 @@ def test_it_answers_503_when_every_model_fails(client: openai.OpenAI, upstream: 
         (VALID | {"n": 2}, "n", "unsupported_value"),
         (VALID | {"parallel_tool_calls": "no"}, "parallel_tool_calls", "invalid_type"),
         (VALID | {"reasoning_effort": 3}, "reasoning_effort", "invalid_type"),
-        (VALID | {"tools": [{"type": "function", "function": {}}]}, "tools[0].function.name", "missing_required_parameter"),
+        (
+            VALID | {"tools": [{"type": "function", "function": {}}]},
+            "tools[0].function.name",
+            "missing_required_parameter",
+        ),
     ],
 )
 def test_it_refuses_malformed_bodies_naming_the_field_with_openais_code(

@@ -48,7 +48,9 @@ def test_a_worker_killed_after_the_first_token_books_the_call_once(
     first_worker = worker(stack_env)
     second_worker = None
     try:
-        with httpx.stream("POST", f"{web}/v1/chat/completions", json=BODY, headers=_auth(api_key), timeout=60) as response:
+        with httpx.stream(
+            "POST", f"{web}/v1/chat/completions", json=BODY, headers=_auth(api_key), timeout=60
+        ) as response:
             assert response.status_code == 200
             request_id = response.headers["x-request-id"]
             lines = response.iter_lines()

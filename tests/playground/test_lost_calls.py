@@ -39,7 +39,11 @@ def test_a_run_flushed_from_the_queue_before_a_worker_took_it_is_pushed_again_by
         assert token is not None
         started = browser.post(
             "/playground/",
-            data={"prompt": "Explain how tides work.", "models": ["sim/quick", "sim/paced"], "csrfmiddlewaretoken": token[1]},
+            data={
+                "prompt": "Explain how tides work.",
+                "models": ["sim/quick", "sim/paced"],
+                "csrfmiddlewaretoken": token[1],
+            },
         )
         assert started.status_code == 302, started.text[:500]
         run = PlaygroundRun.objects.get()

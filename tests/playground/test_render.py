@@ -140,7 +140,8 @@ def test_it_renders_the_markdown_an_answer_usually_has() -> None:
     assert "<h4>Tides</h4>" in rendered
     assert (
         "<p>The <strong>Moon</strong> pulls the <em>sea</em>; see <code>tide()</code> and <del>old</del> "
-        '<a href="https://tidesandcurrents.noaa.gov/" rel="nofollow noopener noreferrer" target="_blank">NOAA</a>.<br>\n'
+        '<a href="https://tidesandcurrents.noaa.gov/" rel="nofollow noopener noreferrer" target="_blank">'
+        "NOAA</a>.<br>\n"
         "A new line.</p>"
     ) in rendered
     assert "<ul><li>one</li><li>two\n<ol><li>nested</li></ol></li></ul>" in rendered

@@ -108,7 +108,9 @@ def test_a_run_makes_one_panel_per_choice_and_sends_the_calls_only_after_commit(
     alice_client: Client, cast: dict[str, Any], django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks() as callbacks:
-        response = post(alice_client, models=["sim/paced", "fallback", "sim/quick"], temperature="0.4", max_tokens="200")
+        response = post(
+            alice_client, models=["sim/paced", "fallback", "sim/quick"], temperature="0.4", max_tokens="200"
+        )
     run = PlaygroundRun.objects.get()
     assert response.status_code == 302 and response.url == f"/playground/runs/{run.pk}/"
     assert [(p.position, p.requested, p.label) for p in run.panels.all()] == [

@@ -83,15 +83,19 @@ def test_the_history_lists_only_the_users_own_runs_with_their_totals(cast: dict[
     bobs.save()
     page = client_for(cast["alice"]).get("/playground/runs/").content.decode()
     assert "Explain how tides work." in page and "$0.000204" in page
-    assert "<code class=\"pg-history-model\">sim/paced</code><code class=\"pg-history-model\">fallback</code>" in page
+    assert '<code class="pg-history-model">sim/paced</code><code class="pg-history-model">fallback</code>' in page
     assert "Bob&#x27;s secret prompt" not in page
 
 
 @pytest.mark.parametrize("viewer", ["bob", "carol"], ids=["teammate", "stranger"])
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("get", "/playground/runs/{id}/"), ("get", "/playground/runs/{id}/events/"), ("post", "/playground/runs/{id}/stop/"),
-     ("get", "/playground/?again={id}")],
+    [
+        ("get", "/playground/runs/{id}/"),
+        ("get", "/playground/runs/{id}/events/"),
+        ("post", "/playground/runs/{id}/stop/"),
+        ("get", "/playground/?again={id}"),
+    ],
     ids=["page", "events", "stop", "again"],
 )
 def test_another_users_run_is_a_404(cast: dict[str, Any], viewer: str, method: str, path: str) -> None:

@@ -205,7 +205,10 @@ def test_reopening_a_finished_run_replays_its_endings_from_the_database(live: tu
 
 
 def test_an_event_with_lines_gets_one_data_field_per_line() -> None:
-    assert sse_event("delta-0", "a\r\nb\rc\n", "0=1-0") == b"event: delta-0\nid: 0=1-0\ndata: a\ndata: b\ndata: c\ndata: \n\n"
+    assert (
+        sse_event("delta-0", "a\r\nb\rc\n", "0=1-0")
+        == b"event: delta-0\nid: 0=1-0\ndata: a\ndata: b\ndata: c\ndata: \n\n"
+    )
 
 
 def test_the_cursor_round_trips_and_ignores_garbage() -> None:

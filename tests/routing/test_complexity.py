@@ -30,8 +30,14 @@ PROMPTS = [
     ("Why is the sky blue?", "reasoning"),
     ("Explain step by step how to solve 3x + 5 = 20", "reasoning"),
     ("Calculate the compound interest on 1000 dollars at 5% over 10 years", "reasoning"),
-    ("A bat and a ball cost 1.10 in total and the bat costs 1.00 more than the ball; how much is the ball?", "reasoning"),
-    ("What are the trade-offs between renting and buying a house for someone who may move in three years?", "reasoning"),
+    (
+        "A bat and a ball cost 1.10 in total and the bat costs 1.00 more than the ball; how much is the ball?",
+        "reasoning",
+    ),
+    (
+        "What are the trade-offs between renting and buying a house for someone who may move in three years?",
+        "reasoning",
+    ),
     (
         "My team has been arguing for weeks about whether we should hire two juniors or one senior engineer this "
         "quarter and I would like a careful analysis of what each choice would mean for us over the next year",

@@ -34,7 +34,9 @@ def test_it_adds_a_dated_price_row_and_never_edits_the_old_one(make_model):
 
 def test_price_at_returns_the_price_in_force_at_past_and_present_moments(make_model):
     model = make_model("atlas", price=("1.00", "4.00"), price_from=JAN)
-    services.model_price_set(model=model, input_per_million=Decimal("0.80"), output_per_million=Decimal("3.20"), valid_from=JUN)
+    services.model_price_set(
+        model=model, input_per_million=Decimal("0.80"), output_per_million=Decimal("3.20"), valid_from=JUN
+    )
 
     assert price_at(model, JAN - dt.timedelta(seconds=1)) is None
     assert price_at(model, JAN).input_per_million == Decimal("1.00")
@@ -59,7 +61,9 @@ def test_it_refuses_a_price_older_than_the_newest_row_and_says_why(make_model):
     model = make_model("atlas", price=("1.00", "4.00"), price_from=JUN)
 
     with pytest.raises(ValidationError) as caught:
-        services.model_price_set(model=model, input_per_million=Decimal("9"), output_per_million=Decimal("9"), valid_from=JAN)
+        services.model_price_set(
+            model=model, input_per_million=Decimal("9"), output_per_million=Decimal("9"), valid_from=JAN
+        )
 
     message = caught.value.message_dict["valid_from"][0]
     assert "must start after the newest price of sim/atlas" in message
@@ -71,7 +75,9 @@ def test_it_refuses_a_second_price_at_the_same_moment(make_model):
     model = make_model("atlas", price=("1.00", "4.00"), price_from=JUN)
 
     with pytest.raises(ValidationError):
-        services.model_price_set(model=model, input_per_million=Decimal("2"), output_per_million=Decimal("5"), valid_from=JUN)
+        services.model_price_set(
+            model=model, input_per_million=Decimal("2"), output_per_million=Decimal("5"), valid_from=JUN
+        )
     assert model.prices.get().input_per_million == Decimal("1.00")
 
 
