@@ -69,9 +69,11 @@ _JSON_RESPONSE = (
     + _JSON_BODY
 )
 _STREAM_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-_STREAM_INSTANT = _STREAM_HEAD + b"".join(
-    b"%x\r\n%s\r\n" % (len(piece), piece) for piece in [_ROLE + b"".join(_WORD_CHUNKS) + _TAIL]
-) + b"0\r\n\r\n"
+_STREAM_INSTANT = (
+    _STREAM_HEAD
+    + b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in [_ROLE + b"".join(_WORD_CHUNKS) + _TAIL])
+    + b"0\r\n\r\n"
+)
 
 
 # How long each paced stream took this process, read and cleared by GET /stats:

@@ -122,9 +122,22 @@ def profiling(folder: str | None, label: str, pids: dict[str, int]) -> Iterator[
         raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
     spies = [
         subprocess.Popen(
-            [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--nonblocking", "--gil",
-             "--output", str(Path(folder) / f"{label}-{name}.txt")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--nonblocking",
+                "--gil",
+                "--output",
+                str(Path(folder) / f"{label}-{name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )  # fmt: skip
         for name, pid in pids.items()
     ]
@@ -209,9 +222,13 @@ def main() -> int:
             "PYTHONUNBUFFERED": "1",
         }
         devstack.manage("migrate", "--noinput", "-v", "0", env=env)
-        key = devstack.manage(
-            "shell", "-c", SETUP.format(base_url=f"http://127.0.0.1:{upstream_port}/v1"), env=env, capture=True
-        ).strip().splitlines()[-1]
+        key = (
+            devstack.manage(
+                "shell", "-c", SETUP.format(base_url=f"http://127.0.0.1:{upstream_port}/v1"), env=env, capture=True
+            )
+            .strip()
+            .splitlines()[-1]
+        )
         web_port = devstack.free_port()
         devstack.spawn(
             "worker",

@@ -16,6 +16,7 @@ order: web and worker first, Redis, which the worker needs to shut down
 cleanly, last. The benchmarks and some tests start processes with the same
 helpers, exported here.
 """
+
 from __future__ import annotations
 
 from devstack.embedded_redis import RedisFiles, start_redis

@@ -139,9 +139,7 @@ def leaderboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     if category not in Category.values:
         category = ""
     team = team_of_user(user_id=request.user.pk)
-    rankings = leaderboard_for(
-        team_id=team.pk if team else None, user_id=request.user.pk, category=category or None
-    )
+    rankings = leaderboard_for(team_id=team.pk if team else None, user_id=request.user.pk, category=category or None)
     tabs = [Tab("", "Overall", category == "")] + [
         Tab(value, label, category == value) for value, label in Category.choices
     ]

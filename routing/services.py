@@ -195,9 +195,7 @@ class DemoLoadSummary:
         return text + "."
 
 
-def demo_registry_load(
-    *, providers: Iterable[dict[str, Any]], routes: Iterable[dict[str, Any]]
-) -> DemoLoadSummary:
+def demo_registry_load(*, providers: Iterable[dict[str, Any]], routes: Iterable[dict[str, Any]]) -> DemoLoadSummary:
     """Create whatever of the demo providers, models, prices and routes is missing.
 
     Existing rows are never changed, so running it again, or after an admin

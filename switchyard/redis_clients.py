@@ -71,9 +71,7 @@ def get_async_redis() -> aioredis.Redis:
 
 def get_resp() -> RespClient:
     """The running loop's lean client (fastpath/resp.py), for the commands of every call."""
-    return _of_running_loop(
-        "resp", lambda: RespClient(settings.REDIS_URL, timeout=SOCKET_TIMEOUT, connect_timeout=5)
-    )
+    return _of_running_loop("resp", lambda: RespClient(settings.REDIS_URL, timeout=SOCKET_TIMEOUT, connect_timeout=5))
 
 
 def get_stream_hub() -> StreamHub:

@@ -31,8 +31,6 @@ class RouteRow:
     chain: list[LanguageModel]
 
 
-
-
 def _providers() -> tuple[list[Provider], list[Provider]]:
     """Enabled and disabled providers, each by name."""
     # An aggregate query ignores Meta.ordering: order explicitly.

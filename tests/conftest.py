@@ -65,9 +65,12 @@ def celery_worker(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Any]
     Tests that use it need `django_db(transaction=True)`: the worker's threads
     have their own connections and see only committed rows.
     """
-    with django_db_blocker.unblock(), start_worker(
-        celery_app, pool="threads", concurrency=8, perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
-    ) as worker:
+    with (
+        django_db_blocker.unblock(),
+        start_worker(
+            celery_app, pool="threads", concurrency=8, perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
+        ) as worker,
+    ):
         yield worker
     # The PostgreSQL pool is shared by every thread; close it so that the
     # test database can be dropped at the end of the session.

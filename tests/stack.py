@@ -129,5 +129,3 @@ def wait_for_records(request_id: str, timeout: float = 30) -> list[UsageRecord]:
             return list(UsageRecord.objects.filter(request_id=request_id))
         time.sleep(0.1)
     raise AssertionError(f"no usage record for {request_id}")
-
-

@@ -169,9 +169,10 @@ def test_it_serves_the_site_and_stops_everything_on_ctrl_c(stack: Stack) -> None
 
         htmx = client.get("/static/vendor/htmx-2.0.11.min.js")
         assert htmx.status_code == 200
-        assert hashlib.sha256(htmx.content).digest() == hashlib.sha256(
-            (BASE_DIR / "static/vendor/htmx-2.0.11.min.js").read_bytes()
-        ).digest()
+        assert (
+            hashlib.sha256(htmx.content).digest()
+            == hashlib.sha256((BASE_DIR / "static/vendor/htmx-2.0.11.min.js").read_bytes()).digest()
+        )
         plotly = client.get("/static/plotly/plotly.min.js")
         assert plotly.status_code == 200
         assert len(plotly.content) > 1_000_000

@@ -157,18 +157,16 @@ def parse_chat_body(raw: bytes) -> ParsedRequest:
     return ParsedRequest(model=model, request=request, stream=stream, include_usage=include_usage)
 
 
+_EXPECTED: dict[type, str] = {bool: "a boolean", int: "an integer", str: "a string", dict: "an object"}
+
+
 def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     value = body.get(name)
     if value is None:
         return None
     # bool is an int in Python; OpenAI rejects true for a number.
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        expected = {
-            bool: "a boolean",
-            int: "an integer",
-            str: "a string",
-            dict: "an object",
-        }.get(kind, "a number")  # type: ignore[call-overload]
+        expected = _EXPECTED.get(kind, "a number") if isinstance(kind, type) else "a number"
         raise _invalid_type(name, expected, value)
     return value
 
@@ -194,7 +192,7 @@ def _number_between(body: dict[str, Any], name: str, low: float, high: float) ->
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
     name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    value = _optional(body, name, int)
+    value: int | None = _optional(body, name, int)
     if value is not None and value < 1:
         raise InvalidRequest(
             f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value} instead.",

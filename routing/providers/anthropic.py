@@ -140,9 +140,7 @@ class AnthropicAdapter(HttpAdapter):
 def _system_prompt(system: str | None, response_format: ResponseFormat | None) -> str:
     parts = [system] if system else []
     if response_format is not None and response_format.type != "text":
-        instruction = (
-            "Reply with a single JSON object and nothing else: no prose before or after it, no code fences."
-        )
+        instruction = "Reply with a single JSON object and nothing else: no prose before or after it, no code fences."
         if response_format.type == "json_schema" and response_format.description:
             instruction += f" What it holds: {response_format.description}"
         if response_format.type == "json_schema" and response_format.schema is not None:

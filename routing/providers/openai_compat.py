@@ -252,8 +252,6 @@ def _tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
     return choice.mode
 
 
-
-
 def _text(content: Any) -> str:
     """The text of `content`: a string, or (Mistral's reasoning models) a list of typed parts."""
     if isinstance(content, str):

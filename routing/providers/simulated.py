@@ -377,9 +377,7 @@ _STYLES: dict[str, _Style] = {
             "Finally, plan how you would roll back a change to {kw}; having that path ready makes the whole "
             "effort much less risky.",
         ),
-        closers=(
-            "**Summary:** treat {topic} as a series of small, verifiable steps, and check {kw} at each one.",
-        ),
+        closers=("**Summary:** treat {topic} as a series of small, verifiable steps, and check {kw} at each one.",),
         list_marker="-",
         heading=True,
     ),
@@ -424,7 +422,7 @@ _GENERIC_TOOL_WORDS = frozenset(
 _SNIPPETS = {
     "python": (
         "Python",
-        'def count_{ident}(items: list[str]) -> dict[str, int]:\n'
+        "def count_{ident}(items: list[str]) -> dict[str, int]:\n"
         '    """Count how often each {kw} appears."""\n'
         "    counts: dict[str, int] = {{}}\n"
         "    for item in items:\n"
@@ -574,9 +572,7 @@ class _Composer:
         if format_ == "email" or "email" in lowered:
             return "someone@example.com"
         names: list[str] = [
-            phrase
-            for phrase in _CAPITALIZED.findall(self.user_text)
-            if phrase.split()[0].lower() not in _STOPWORDS
+            phrase for phrase in _CAPITALIZED.findall(self.user_text) if phrase.split()[0].lower() not in _STOPWORDS
         ]
         if names and any(part in lowered for part in ("location", "city", "place", "country", "name", "address")):
             return names[0]

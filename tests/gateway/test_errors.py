@@ -200,9 +200,7 @@ def test_an_overloaded_chain_raises_internal_server_error_503(
         ("GET", "/v1/"),
     ],
 )
-def test_an_unknown_v1_path_is_a_json_404_never_html(
-    gateway_url: str, api_key: str, method: str, path: str
-) -> None:
+def test_an_unknown_v1_path_is_a_json_404_never_html(gateway_url: str, api_key: str, method: str, path: str) -> None:
     response = httpx.request(method, f"{gateway_url}{path}", headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
 
     error = _assert_openai_error(response, 404, "unknown_url")

@@ -70,9 +70,7 @@ def data_lines(message: dict[str, Any]) -> list[Any]:
     return [line if line == "data: [DONE]" else json.loads(line.removeprefix("data: ")) for line in lines]
 
 
-def test_events_read_together_go_out_in_one_write_and_the_end_ends_the_response(
-    redis_url: str, call_id: str
-) -> None:
+def test_events_read_together_go_out_in_one_write_and_the_end_ends_the_response(redis_url: str, call_id: str) -> None:
     publish(redis_url, call_id, Started("up/m"), Text("Hel"))
 
     def after(writes: int) -> None:

@@ -99,9 +99,11 @@ STREAMED_CALLS = {
 @pytest.fixture(scope="module")
 def other_upstreams() -> Iterator[dict[str, tuple[FakeUpstream, str]]]:
     fakes: Fakes = {"anthropic": FakeAnthropic(), "gemini": FakeGemini(), "ollama": FakeOllama()}
-    with serve(fakes["anthropic"]) as anthropic_url, serve(fakes["gemini"]) as gemini_url, serve(
-        fakes["ollama"]
-    ) as ollama_url:
+    with (
+        serve(fakes["anthropic"]) as anthropic_url,
+        serve(fakes["gemini"]) as gemini_url,
+        serve(fakes["ollama"]) as ollama_url,
+    ):
         yield {
             "anthropic": (fakes["anthropic"], f"{anthropic_url}/v1"),
             "gemini": (fakes["gemini"], f"{gemini_url}/v1beta"),
@@ -353,9 +355,7 @@ def test_a_streamed_tool_call_comes_back_as_openai_tool_call_deltas(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_the_sdk_stream_helper_assembles_the_same_tool_call(
-    client: openai.OpenAI, fakes: Fakes, kind: str
-) -> None:
+def test_the_sdk_stream_helper_assembles_the_same_tool_call(client: openai.OpenAI, fakes: Fakes, kind: str) -> None:
     fakes[kind].queue(_tool_stream(kind))
 
     with client.chat.completions.stream(model=MODELS[kind], messages=ASK, tools=[WEATHER]) as stream:
@@ -368,9 +368,7 @@ def test_the_sdk_stream_helper_assembles_the_same_tool_call(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_tool_call_answer_comes_back_as_message_tool_calls(
-    client: openai.OpenAI, fakes: Fakes, kind: str
-) -> None:
+def test_a_tool_call_answer_comes_back_as_message_tool_calls(client: openai.OpenAI, fakes: Fakes, kind: str) -> None:
     fakes[kind].queue(_tool_answer(kind))
     expected = ANSWERED_CALLS[kind]
 

@@ -157,7 +157,10 @@ def nasty_model(upstream: FakeOpenAI, fake_openai: tuple[FakeOpenAI, str]) -> st
     provider.set_api_key("sk-fake")
     provider.save()
     model = LanguageModel.objects.create(
-        public_id="fake/echo", provider=provider, upstream_name="gpt-4o-mini", context_window=16000,
+        public_id="fake/echo",
+        provider=provider,
+        upstream_name="gpt-4o-mini",
+        context_window=16000,
         max_output_tokens=1000,
     )
     ModelPrice.objects.create(model=model, input_per_million="0.15", output_per_million="0.60")

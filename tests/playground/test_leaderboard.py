@@ -26,9 +26,7 @@ User = get_user_model()
 
 def duel(wins: int, losses: int, ties: int = 0) -> list[Ballot]:
     """Votes between two models, "a" and "b", seen from a."""
-    return (
-        [Ballot(("a", "b"), 0)] * wins + [Ballot(("b", "a"), 0)] * losses + [Ballot(("a", "b"), None)] * ties
-    )
+    return [Ballot(("a", "b"), 0)] * wins + [Ballot(("b", "a"), 0)] * losses + [Ballot(("a", "b"), None)] * ties
 
 
 def by_model(rankings: list[Any]) -> dict[str, Any]:
@@ -89,9 +87,12 @@ def test_a_model_that_never_won_gets_a_finite_score_below_the_winner() -> None:
 
 def test_three_transitive_models_are_ordered_best_first() -> None:
     ballots = (
-        [Ballot(("a", "b"), 0)] * 8 + [Ballot(("a", "b"), 1)] * 2
-        + [Ballot(("b", "c"), 0)] * 8 + [Ballot(("b", "c"), 1)] * 2
-        + [Ballot(("a", "c"), 0)] * 9 + [Ballot(("a", "c"), 1)] * 1
+        [Ballot(("a", "b"), 0)] * 8
+        + [Ballot(("a", "b"), 1)] * 2
+        + [Ballot(("b", "c"), 0)] * 8
+        + [Ballot(("b", "c"), 1)] * 2
+        + [Ballot(("a", "c"), 0)] * 9
+        + [Ballot(("a", "c"), 1)] * 1
     )
 
     rankings = rank(ballots)
@@ -184,13 +185,16 @@ def voted(
             requested, model, status = (first, second, "ok") if first.startswith("route:") else (first, "", second)
         panels.append(
             RunPanel.objects.create(
-                run=run, position=position, label=f"Model {chr(65 + position)}", requested=requested,
-                model=model, status=status, call_id=uuid.uuid4().hex,
+                run=run,
+                position=position,
+                label=f"Model {chr(65 + position)}",
+                requested=requested,
+                model=model,
+                status=status,
+                call_id=uuid.uuid4().hex,
             )
         )
-    return vote_cast(
-        run=run, user=user, outcome=outcome, winner_panel=panels[winner] if winner is not None else None
-    )
+    return vote_cast(run=run, user=user, outcome=outcome, winner_panel=panels[winner] if winner is not None else None)
 
 
 def test_votes_become_ballots_of_the_models_that_answered(cast: dict[str, Any]) -> None:

@@ -13,10 +13,32 @@ import pytest
 from playground.render import escape_text, render_markdown
 
 ALLOWED = {
-    "p": set(), "br": set(), "h3": set(), "h4": set(), "h5": set(), "h6": set(), "strong": set(), "em": set(),
-    "del": set(), "code": {"class"}, "pre": set(), "ul": set(), "ol": {"start"}, "li": set(), "blockquote": set(),
-    "hr": set(), "table": set(), "thead": set(), "tbody": set(), "tr": set(), "th": {"class"}, "td": {"class"},
-    "a": {"href", "rel", "target"}, "div": {"class"}, "span": {"class"}, "button": {"type", "class", "aria-label"},
+    "p": set(),
+    "br": set(),
+    "h3": set(),
+    "h4": set(),
+    "h5": set(),
+    "h6": set(),
+    "strong": set(),
+    "em": set(),
+    "del": set(),
+    "code": {"class"},
+    "pre": set(),
+    "ul": set(),
+    "ol": {"start"},
+    "li": set(),
+    "blockquote": set(),
+    "hr": set(),
+    "table": set(),
+    "thead": set(),
+    "tbody": set(),
+    "tr": set(),
+    "th": {"class"},
+    "td": {"class"},
+    "a": {"href", "rel", "target"},
+    "div": {"class"},
+    "span": {"class"},
+    "button": {"type", "class", "aria-label"},
 }
 CLASSES = {"code-block", "code-head", "code-lang", "copy-code", "table-scroll", "align-right", "align-center"}
 LANGUAGE = re.compile(r"^language-[A-Za-z0-9_+#.-]{1,30}$")
@@ -45,7 +67,10 @@ class Checker(HTMLParser):
             elif name == "start" and not value.isdigit():
                 self.problems.append(f"start {value!r}")
             elif name in ("rel", "target", "type", "aria-label") and value not in (
-                "nofollow noopener noreferrer", "_blank", "button", "Copy code"
+                "nofollow noopener noreferrer",
+                "_blank",
+                "button",
+                "Copy code",
             ):
                 self.problems.append(f"{name} {value!r}")
 
@@ -84,12 +109,12 @@ NASTY = [
     '<a href="javascript:alert(1)">click</a>',
     "<!-- comment --><![CDATA[x]]><?php echo 1 ?><!DOCTYPE html>",
     "&lt;script&gt;alert(1)&lt;/script&gt;",
-    "```\"><script>alert(1)</script>\nbody\n```",
+    '```"><script>alert(1)</script>\nbody\n```',
     "``` onmouseover=alert(1)\ncode\n```",
     "```python\n</code></pre><script>alert(1)</script>\n```",
     "`</code><script>alert(1)</script>`",
     "[click](javascript:alert(1))",
-    "[click](https://example.com/\" onmouseover=\"alert(1))",
+    '[click](https://example.com/" onmouseover="alert(1))',
     "[click](https://example.com/`<script>`)",
     "[<img src=x onerror=alert(1)>](https://example.com/)",
     "[`x`](https://a.example/`y`)",
@@ -121,9 +146,41 @@ def test_it_shows_markup_in_an_answer_as_text_and_never_as_markup(text: str) -> 
 
 def test_random_mixes_of_markdown_and_markup_stay_safe() -> None:
     pieces = [
-        "<script>", "</script>", "<img src=x onerror=alert(1)>", "**", "*", "_", "__", "~~", "`", "```", "```js\n",
-        "\n", "\n\n", "# ", "- ", "1. ", "> ", "|", "|---|", "[a](https://x.example/)", "[", "](", ")", "javascript:",
-        "\"", "'", "&amp;", "&", "<", ">", "    ", "text", "\ue000", "\x00", "\r",
+        "<script>",
+        "</script>",
+        "<img src=x onerror=alert(1)>",
+        "**",
+        "*",
+        "_",
+        "__",
+        "~~",
+        "`",
+        "```",
+        "```js\n",
+        "\n",
+        "\n\n",
+        "# ",
+        "- ",
+        "1. ",
+        "> ",
+        "|",
+        "|---|",
+        "[a](https://x.example/)",
+        "[",
+        "](",
+        ")",
+        "javascript:",
+        '"',
+        "'",
+        "&amp;",
+        "&",
+        "<",
+        ">",
+        "    ",
+        "text",
+        "\ue000",
+        "\x00",
+        "\r",
     ]
     rng = random.Random(20240601)
     for _ in range(400):

@@ -49,8 +49,17 @@ def assert_refused(response: Any, message: str, callbacks: list[Callable[[], Non
         ({"models": ["sim/quick", "sim/paced"], "temperature": "3"}, "Ensure this value is less than or equal to 2"),
         ({"models": ["sim/quick", "sim/paced"], "max_tokens": "0"}, "Ensure this value is greater than or equal to 1"),
     ],
-    ids=["empty-prompt", "no-model", "one-model", "seven-models", "disabled", "unknown", "disabled-route",
-         "temperature", "max-tokens"],
+    ids=[
+        "empty-prompt",
+        "no-model",
+        "one-model",
+        "seven-models",
+        "disabled",
+        "unknown",
+        "disabled-route",
+        "temperature",
+        "max-tokens",
+    ],
 )
 def test_it_refuses_bad_input_with_a_message_and_runs_nothing(
     alice_client: Client, django_capture_on_commit_callbacks: Any, data: dict[str, Any], message: str
@@ -81,8 +90,13 @@ def test_it_refuses_a_user_over_the_spend_cap(
 ) -> None:
     SpendCap.objects.create(user=cast["alice"], limit_usd=Decimal("0.01"), period=SpendCap.Period.DAY)
     UsageRecord.objects.create(
-        request_id="earlier-call", created_at=timezone.now() - dt.timedelta(minutes=5), user=cast["alice"],
-        requested="sim/quick", model="sim/quick", status=UsageRecord.Status.OK, cost_usd=Decimal("0.02"),
+        request_id="earlier-call",
+        created_at=timezone.now() - dt.timedelta(minutes=5),
+        user=cast["alice"],
+        requested="sim/quick",
+        model="sim/quick",
+        status=UsageRecord.Status.OK,
+        cost_usd=Decimal("0.02"),
     )
     with django_capture_on_commit_callbacks() as callbacks:
         response = post(alice_client, models=["sim/quick", "sim/paced"])
@@ -120,7 +134,11 @@ def test_a_run_makes_one_panel_per_choice_and_sends_the_calls_only_after_commit(
     ]
     assert all(p.status == RunPanel.Status.RUNNING and p.call_id.startswith("pg-") for p in run.panels.all())
     assert (run.user, run.team, run.temperature, run.max_tokens, run.blind) == (
-        cast["alice"], cast["acme"], 0.4, 200, False
+        cast["alice"],
+        cast["acme"],
+        0.4,
+        200,
+        False,
     )
     # The run's calls, handed over on commit, none before.
     assert len(callbacks) == 1

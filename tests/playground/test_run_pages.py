@@ -16,18 +16,38 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sim")]
 
 def finished_run(user: Any, **fields: Any) -> PlaygroundRun:
     run = PlaygroundRun.objects.create(
-        user=user, prompt="Explain how tides work.", system_prompt="Be brief.", temperature=0.3, max_tokens=300,
-        category="reasoning", **fields,
+        user=user,
+        prompt="Explain how tides work.",
+        system_prompt="Be brief.",
+        temperature=0.3,
+        max_tokens=300,
+        category="reasoning",
+        **fields,
     )
     RunPanel.objects.create(
-        run=run, position=0, requested="sim/paced", call_id=f"pg-{uuid.uuid4().hex}", status=RunPanel.Status.OK,
-        model="sim/paced", output="The **Moon** pulls the sea.\n\n```python\nprint('<tide>')\n```",
-        input_tokens=12, output_tokens=48, cost_usd=Decimal("0.000204"), ttft_ms=120, latency_ms=1320,
+        run=run,
+        position=0,
+        requested="sim/paced",
+        call_id=f"pg-{uuid.uuid4().hex}",
+        status=RunPanel.Status.OK,
+        model="sim/paced",
+        output="The **Moon** pulls the sea.\n\n```python\nprint('<tide>')\n```",
+        input_tokens=12,
+        output_tokens=48,
+        cost_usd=Decimal("0.000204"),
+        ttft_ms=120,
+        latency_ms=1320,
         label="Model A" if run.blind else "",
     )
     RunPanel.objects.create(
-        run=run, position=1, requested="fallback", call_id=f"pg-{uuid.uuid4().hex}", status=RunPanel.Status.ERROR,
-        error_kind="rate_limited", error_message="Slow down.", label="Model B" if run.blind else "",
+        run=run,
+        position=1,
+        requested="fallback",
+        call_id=f"pg-{uuid.uuid4().hex}",
+        status=RunPanel.Status.ERROR,
+        error_kind="rate_limited",
+        error_message="Slow down.",
+        label="Model B" if run.blind else "",
         attempts=[
             {"model": "sim/broken", "provider": "sim", "outcome": "unavailable", "status_code": 500, "elapsed_ms": 40},
             {"model": "sim/paced", "provider": "sim", "outcome": "rate_limited", "status_code": 429},
@@ -110,9 +130,7 @@ def test_an_unknown_or_malformed_run_id_is_a_404(cast: dict[str, Any]) -> None:
     assert client.get("/playground/?again=not-a-uuid").status_code == 404
 
 
-@pytest.mark.parametrize(
-    "path", ["/playground/", "/playground/runs/", f"/playground/runs/{uuid.uuid4()}/events/"]
-)
+@pytest.mark.parametrize("path", ["/playground/", "/playground/runs/", f"/playground/runs/{uuid.uuid4()}/events/"])
 def test_an_anonymous_visitor_is_sent_to_log_in(client: Client, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 302 and response.url.startswith("/accounts/login/?next=")

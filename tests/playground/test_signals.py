@@ -24,11 +24,22 @@ def panel(cast: dict[str, Any]) -> RunPanel:
     return RunPanel.objects.create(run=run, position=0, requested="fallback", call_id=f"pg-{uuid.uuid4().hex}")
 
 
-def finish(panel: RunPanel, *, source: str = "playground", status: str = "ok", text: str = "",
-           error: dict[str, str] | None = None, **fields: Any) -> None:
+def finish(
+    panel: RunPanel,
+    *,
+    source: str = "playground",
+    status: str = "ok",
+    text: str = "",
+    error: dict[str, str] | None = None,
+    **fields: Any,
+) -> None:
     spec = CallSpec(
-        call_id=panel.call_id, created_at=timezone.now(), requested=panel.requested, chain=("sim/paced",),
-        request=ChatRequest(messages=(Message(role="user", content="Explain how tides work."),)), source=source,
+        call_id=panel.call_id,
+        created_at=timezone.now(),
+        requested=panel.requested,
+        chain=("sim/paced",),
+        request=ChatRequest(messages=(Message(role="user", content="Explain how tides work."),)),
+        source=source,
     )
     record = UsageRecord.objects.create(request_id=panel.call_id, created_at=spec.created_at, status=status, **fields)
     call_finished.send(None, spec=spec, record=record, text=text, error=error)
@@ -37,8 +48,16 @@ def finish(panel: RunPanel, *, source: str = "playground", status: str = "ok", t
 def test_a_successful_call_fills_its_panel_with_the_answer_and_figures(panel: RunPanel) -> None:
     attempts = [{"model": "sim/broken", "outcome": "unavailable"}, {"model": "sim/paced", "outcome": "ok"}]
     finish(
-        panel, text="The Moon pulls the sea.", model="sim/paced", attempts=attempts, input_tokens=12,
-        output_tokens=7, tokens_estimated=True, cost_usd=Decimal("0.000040"), ttft_ms=85, latency_ms=410,
+        panel,
+        text="The Moon pulls the sea.",
+        model="sim/paced",
+        attempts=attempts,
+        input_tokens=12,
+        output_tokens=7,
+        tokens_estimated=True,
+        cost_usd=Decimal("0.000040"),
+        ttft_ms=85,
+        latency_ms=410,
     )
     panel.refresh_from_db()
     assert (panel.status, panel.model, panel.output) == ("ok", "sim/paced", "The Moon pulls the sea.")
@@ -49,11 +68,20 @@ def test_a_successful_call_fills_its_panel_with_the_answer_and_figures(panel: Ru
 
 
 def test_a_failed_call_records_the_error_kind_and_message(panel: RunPanel) -> None:
-    finish(panel, status="error", text="Half an", error={"kind": "unavailable", "message": "connection cut"},
-           model="sim/paced", error_kind="unavailable")
+    finish(
+        panel,
+        status="error",
+        text="Half an",
+        error={"kind": "unavailable", "message": "connection cut"},
+        model="sim/paced",
+        error_kind="unavailable",
+    )
     panel.refresh_from_db()
     assert (panel.status, panel.output, panel.error_kind, panel.error_message) == (
-        "error", "Half an", "unavailable", "connection cut"
+        "error",
+        "Half an",
+        "unavailable",
+        "connection cut",
     )
 
 

@@ -55,7 +55,11 @@ def test_it_records_a_best_vote_with_the_runs_team_and_category(cast: dict[str, 
     vote = vote_cast(run=run, user=cast["alice"], outcome="best", winner_panel=winner)
 
     assert (vote.outcome, vote.winner, vote.team, vote.category, vote.user) == (
-        "best", winner, cast["red"], "writing", cast["alice"]
+        "best",
+        winner,
+        cast["red"],
+        "writing",
+        cast["alice"],
     )
 
 

@@ -212,8 +212,13 @@ def test_a_model_is_added_with_capability_checkboxes_and_a_first_price(superuser
 def test_a_public_id_must_start_with_the_provider_name(superuser_client, sim, page_form):
     add = url("languagemodel_add")
     data = page_form(superuser_client, add, "languagemodel_form")
-    data.update(public_id="other/new", provider=str(sim.pk), upstream_name="new", context_window="8192",
-                max_output_tokens="1024")
+    data.update(
+        public_id="other/new",
+        provider=str(sim.pk),
+        upstream_name="new",
+        context_window="8192",
+        max_output_tokens="1024",
+    )
 
     response = superuser_client.post(add, data)
 
@@ -319,8 +324,15 @@ def test_the_price_book_lists_every_row_and_adds_but_never_changes_or_deletes(
 
     add = url("modelprice_add")
     data = page_form(superuser_client, add, "modelprice_form")
-    data.update({"model": str(model.pk), "valid_from_0": "2024-12-01", "valid_from_1": "00:00:00",
-                 "input_per_million": "2", "output_per_million": "5"})
+    data.update(
+        {
+            "model": str(model.pk),
+            "valid_from_0": "2024-12-01",
+            "valid_from_1": "00:00:00",
+            "input_per_million": "2",
+            "output_per_million": "5",
+        }
+    )
     refused = superuser_client.post(add, data)
     assert refused.status_code == 200
     assert "must start after the newest price" in refused.content.decode()

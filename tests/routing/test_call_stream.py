@@ -123,7 +123,6 @@ def test_the_start_carries_the_first_text_after_it_in_one_send(call_id: str, red
     ]
 
 
-
 def test_a_stream_is_kept_an_hour_while_its_call_runs_until_it_is_booked_then_a_minute(
     call_id: str, redis_url: str
 ) -> None:

@@ -45,11 +45,7 @@ def each_kind(having: Callable[[Profile], Any] = lambda profile: True) -> Callab
     """Run the test for each kind whose profile has what `having` asks for."""
 
     def parametrize(test: ContractTest) -> ContractTest:
-        params = [
-            pytest.param(profile.kind, id=profile.kind)
-            for profile in PROFILES.values()
-            if having(profile)
-        ]
+        params = [pytest.param(profile.kind, id=profile.kind) for profile in PROFILES.values() if having(profile)]
         return pytest.mark.parametrize("backend", params, indirect=True)(test)
 
     return parametrize
