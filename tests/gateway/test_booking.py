@@ -23,6 +23,7 @@ from routing.providers.types import ChatRequest, Message
 from switchyard.redis_clients import get_redis
 from tests.call_specs import call_spec
 from tests.call_streams import stream_entries, stream_events
+from tests.fakes.openai import FakeOpenAI
 from tests.usage_records import booked
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -113,3 +114,20 @@ def test_a_playground_run_that_died_between_its_insert_and_its_terminal_event_is
             assert (terminal.error_kind, terminal.message) == ("unavailable", "the stream broke")
         assert int(get_redis().get(counter)) == units, "the spend is counted once"
         assert UsageRecord.objects.filter(request_id=spec.call_id).count() == 1
+
+
+def test_a_call_booked_long_before_its_message_comes_again_is_not_sent_upstream_again(
+    registry: dict[str, Any], alice: Any, upstream: FakeOpenAI
+) -> None:
+    """The redelivery of a shared message can come after the stream of a call it holds is gone: the record tells."""
+    spec = call_spec("up/gpt-4o-mini", user_id=alice.pk)
+    worker_loop.run(call_run(spec))
+    record = booked(spec.call_id)
+    assert len(upstream.requests) == 1
+    # Long after: the call's stream and its lease have expired; its message is delivered again.
+    get_redis().delete(stream_key(spec.call_id), run_key(spec.call_id))
+
+    worker_loop.run(call_run(spec, redelivered=True))
+
+    assert len(upstream.requests) == 1, "the call was sent upstream again"
+    assert list(UsageRecord.objects.filter(request_id=spec.call_id)) == [record]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.conf import settings
@@ -19,6 +19,10 @@ from billing.caps.rules import version_bump
 from billing.models import Team, TeamMembership
 from routing.models import LanguageModel, ModelPrice, Provider, Route, RouteStep
 from switchyard.redis_clients import get_redis
+from tests.playground.browser import CHROMIUM
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 # public id -> (simulated options, LanguageModel fields)
 SIMULATED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -93,3 +97,30 @@ def alice_client(cast: dict[str, Any]) -> Client:
 def session_cookie(client: Client) -> dict[str, str]:
     """The logged-in test client's session, as cookies for another HTTP client (the session row is in the DB)."""
     return {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """A headless Chromium (tests/playground/browser.py), for the module's tests."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread, and Django
+    # refuses ORM calls from a thread with a running loop. The tests' own
+    # ORM calls run between Playwright calls, never during one.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--no-first-run",
+                    "--disable-sync",
+                ],
+            )
+            yield launched
+            launched.close()

@@ -7,8 +7,6 @@ without it these tests are skipped, and say so.
 from __future__ import annotations
 
 import json
-import shutil
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,47 +16,16 @@ from django.contrib.auth import get_user_model
 from routing.models import LanguageModel, ModelPrice, Provider
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import Reply
+from tests.playground.browser import PASSWORD, skip_without_chromium
 
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    reason = (
-        "BROWSER TESTS SKIPPED: Debian's `chromium` is not installed. Run `make test` as root "
-        "(it installs it with apt-get) or `apt-get install -y chromium`."
-    )
-    warnings.warn(reason, stacklevel=1)
-    pytest.skip(reason, allow_module_level=True)
+skip_without_chromium()
 
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PASSWORD = "correct horse battery staple"
 NASTY = "<img src=x onerror=window.__xss=1>"
 SCRIPT = "<script>window.__xss=2</script>"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Playwright's sync API keeps an event loop on this thread, and Django
-    # refuses ORM calls from a thread with a running loop. The tests' own
-    # ORM calls run between Playwright calls, never during one.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            launched = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--no-first-run",
-                    "--disable-sync",
-                ],
-            )
-            yield launched
-            launched.close()
 
 
 @pytest.fixture

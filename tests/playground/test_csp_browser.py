@@ -8,9 +8,7 @@ without it these tests are skipped, and say so.
 
 from __future__ import annotations
 
-import shutil
 import uuid
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,21 +19,14 @@ from billing.models import ApiKey
 from playground.models import Category, PlaygroundRun, RunPanel
 from playground.votes import vote_cast
 from routing.models import Route
+from tests.playground.browser import PASSWORD, skip_without_chromium
 
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    reason = (
-        "BROWSER TESTS SKIPPED: Debian's `chromium` is not installed. Run `make test` as root "
-        "(it installs it with apt-get) or `apt-get install -y chromium`."
-    )
-    warnings.warn(reason, stacklevel=1)
-    pytest.skip(reason, allow_module_level=True)
+skip_without_chromium()
 
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PASSWORD = "correct horse battery staple"
 
 # Runs in every document before its own scripts, whatever the policy.
 REPORT_VIOLATIONS = """
@@ -50,21 +41,6 @@ document.addEventListener("securitypolicyviolation", (event) => {
 class Watched:
     page: Page
     violations: list[str]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Playwright's sync API keeps an event loop on this thread, and Django
-    # refuses ORM calls from a thread with a running loop. The tests' own
-    # ORM calls run between Playwright calls, never during one.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            launched = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
-            )
-            yield launched
-            launched.close()
 
 
 @pytest.fixture
