@@ -197,9 +197,9 @@ HTTP_HEADER_TIMEOUT_SECONDS = env.float("SWITCHYARD_HEADER_TIMEOUT", default=10)
 HTTP_MAX_HEADER_BYTES = env.int("SWITCHYARD_MAX_HEADER_BYTES", default=64 * 1024)
 HTTP_BODY_TIMEOUT_SECONDS = env.float("SWITCHYARD_BODY_TIMEOUT", default=30)
 
-# Threads of a worker that book its calls (routing/calls/db_lane.py): each holds a
-# database connection; the task threads need one only on rare paths (a
-# registry reload, a redelivered task).
+# Threads of a worker that book its calls and make its few reads
+# (routing/calls/db_lane.py): each holds a database connection. Besides them,
+# only a reload of the registry (through asgiref's thread) reads the database.
 WORKER_DB_THREADS = env.int("SWITCHYARD_WORKER_DB_THREADS", default=4)
 
 # How long a crashed worker's call stays claimed before another may recover it.

@@ -5,10 +5,10 @@ nothing may block and where Django refuses ORM calls anyway. The booking of
 a call (its usage record and what reacts to it) and the few reads a call
 needs run here instead, on WORKER_DB_THREADS threads with a connection each,
 while the call awaits the result. A few threads are enough: SQLite takes one
-writer at a time, and on PostgreSQL they draw on the process's pool. (When
-each of the 256 threads of the old threads-per-call worker booked its own
-calls, each held a connection whose SQLite page cache grew with the usage
-table: the worker's memory grew by a quarter from 1,000 to 20,000 calls.)
+writer at a time, and on PostgreSQL they draw on the process's pool; and
+every thread that touches the database keeps a connection, whose SQLite
+page cache grows with the usage table (a connection per task thread made
+the worker's memory grow with every call it had booked).
 """
 
 from __future__ import annotations
