@@ -19,9 +19,13 @@ from django.utils import timezone
 
 from billing.models import ApiKey
 from billing.services import API_KEY_PREFIX, api_key_hash
+from fastpath.single_flight import SingleFlight
 from switchyard.redis_clients import get_redis, get_resp
 
 PRINCIPAL_CACHE_SECONDS = 5
+
+# The calls of one key that arrive while its principal is being read share the read.
+_loads: SingleFlight[str, Principal | None] = SingleFlight()
 # A key's last-used time is written at most this often.
 LAST_USED_EVERY_SECONDS = 60
 
@@ -58,7 +62,7 @@ async def aauthenticate(raw_key: str) -> Principal | None:
     cached = await redis.execute("GET", cache_key(hashed))
     if cached is not None:
         return Principal(**json.loads(cached))
-    principal = await sync_to_async(_load)(hashed)
+    principal = await _loads.run(hashed, lambda: sync_to_async(_load)(hashed))
     if principal is not None:
         entry = json.dumps(_as_dict(principal))
         await redis.execute("SET", cache_key(hashed), entry, "EX", PRINCIPAL_CACHE_SECONDS)

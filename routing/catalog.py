@@ -17,6 +17,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
+from fastpath.single_flight import SingleFlight
 from routing.providers.types import ModelConfig
 from switchyard.redis_clients import get_redis, get_resp
 
@@ -157,6 +158,8 @@ def _load(version: int) -> Catalog:
 
 
 _current: Catalog | None = None
+# The calls that find the registry changed at once share one reload.
+_loads: SingleFlight[int, Catalog] = SingleFlight()
 _lock = threading.Lock()
 
 
@@ -182,7 +185,7 @@ def get_catalog(version: bytes | None = None) -> Catalog:
 async def aget_catalog(version: bytes | None = None) -> Catalog:
     """get_catalog for an event loop: the database only through a thread, and only when the registry changed."""
     number = int((await get_resp().execute("GET", VERSION_KEY) if version is None else version) or 0)
-    return _cached(number) or _store(await sync_to_async(_load)(number))
+    return _cached(number) or _store(await _loads.run(number, lambda: sync_to_async(_load)(number)))
 
 
 def bump_version() -> None:

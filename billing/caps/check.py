@@ -18,10 +18,15 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from billing.caps.counters import Counter, counters_of_rules, counters_rebuild
-from billing.caps.rules import VERSION_KEY, CapRule, rules_cached, rules_load, subjects_of, version_reset
+from billing.caps.rules import VERSION_KEY, CapRule, Subject, rules_cached, rules_load, subjects_of, version_reset
 from billing.money import format_usd, from_units
 from billing.periods import moment_text, period_adjective
+from fastpath.single_flight import SingleFlight
 from switchyard.redis_clients import get_resp
+
+# Checks that need the same rules loaded, or the same counters rebuilt, at once share one load.
+_rule_loads: SingleFlight[tuple[str, tuple[Subject, ...]], list[CapRule]] = SingleFlight()
+_rebuilds: SingleFlight[tuple[Counter, ...], list[int]] = SingleFlight()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +107,7 @@ async def cap_check(
     raw_version, *values = await client.execute("MGET", VERSION_KEY, *(c.key for c in counters.values()))
     version = raw_version.decode() if raw_version is not None else await version_reset()
     if rules is None or cached_version != version:
-        rules = await sync_to_async(rules_load)(version, subjects)
+        rules = await _rule_loads.run((version, subjects), lambda: sync_to_async(rules_load)(version, subjects))
         counters = counters_of_rules(rules, now)
         values = await client.execute("MGET", *(c.key for c in counters.values())) if counters else []
     if not rules:
@@ -115,7 +120,7 @@ async def cap_check(
         else:
             units[counter.key] = int(value)
     if missing:
-        rebuilt = await sync_to_async(counters_rebuild)(missing)
+        rebuilt = await _rebuilds.run(tuple(missing), lambda: sync_to_async(counters_rebuild)(missing))
         units.update(zip([c.key for c in missing], rebuilt, strict=True))
     return _verdict(rules, counters, units)
 

@@ -21,3 +21,8 @@ def run_key(call_id: str) -> str:
 def queued_key(call_id: str) -> str:
     """Set with the call's task message, removed when a worker claims it: the call is waiting in the queue."""
     return f"sy:call:{call_id}:queued"
+
+
+def released_key(call_id: str) -> str:
+    """Set by the first of the call's reader and worker to be done with its stream (routing/calls/stream.py)."""
+    return f"sy:call:{call_id}:released"

@@ -74,6 +74,8 @@ class LeaseKeeper:
             yield
         finally:
             self._calls.discard(call_id)
+        # The run ended (booked, or its task will be delivered again): its lease is not kept for nothing.
+        await get_resp().execute("DEL", run_key(call_id))
 
     async def _renew_forever(self) -> None:
         while True:

@@ -5,13 +5,15 @@ has started: reading from 0-0 replays everything, and an entry id resumes
 after a reconnect. The events are routing/calls/events.py's.
 
 Redis holds what a live call needs, not an archive. A stream lives an hour
-while its call runs. Once its terminal event is out, it is kept until the
-call's record is in the database (a worker that dies in between is recovered
-from that event), then for BOOKED_STREAM_TTL_SECONDS for its live readers,
-which have read it all by then (the web reads as the worker writes). The
-gateway, the only reader of an API call, cuts it to its terminal event as
-soon as it has read that (stream_read_to_end), so that only what a
-redelivery of the call needs stays while the call is booked.
+while its call runs, and once its terminal event is out, until the call's
+record is in the database (a worker that dies in between is recovered from
+that event; once the record is in, a redelivery needs nothing from Redis).
+The gateway, the only reader of an API call, says when it has read the end
+(stream_read_to_end), the worker when the call is booked (booked): the
+second of the two deletes the stream. A stream with no such reader (a
+playground run, whose pages read ended columns from the database; a client
+that went away) is left BOOKED_STREAM_TTL_SECONDS after the booking for
+any live reader, which has read it all by then.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from django.conf import settings
 
 from fastpath.resp import Command, checked
 from routing.calls.events import CallEvent, Text, decode, encode, is_terminal
-from routing.calls.keys import cancel_key, stream_key
+from routing.calls.keys import cancel_key, released_key, stream_key
 from switchyard.redis_clients import get_resp, get_stream_hub
 
 logger = logging.getLogger(__name__)
@@ -153,8 +155,8 @@ class CallPublisher:
         return [decode(fields) for _, fields in await self.redis.execute("XRANGE", self.key, "-", "+")]
 
     async def booked(self) -> None:
-        """The call's record is in the database: its stream is left to its live readers, for a short while."""
-        await self.redis.execute("EXPIRE", self.key, BOOKED_STREAM_TTL_SECONDS)
+        """The call's record is in the database: its stream goes, now if its reader is done with it, else soon."""
+        await self.redis.execute(*_release(self.call_id, booked=True))
 
 
 async def read_events(call_id: str, *, deadline: float) -> AsyncGenerator[list[CallEvent], None]:
@@ -178,20 +180,47 @@ async def read_events(call_id: str, *, deadline: float) -> AsyncGenerator[list[C
             yield batch
 
 
+# Each end of a call, its reader and its worker, says that it is done with
+# the call's stream; the second deletes it. The first leaves its mark for
+# BOOKED_STREAM_TTL_SECONDS, and the worker's booking gives the stream that
+# long too (a reader that never says it is done, or none at all).
+_RELEASE = """
+redis.call('HSET', KEYS[2], ARGV[2], 1)
+if redis.call('HLEN', KEYS[2]) >= 2 then
+  redis.call('DEL', KEYS[1], KEYS[2])
+else
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+  if ARGV[2] == 'worker' then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
+  end
+end
+return 0
+"""
+
+
+def _release(call_id: str, *, booked: bool) -> Command:
+    # EVAL, not EVALSHA: Redis caches the script by its hash either way, and
+    # EVALSHA would need a SCRIPT LOAD after every Redis restart.
+    keys = (stream_key(call_id), released_key(call_id))
+    return ("EVAL", _RELEASE, 2, *keys, BOOKED_STREAM_TTL_SECONDS, "worker" if booked else "reader")
+
+
 async def stream_read_to_end(call_id: str) -> None:
-    """The call's only reader has read its terminal event: cut the stream to that event.
+    """The call's only reader has read its terminal event.
 
     Does not wait for Redis's reply: the reader's answer does not depend on it.
     """
-    replies = await get_resp().submit([("XTRIM", stream_key(call_id), "MAXLEN", 1)])
-    replies.add_done_callback(_log_failed_trim)
+    replies = await get_resp().submit([_release(call_id, booked=False)])
+    replies.add_done_callback(_log_failed_release)
 
 
-def _log_failed_trim(replies: asyncio.Future[list[Any]]) -> None:
-    if not replies.cancelled() and replies.exception() is None:
+def _log_failed_release(replies: asyncio.Future[list[Any]]) -> None:
+    if replies.cancelled():
         return
-    # The stream then expires with its TTL instead.
-    logger.warning("could not cut a read call stream: %s", None if replies.cancelled() else replies.exception())
+    error = replies.exception() or next((r for r in replies.result() if isinstance(r, Exception)), None)
+    if error is not None:
+        # The stream then expires with its TTL instead.
+        logger.warning("could not release a read call stream: %s", error)
 
 
 async def request_cancel(call_id: str) -> None:

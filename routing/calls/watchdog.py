@@ -98,5 +98,7 @@ async def call_give_up(spec: CallSpec, *, waited_ms: int) -> Failed | None:
     terminal = Failed(figures_of(record), LOST, message, status=503)
     if not await sync_to_async(record_insert_now)(spec, record, terminal):
         return None
-    await CallPublisher(spec.call_id).publish(terminal)
+    publisher = CallPublisher(spec.call_id)
+    await publisher.publish(terminal)
+    await publisher.booked()
     return terminal

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,8 @@ from billing.caps.counters import counter_for
 from billing.models import SpendCap, UsageRecord
 from billing.money import to_units
 from routing.calls import worker_loop
-from routing.calls.events import Done, Failed
+from routing.calls.booking import figures_of
+from routing.calls.events import Done, Failed, encode
 from routing.calls.keys import run_key, stream_key
 from routing.calls.recovery import call_run
 from routing.calls.spec import CallSpec
@@ -46,7 +48,10 @@ def test_a_run_that_died_between_its_answer_and_its_insert_is_booked_from_the_an
     spend = get_redis().get(counter)
     assert int(spend) == to_units(record.cost_usd) > 0
     # The state a worker killed after publishing the answer leaves: the answer
-    # on the call's stream, the spend counted with it, no record, the run lease lapsed.
+    # on the call's stream (whose reader is done with it, but not its worker),
+    # the spend counted with it, no record, the run lease lapsed.
+    _, kind, _, data = encode(Done(figures_of(record), record.finish_reason))
+    get_redis().xadd(stream_key(record.request_id), {"t": kind, "d": data})
     UsageRecord.objects.filter(pk=record.pk).delete()
     get_redis().delete(run_key(record.request_id))
     redelivered = CallSpec(
@@ -131,3 +136,20 @@ def test_a_call_booked_long_before_its_message_comes_again_is_not_sent_upstream_
 
     assert len(upstream.requests) == 1, "the call was sent upstream again"
     assert list(UsageRecord.objects.filter(request_id=spec.call_id)) == [record]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answered_and_booked_api_call_leaves_nothing_of_its_stream_in_redis(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="up/gpt-4o-mini", messages=[{"role": "user", "content": "Hello!"}], stream=stream
+    )
+    if stream:
+        list(raw.parse())
+    call_id = raw.headers["x-request-id"]
+    booked(call_id)
+    deadline = time.monotonic() + 5
+    while get_redis().keys(f"sy:call:{call_id}*"):
+        assert time.monotonic() < deadline, get_redis().keys(f"sy:call:{call_id}*")
+        time.sleep(0.05)

@@ -13,7 +13,7 @@ import redis
 from routing.calls import worker_loop
 from routing.calls.events import CallEvent, Done, Figures, Started, Text, ToolPiece
 from routing.calls.keys import stream_key
-from routing.calls.stream import BOOKED_STREAM_TTL_SECONDS, STREAM_TTL_SECONDS, CallPublisher
+from routing.calls.stream import BOOKED_STREAM_TTL_SECONDS, STREAM_TTL_SECONDS, CallPublisher, stream_read_to_end
 from tests.call_streams import stream_events
 
 DONE = Done(Figures(model="m"))
@@ -126,6 +126,7 @@ def test_the_start_carries_the_first_text_after_it_in_one_send(call_id: str, red
 def test_a_stream_is_kept_an_hour_while_its_call_runs_until_it_is_booked_then_a_minute(
     call_id: str, redis_url: str
 ) -> None:
+    """With no reader to say it is done (a playground run): live readers have a minute after the booking."""
     client = redis.Redis.from_url(redis_url)
 
     async def work(publisher: CallPublisher) -> tuple[int, int]:
@@ -141,6 +142,32 @@ def test_a_stream_is_kept_an_hour_while_its_call_runs_until_it_is_booked_then_a_
     assert running > STREAM_TTL_SECONDS - 5
     assert ended > STREAM_TTL_SECONDS - 5, "a redelivery may need the terminal event until the record is in"
     assert BOOKED_STREAM_TTL_SECONDS - 5 < client.ttl(stream_key(call_id)) <= BOOKED_STREAM_TTL_SECONDS
+
+
+@pytest.mark.parametrize("reader_first", [True, False])
+def test_a_stream_goes_once_its_reader_has_read_the_end_and_its_call_is_booked(
+    call_id: str, redis_url: str, reader_first: bool
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+
+    async def work(publisher: CallPublisher) -> bool:
+        await publisher.publish(Started("m"), text="Hi")
+        await publisher.publish(DONE)
+        if reader_first:
+            await stream_read_to_end(call_id)
+            await written(publisher)
+            kept = bool(client.exists(stream_key(call_id)))
+            await publisher.booked()
+        else:
+            await publisher.booked()
+            kept = bool(client.exists(stream_key(call_id)))
+            await stream_read_to_end(call_id)
+            await written(publisher)
+        return kept
+
+    assert on_loop(work, call_id), "the stream went before both ends were done with it"
+    assert not client.exists(stream_key(call_id))
+    assert not client.keys(f"sy:call:{call_id}:*")
 
 
 def test_a_send_that_redis_refused_is_raised_by_the_next_send_and_by_the_terminal_event(
