@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import AsyncGenerator
 from typing import Any
 
+import redis
 from django.conf import settings
 
 from billing.api_auth import Principal
-from routing.calls.events import Done, Failed
+from routing.calls.events import CallEvent, Done, Failed
 from routing.calls.spec import CallSpec
 from routing.calls.start import Caller, CallRefused, call_start
 from routing.calls.stream import read_events, request_cancel, stream_read_to_end
@@ -19,6 +22,13 @@ from routing.gateway.http import BodyTooLarge, Request, Response, json_response,
 from routing.gateway.openai_request import InvalidRequest, parse_chat_body
 from routing.gateway.openai_response import completion_body
 from routing.gateway.relay import call_headers, error_response, sse_stream
+
+logger = logging.getLogger(__name__)
+
+# While nothing of a call has reached its client, Redis may be away this long
+# (a restart) before the client gets a 503; it is asked again this often.
+REDIS_OUTAGE_GRACE_SECONDS = 15
+REDIS_RETRY_SECONDS = 0.5
 
 
 def _model_object(model_id: str, created: Any, owned_by: str) -> dict[str, Any]:
@@ -92,27 +102,33 @@ async def chat_completions(request: Request, principal: Principal) -> Response:
 
 async def _answer(spec: CallSpec, include_usage: bool) -> Response:
     """The call's answer: its error, its whole body, or its stream from the first event on."""
-    events = read_events(spec.call_id, deadline=time.monotonic() + settings.CALL_DEADLINE_SECONDS + 30)
+    deadline = time.monotonic() + settings.CALL_DEADLINE_SECONDS + 30
     watch = CallWatch(spec)
-    try:
-        batch = await anext(events)
-        while not batch:
-            try:
-                await watch.check()
-            except CallLost:
-                given_up = await call_give_up(spec, waited_ms=int((time.monotonic() - watch.pushed_at) * 1000))
-                if given_up is not None:
-                    await events.aclose()
-                    return error_response(spec, given_up)
-            batch = await anext(events)
-    except asyncio.CancelledError:
-        await request_cancel(spec.call_id)
-        raise
-    except (TimeoutError, StopAsyncIteration):
-        await request_cancel(spec.call_id)
-        return openai_error(
-            504, "The call produced no answer in time.", type="server_error", headers={"x-request-id": spec.call_id}
-        )
+    outage_since: float | None = None
+    while True:
+        events = read_events(spec.call_id, deadline=deadline)
+        try:
+            batch = await _first_batch(spec, events, watch)
+            break
+        except redis.RedisError:
+            await events.aclose()
+            # Nothing of the call has reached its client yet: a Redis that went
+            # away (restarting, with its queue on disk) is waited for, and the
+            # call's stream read again from its start.
+            now = time.monotonic()
+            outage_since = outage_since or now
+            if now - outage_since > REDIS_OUTAGE_GRACE_SECONDS:
+                raise
+            logger.warning("lost Redis while waiting for call %s; reading its stream again", spec.call_id)
+            await asyncio.sleep(REDIS_RETRY_SECONDS)
+        except asyncio.CancelledError:
+            await request_cancel(spec.call_id)
+            raise
+        except (TimeoutError, StopAsyncIteration):
+            await request_cancel(spec.call_id)
+            return openai_error(
+                504, "The call produced no answer in time.", type="server_error", headers={"x-request-id": spec.call_id}
+            )
     first = batch[0]
     if isinstance(first, Failed):
         await stream_read_to_end(spec.call_id)
@@ -127,3 +143,20 @@ async def _answer(spec: CallSpec, include_usage: bool) -> Response:
         content_type="text/event-stream; charset=utf-8",
         stream=sse_stream(spec, batch, events, include_usage=include_usage),
     )
+
+
+async def _first_batch(
+    spec: CallSpec, events: AsyncGenerator[list[CallEvent], None], watch: CallWatch
+) -> list[CallEvent]:
+    """The call's first events; while none come, a call lost before any worker took it is pushed again or given up."""
+    batch = await anext(events)
+    while not batch:
+        try:
+            await watch.check()
+        except CallLost:
+            given_up = await call_give_up(spec, waited_ms=int((time.monotonic() - watch.pushed_at) * 1000))
+            if given_up is not None:
+                await events.aclose()
+                return [given_up]
+        batch = await anext(events)
+    return batch

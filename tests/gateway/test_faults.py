@@ -4,18 +4,22 @@
 - a record the database refuses for a while (locked) is booked once it is
   free, not lost, and the spend counters equal the records;
 - a call whose task message is flushed from Redis before any worker took it
-  is pushed again by the web process that waits for it, and answered.
+  is pushed again by the web process that waits for it, and answered;
+- a call queued when Redis is killed is answered once Redis is back, its
+  queue kept on disk (the web waits for Redis while nothing was answered).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +29,7 @@ import redis
 from django.db import connection
 from django.utils import timezone
 
+import devstack
 from billing.caps.counters import counter_for
 from billing.models import SpendCap, UsageRecord
 from billing.money import to_units
@@ -174,4 +179,49 @@ def test_a_call_lost_again_and_again_is_given_up_with_a_503_and_booked_as_failed
         record = booked(answer.headers["x-request-id"])
         assert (record.status, record.error_kind, record.cost_usd) == ("error", "lost", None)
     finally:
+        broker.close()
+
+
+@pytest.fixture
+def persistent_redis(stack_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[int, Path, list[devstack.Child]]]:
+    """The stack's Redis is one of its own that keeps an append-only file, as make run's does."""
+    port, children = devstack.free_port(), []
+    stack_env["REDIS_URL"] = devstack.start_redis(port, port_hint="", into=children, directory=tmp_path, persist=True)
+    yield port, tmp_path, children
+    devstack.stop(children)
+
+
+def test_a_call_queued_when_redis_restarts_is_answered_once_it_is_back(
+    persistent_redis: tuple[int, Path, list[devstack.Child]],
+    stack_env: dict[str, str],
+    web: str,
+    registry: dict[str, Any],
+    api_key: str,
+) -> None:
+    port, directory, children = persistent_redis
+    broker = redis.Redis.from_url(stack_env["REDIS_URL"])
+    running = None
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(
+                httpx.post, f"{web}/v1/chat/completions", json=HELLO, headers=_auth(api_key), timeout=90
+            )
+            deadline = time.monotonic() + 20
+            while not broker.llen("celery"):
+                assert time.monotonic() < deadline, "the call never reached the queue"
+                time.sleep(0.05)
+            # Killed, not stopped: what it had written to its append-only file is all it keeps.
+            [killed] = children
+            killed.signal_group(signal.SIGKILL)
+            killed.process.wait(timeout=10)
+            children.clear()
+            devstack.start_redis(port, port_hint="", into=children, directory=directory, persist=True)
+            running = worker(stack_env)
+            answer = pending.result(timeout=90)
+        assert answer.status_code == 200, answer.text
+        booked(answer.headers["x-request-id"], timeout=30)
+        assert UsageRecord.objects.count() == 1
+    finally:
+        if running is not None:
+            stop(running)
         broker.close()
