@@ -161,11 +161,11 @@ class LanguageModelAdmin(admin.ModelAdmin[LanguageModel]):
         "capability_list",
         "enabled",
     )
-    list_filter = ("provider", "provider__kind", "enabled", CapabilityFilter)
+    list_filter = ("provider", "provider__kind", "enabled", "free", CapabilityFilter)
     search_fields = ("public_id", "upstream_name", "display_name")
     readonly_fields = ("created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("public_id", "provider", "upstream_name", "display_name", "enabled")}),
+        (None, {"fields": ("public_id", "provider", "upstream_name", "display_name", "enabled", "free")}),
         ("Limits and capabilities", {"fields": ("context_window", "max_output_tokens", "capabilities")}),
         ("Adapter options", {"fields": ("options",)}),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
@@ -180,6 +180,8 @@ class LanguageModelAdmin(admin.ModelAdmin[LanguageModel]):
 
     @admin.display(description="USD / 1M in / out")
     def price(self, obj: PricedModel) -> str:
+        if obj.free:
+            return "free"
         if obj.current_input_per_million is None:
             return "no price"
         return f"{format_usd(obj.current_input_per_million)} / {format_usd(obj.current_output_per_million)}"

@@ -50,6 +50,7 @@ class CatalogModel:
     capabilities: frozenset[str]
     options: dict[str, Any]
     created: dt.datetime
+    free: bool = False
     # Newest first.
     prices: tuple[PriceRow, ...] = ()
 
@@ -134,6 +135,7 @@ def _load(version: int) -> Catalog:
             capabilities=frozenset(m.capabilities or ()),
             options={**(p.options or {}), **(m.options or {})},
             created=m.created_at,
+            free=m.free,
             prices=tuple(prices.get(m.pk, ())),
         )
     chains: dict[int, list[str]] = {}

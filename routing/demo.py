@@ -287,7 +287,7 @@ QWEN: dict[str, Any] = {
     ],
 }
 
-# Local models cost nothing per token. Disabled until someone runs Ollama.
+# Local models cost nothing per token: marked free, so capped callers may use them. Disabled until someone runs Ollama.
 OLLAMA: dict[str, Any] = {
     "name": "ollama",
     "display_name": "Ollama (local)",
@@ -301,7 +301,7 @@ OLLAMA: dict[str, Any] = {
             "context_window": 131_072,
             "max_output_tokens": 8_192,
             "capabilities": [TOOLS, MULTI],
-            "prices": _listed("0", "0"),
+            "free": True,
         },
         {
             "name": "qwen2.5-coder",
@@ -309,7 +309,7 @@ OLLAMA: dict[str, Any] = {
             "context_window": 32_768,
             "max_output_tokens": 8_192,
             "capabilities": [CODE, TOOLS],
-            "prices": _listed("0", "0"),
+            "free": True,
         },
     ],
 }

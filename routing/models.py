@@ -104,6 +104,12 @@ class LanguageModel(models.Model):
         blank=True,
         help_text="Adapter options; for simulated models: speed, latency and failure modes.",
     )
+    free = models.BooleanField(
+        default=False,
+        help_text="Costs nothing to call (a local model such as Ollama's): booked at $0 and callable by "
+        "capped users, teams and keys without a price. A model that is neither free nor priced is refused "
+        "to a caller with a spend cap.",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -251,6 +251,7 @@ def _demo_model(provider: Provider, spec: dict[str, Any], summary: DemoLoadSumma
             max_output_tokens=spec["max_output_tokens"],
             capabilities=list(spec.get("capabilities", [])),
             options=dict(spec.get("options", {})),
+            free=spec.get("free", False),
             enabled=spec.get("enabled", True),
         )
         model.full_clean()

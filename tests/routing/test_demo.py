@@ -44,12 +44,17 @@ def test_load_demo_creates_the_registry_and_prints_one_line():
     output = load_demo()
 
     models = sum(len(p["models"]) for p in demo.PROVIDERS)
-    prices = sum(len(m["prices"]) for p in demo.PROVIDERS for m in p["models"])
+    prices = sum(len(m.get("prices", ())) for p in demo.PROVIDERS for m in p["models"])
     assert output.count("\n") == 1
     assert output.startswith(
         f"Demo registry: created {len(demo.PROVIDERS)} providers, {models} models, {prices} prices, 5 routes;"
     )
     assert (Provider.objects.count(), LanguageModel.objects.count(), ModelPrice.objects.count()) == (7, models, prices)
+    # Local models are free, not priced at $0: capped callers may use them.
+    assert set(LanguageModel.objects.filter(free=True).values_list("public_id", flat=True)) == {
+        "ollama/llama3.2",
+        "ollama/qwen2.5-coder",
+    }
 
 
 def test_load_demo_twice_changes_nothing():
