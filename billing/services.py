@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.caps.counters import counters_add, counters_drop
+from billing.caps.counters import counters_drop, counters_settle
+from billing.caps.reservations import reservations_release
 from billing.models import ApiKey, Team, UsageRecord
 from billing.money import usage_cost
+from routing.catalog import PriceRow
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -22,6 +26,9 @@ if TYPE_CHECKING:
     from routing.catalog import CatalogModel
 
 API_KEY_PREFIX = "sk-sy-"
+
+# What a model marked free is booked at, whatever its price book says.
+FREE = PriceRow(dt.datetime.min.replace(tzinfo=dt.UTC), Decimal(0), Decimal(0))
 VISIBLE_PREFIX_LENGTH = 12
 
 
@@ -67,6 +74,8 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
     """
     spec = booking.spec
     price = booking.model.price_at(spec.created_at) if booking.model else None
+    if booking.model is not None and booking.model.free:
+        price = FREE
     cost = None
     if price is not None:
         cost = usage_cost(
@@ -130,10 +139,15 @@ def usage_record_insert(record: UsageRecord) -> bool:
 
 
 async def spend_count(records: Sequence[UsageRecord]) -> None:
-    """Count the cost of newly inserted records where spend caps read it, each once."""
-    await counters_add(records)
+    """Count the cost of newly inserted records where spend caps read it, each once, and free their reservations."""
+    await counters_settle(records)
 
 
 async def spend_recount(record: UsageRecord) -> None:
     """Count a record that may have been counted already (its run died around its booking), from the database."""
     await counters_drop(record)
+
+
+async def spend_release(call_ids: Sequence[str]) -> None:
+    """Free the reservations of calls that will not run (admitted, then never enqueued)."""
+    await reservations_release(call_ids)

@@ -77,6 +77,14 @@ def run() -> int:
             "--loglevel=INFO",
         ]  # fmt: skip
         spawn("Celery worker", worker, env, into=services)
+        # The minute's spend reconciliation (billing/tasks.py); its schedule file lives with the other local state.
+        beat_schedule = BASE_DIR / "var" / "celerybeat-schedule"
+        beat_schedule.parent.mkdir(exist_ok=True)
+        beat = [
+            sys.executable, "-m", "celery", "-A", "switchyard", "beat",
+            "--loglevel=INFO", f"--schedule={beat_schedule}",
+        ]  # fmt: skip
+        spawn("Celery beat", beat, env, into=services)
         # uvicorn with the project's protocol, limits and shutdown (switchyard/server.py).
         web = [sys.executable, "-m", "switchyard.server", "--host", host, "--port", str(port)]
         spawn("web server (uvicorn)", web, env, into=services)

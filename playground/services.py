@@ -12,12 +12,21 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.db import transaction
 
-from billing.models import UsageRecord
+from billing.models import Team, UsageRecord
 from billing.selectors import team_of_user
 from playground.models import PlaygroundRun, RunPanel
 from playground.selectors import chat_request_for
 from routing.calls.spec import CallSpec
-from routing.calls.start import Caller, CallRefused, call_spec_for, calls_admit, calls_enqueue
+from routing.calls.start import (
+    Admitted,
+    Caller,
+    CallRefused,
+    call_spec_for,
+    calls_abandon,
+    calls_admit,
+    calls_enqueue,
+    calls_sized_again,
+)
 from routing.calls.stream import request_cancel
 from routing.catalog import get_catalog
 from routing.strategies.complexity import classify_prompt
@@ -82,6 +91,15 @@ def playground_run_start(*, user_id: int, request: RunRequest) -> PlaygroundRun:
     except CallRefused as refused:
         prefix = "Nothing was run: " if refused.code == "insufficient_quota" else ""
         raise RunRefused(prefix + refused.message) from None
+    try:
+        return _run_write(user_id=user_id, team=team, request=request, admitted=admitted)
+    except BaseException:
+        async_to_sync(calls_abandon)(admitted.specs)
+        raise
+
+
+def _run_write(*, user_id: int, team: Team | None, request: RunRequest, admitted: Admitted) -> PlaygroundRun:
+    """The run and its columns, and its calls enqueued once they are committed."""
     with transaction.atomic():
         run = PlaygroundRun.objects.create(
             user_id=user_id,
@@ -130,7 +148,7 @@ def playground_run_call_specs(*, run: PlaygroundRun) -> dict[int, CallSpec]:
                 call_id=panel.call_id,
                 created_at=run.created_at,
             )
-    return specs
+    return async_to_sync(calls_sized_again)(caller, catalog, specs)
 
 
 async def playground_run_stop(*, run: PlaygroundRun) -> int:

@@ -178,6 +178,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery beat (started by `make run` and docker-compose) runs these.
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-spend": {
+        "task": "billing.reconcile_spend",
+        "schedule": env.float("SWITCHYARD_RECONCILE_SECONDS", default=60.0),
+        # A run that waited longer than the next one would is dropped, not queued behind it.
+        "options": {"expires": env.float("SWITCHYARD_RECONCILE_SECONDS", default=60.0)},
+    },
+}
 # Celery's Django fix-up closes the thread's database connection after every
 # task unless told otherwise. On SQLite that is a reconnect per call (~1 ms):
 # keep it. On PostgreSQL closing returns the connection to the pool: do it.
@@ -202,8 +211,14 @@ HTTP_BODY_TIMEOUT_SECONDS = env.float("SWITCHYARD_BODY_TIMEOUT", default=30)
 # only a reload of the registry (through asgiref's thread) reads the database.
 WORKER_DB_THREADS = env.int("SWITCHYARD_WORKER_DB_THREADS", default=4)
 
-# How long a crashed worker's call stays claimed before another may recover it.
+# How long a crashed worker's call stays claimed before another may recover
+# it, and holds its reservation against its caller's caps.
 CALL_RUN_LEASE_SECONDS = env.int("SWITCHYARD_RUN_LEASE_SECONDS", default=15)
+
+# How long a capped call's reservation lasts while it waits for a worker
+# (billing/caps/reservations.py). A call that waits longer is reserved again
+# by the worker that takes it, and refused then if its caps have no room left.
+RESERVATION_QUEUE_SECONDS = env.int("SWITCHYARD_RESERVATION_QUEUE_SECONDS", default=120)
 
 # Answer text that arrives within this many milliseconds of the last text the
 # worker published goes out together, as one event: each event costs an XADD in

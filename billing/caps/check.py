@@ -1,23 +1,27 @@
 """Whether a call may start: every cap on its user, team and API key against the spend of its current period.
 
-One Redis round trip on the hot path: an MGET of the caps' version token and,
-for a subject with caps, its counters. The database is read only when the
-token moved, a subject's rules are not cached or too old, or a counter is
-missing (billing/caps/rules.py, counters.py).
+One Redis round trip for a caller with no cap: an MGET of the caps' version
+token (and of the counters of a subject with caps). The database is read
+only when the token moved, a subject's rules are not cached or too old, or
+a counter is missing (billing/caps/rules.py, counters.py). A capped caller's
+call then takes a second round trip: its reservation (caps_reserve,
+billing/caps/reservations.py), which alone decides whether it may start.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from billing.caps.counters import Counter, counters_of_rules, counters_rebuild
+from billing.caps.reservations import Missing, reservations_take
 from billing.caps.rules import VERSION_KEY, CapRule, Subject, rules_cached, rules_load, subjects_of, version_reset
 from billing.money import format_usd, from_units
 from billing.periods import moment_text, period_adjective
@@ -28,26 +32,55 @@ from switchyard.redis_clients import get_resp
 _rule_loads: SingleFlight[tuple[str, tuple[Subject, ...]], list[CapRule]] = SingleFlight()
 _rebuilds: SingleFlight[tuple[Counter, ...], list[int]] = SingleFlight()
 
+# What a call refused for the reservations of calls in progress is told to wait: they end within seconds, mostly.
+HELD_RETRY_SECONDS = 2
+
 
 @dataclass(frozen=True, slots=True)
 class CapBlock:
-    """A cap that is used up: calls of its subject are refused until `resets_at`."""
+    """A cap with no room for a call: used up until `resets_at`, or short of what the call may cost.
+
+    `asked` is the reservation that did not fit (0 when the cap is used up)
+    and `held` what calls in progress had reserved on it then.
+    """
 
     cap: CapRule
     spent: Decimal
     limit: Decimal
     resets_at: dt.datetime
+    asked: Decimal = Decimal(0)
+    held: Decimal = Decimal(0)
+
+    @property
+    def used_up(self) -> bool:
+        return self.spent >= self.limit
 
     @property
     def message(self) -> str:
+        period = period_adjective(self.cap.period)
+        cap = f"{self.cap.subject_label}'s {period} cap of {format_usd(self.limit, rounded=True)}"
+        if self.used_up:
+            return (
+                f"{cap} is used up ({format_usd(self.spent, rounded=True)} spent); "
+                f"it resets on {moment_text(self.resets_at)}."
+            )
+        left = self.limit - self.spent - self.held
+        held = f", after {format_usd(self.held, rounded=True)} held by calls in progress" if self.held else ""
         return (
-            f"{self.cap.subject_label}'s {period_adjective(self.cap.period)} cap of "
-            f"{format_usd(self.limit, rounded=True)} is used up ({format_usd(self.spent, rounded=True)} spent); "
-            f"it resets on {moment_text(self.resets_at)}."
+            f"{cap} has {format_usd(max(left, Decimal(0)), rounded=True)} left{held}: less than this call may cost "
+            f"({format_usd(self.asked)}, its input and every output token it may use at today's prices). "
+            f"A lower max_tokens reserves less; the cap resets on {moment_text(self.resets_at)}."
         )
 
+    @property
+    def lasts_until_reset(self) -> bool:
+        """True when only the cap's reset can make room; else calls in progress may free enough when they end."""
+        return self.used_up or self.spent + self.asked > self.limit
+
     def retry_after_seconds(self, now: dt.datetime | None = None) -> int:
-        """Whole seconds until the cap resets, at least 1."""
+        """Whole seconds until the cap may have room, at least 1."""
+        if not self.lasts_until_reset:
+            return HELD_RETRY_SECONDS
         remaining = (self.resets_at - (now or timezone.now())).total_seconds()
         return max(1, math.ceil(remaining))
 
@@ -77,10 +110,19 @@ class CapWarning:
 
 @dataclass(frozen=True, slots=True)
 class CapCheck:
-    """Every cap that applies to a call, read once: the one that blocks it, if any, and the warnings."""
+    """Every cap that applies to a call, read once: the one that blocks it, if any, and the warnings.
+
+    `rules` and `counters` are what caps_reserve reserves against; empty for a caller with no cap.
+    """
 
     block: CapBlock | None = None
     warnings: tuple[CapWarning, ...] = ()
+    rules: tuple[CapRule, ...] = ()
+    counters: dict[tuple[str, int, str], Counter] = field(default_factory=dict)
+
+    @property
+    def capped(self) -> bool:
+        return bool(self.rules)
 
     @property
     def warning_header(self) -> str | None:
@@ -120,9 +162,57 @@ async def cap_check(
         else:
             units[counter.key] = int(value)
     if missing:
-        rebuilt = await _rebuilds.run(tuple(missing), lambda: sync_to_async(counters_rebuild)(missing))
-        units.update(zip([c.key for c in missing], rebuilt, strict=True))
+        units.update(await _rebuilt(missing))
     return _verdict(rules, counters, units)
+
+
+async def caps_reserve(check: CapCheck, calls: Sequence[tuple[str, int]]) -> CapCheck:
+    """Reserve each call's worst-case cost ((call id, units)) against every cap of `check`, all or none.
+
+    The check as it was when every call is reserved (or there is no cap);
+    else a check whose block names the cap that had no room.
+    """
+    if not check.capped or check.block is not None:
+        return check
+    limits: dict[str, int] = {}
+    for rule in check.rules:
+        key = check.counters[rule.counter_id].key
+        limits[key] = min(limits.get(key, rule.limit_units), rule.limit_units)
+    counters = [(c, limits[c.key]) for c in check.counters.values()]
+    for _ in range(_RESERVE_TRIES):
+        outcome = await reservations_take(counters, calls)
+        if outcome is None:
+            return check
+        if isinstance(outcome, Missing):
+            await _rebuilt([outcome.counter])
+            continue
+        rule = min(
+            (r for r in check.rules if check.counters[r.counter_id].key == outcome.counter.key),
+            key=lambda r: r.limit_units,
+        )
+        block = CapBlock(
+            rule,
+            from_units(outcome.spent),
+            rule.limit_usd,
+            outcome.counter.end,
+            asked=from_units(outcome.asked),
+            held=from_units(outcome.held),
+        )
+        return dataclasses.replace(check, block=block, warnings=())
+    raise CapsUnavailable("the spend counters kept vanishing while a call was reserved (is Redis being flushed?)")
+
+
+class CapsUnavailable(Exception):
+    """The caps could not be read or reserved against: the call must not start."""
+
+
+# A counter can vanish between its rebuild and the reservation only if Redis is flushed again in between.
+_RESERVE_TRIES = 3
+
+
+async def _rebuilt(missing: list[Counter]) -> dict[str, int]:
+    rebuilt = await _rebuilds.run(tuple(missing), lambda: sync_to_async(counters_rebuild)(missing))
+    return dict(zip([c.key for c in missing], rebuilt, strict=True))
 
 
 def _verdict(
@@ -140,4 +230,4 @@ def _verdict(
     # The cap that frees up last is the one that decides when calls may resume.
     block = max(blocks, key=lambda b: b.resets_at, default=None)
     warnings.sort(key=lambda w: w.spent / w.limit, reverse=True)
-    return CapCheck(block=block, warnings=() if block else tuple(warnings))
+    return CapCheck(block=block, warnings=() if block else tuple(warnings), rules=tuple(rules), counters=counters)

@@ -9,21 +9,25 @@ started before the end and booked after it still lands in its own period.
 - A counter is created only by a reader: when it is missing (never read in
   this period, Redis flushed or restarted) the reader rebuilds it from the
   usage records in the database and sets it unless another process did.
-- A booked record's cost is added once its record is in the database, and
-  only to counters that exist: starting a missing counter from zero would
-  hide the spend booked before it, whereas the next reader rebuilds it whole.
+- A booked call's cost is added when its terminal event goes out
+  (routing/calls/booking.py), by the script that also releases its
+  reservation (billing/caps/reservations.py), and only to counters that
+  exist: starting a missing counter from zero would hide the spend booked
+  before it, whereas the next reader rebuilds it whole.
 - A record that may or may not have been counted (its worker died around
   the time it booked it) is recounted: its counters are dropped, and the
   next reader rebuilds them from the database.
 
-Known gap, left to the periodic reconciliation of the roadmap: a record
-committed while a rebuild runs (between its database read and its SET) can
-be missed by that one counter until its period ends.
+A call counted while its counter was missing, whose record is committed
+after a rebuild of that counter read the database, is missed by the
+rebuild. The reconciliation that runs every minute (billing/caps/reconcile.py)
+finds such a counter below the database's sum and corrects it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,6 +36,7 @@ from django.db.models import BigIntegerField, F, Q, Sum, Value
 from django.db.models.functions import Cast, Round
 from django.utils import timezone
 
+from billing.caps.reservations import settle_command
 from billing.caps.rules import CapRule, rule_of, subjects_of
 from billing.models import SpendCap, UsageRecord
 from billing.money import UNITS_PER_USD, from_units, to_units
@@ -39,20 +44,11 @@ from billing.periods import period_bounds
 from fastpath.resp import Command
 from switchyard.redis_clients import get_redis, get_resp
 
+logger = logging.getLogger(__name__)
+
 # Counters outlive their period by this much (see the module docstring).
 COUNTER_GRACE = dt.timedelta(days=1)
 PERIODS = tuple(SpendCap.Period.values)
-
-# EVAL, not EVALSHA: Redis caches the compiled script by its hash either
-# way, and EVALSHA would need a SCRIPT LOAD after every Redis restart.
-_INCR_IF_PRESENT = """
-for _, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
-    redis.call('INCRBY', key, ARGV[1])
-  end
-end
-return 0
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,21 +122,34 @@ def counters_rebuild(counters: Sequence[Counter]) -> list[int]:
     return [int(v) if v is not None else units[c.key] for c, v in zip(counters, values, strict=True)]
 
 
-async def counters_add(records: Sequence[UsageRecord]) -> None:
-    """Add the cost of newly inserted records to the counters that exist, in one round trip."""
-    commands: list[Command] = []
-    for record in records:
-        if record.cost_usd:
-            keys = [c.key for c in counters_of_record(record)]
-            commands.append(("EVAL", _INCR_IF_PRESENT, len(keys), *keys, to_units(record.cost_usd)))
-    if commands:
-        await get_resp().pipeline(commands)
+async def counters_settle(records: Sequence[UsageRecord]) -> None:
+    """Add the cost of newly inserted records to the counters that exist, and release their calls' reservations.
+
+    One round trip for them all.
+    """
+    if not records:
+        return
+    costs = [to_units(record.cost_usd) if record.cost_usd else 0 for record in records]
+    reserved = await get_resp().pipeline(
+        [
+            settle_command(record.request_id, [c.key for c in counters_of_record(record)], units)
+            for record, units in zip(records, costs, strict=True)
+        ]
+    )
+    for record, units, held in zip(records, costs, reserved, strict=True):
+        if 0 < held < units:
+            # The guarantee that caps are never overshot rests on reservations covering costs.
+            logger.warning(
+                "call %s cost %s, more than the %s reserved", record.request_id, record.cost_usd, from_units(held)
+            )
 
 
 async def counters_drop(record: UsageRecord) -> None:
-    """Drop the counters a record's cost belongs to: the next reader rebuilds them from the database."""
+    """Drop the counters a record's cost belongs to (the next reader rebuilds them), and release its reservation."""
+    commands: list[Command] = [settle_command(record.request_id, [], 0)]
     if record.cost_usd:
-        await get_resp().execute("DEL", *(c.key for c in counters_of_record(record)))
+        commands.append(("DEL", *(c.key for c in counters_of_record(record))))
+    await get_resp().pipeline(commands)
 
 
 def cap_spent(cap: SpendCap, *, now: dt.datetime | None = None) -> Decimal:

@@ -15,7 +15,9 @@ its client and it was never booked; it is booked exactly once:
   event, whose spend was counted with it; otherwise it died mid-answer:
   book what it sent, with estimated tokens, and end the stream with an
   error instead of starting again;
-- neither: the call never ran, or died before anything of it was sent. Run it.
+- neither: the call never ran, or died before anything of it was sent. Run
+  it; if its reservation against its caller's caps lapsed meanwhile, only
+  once it is reserved again.
 
 A first delivery skips the database read: nothing can have booked it yet.
 """
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from billing.caps.check import CapsUnavailable, cap_check, caps_reserve
 from billing.models import UsageRecord
 from billing.services import UsageBooking, usage_record_new
 from routing import tokens
@@ -50,6 +53,7 @@ from routing.calls.stream import CallPublisher
 from routing.catalog import Catalog, aget_catalog
 
 WORKER_LOST = "worker_lost"
+QUOTA = "insufficient_quota"
 
 
 async def calls_run(specs: list[CallSpec], *, redelivered: bool = False) -> None:
@@ -66,13 +70,14 @@ async def call_run(spec: CallSpec, *, redelivered: bool = False) -> None:
     """Run one call on the worker's loop (routing/calls/worker_loop.py), from its claim to its booking."""
     publisher = CallPublisher(spec.call_id)
     give_up = time.monotonic() + settings.CALL_DEADLINE_SECONDS
-    while not (claim := await run_claim(spec.call_id)).claimed:
+    reserved = spec.reserved_units > 0
+    while not (claim := await run_claim(spec.call_id, reserved=reserved)).claimed:
         # Another delivery of this call holds the lease: wait until it
         # finishes (its record appears) or dies (its lease lapses).
         if await db_lane.run(_record_of, spec.call_id) is not None or time.monotonic() > give_up:
             return
         await asyncio.sleep(1)
-    async with lease_keeper.holding(spec.call_id):
+    async with lease_keeper.holding(spec.call_id, reserved=reserved):
         record = None
         if redelivered or claim.earlier_output:
             record = await db_lane.run(_record_of, spec.call_id)
@@ -80,8 +85,40 @@ async def call_run(spec: CallSpec, *, redelivered: bool = False) -> None:
             await _announce_booked_run(publisher, record)
         elif claim.earlier_output:
             await _book_lost_run(spec, publisher)
+        elif reserved and not claim.reservation_held and (why := await _reserve_again(spec)) is not None:
+            await _book_refused(spec, publisher, why)
         else:
             await CallRunner(spec, publisher, await aget_catalog(claim.catalog_version)).run()
+
+
+async def _reserve_again(spec: CallSpec) -> str | None:
+    """Reserve a call whose reservation lapsed before it ran (a long wait, a dead worker); why not, if refused."""
+    try:
+        caps = await cap_check(user_id=spec.user_id, team_id=spec.team_id, api_key_id=spec.api_key_id)
+        caps = await caps_reserve(caps, [(spec.call_id, spec.reserved_units)])
+    except CapsUnavailable as exc:
+        return str(exc)
+    return None if caps.block is None else caps.block.message
+
+
+async def _book_refused(spec: CallSpec, publisher: CallPublisher, why: str) -> None:
+    """End a call that its caps no longer have room for, before it reached any provider."""
+    booking = UsageBooking(
+        spec=spec,
+        model=None,
+        status="error",
+        attempts=[],
+        input_tokens=0,
+        output_tokens=0,
+        tokens_estimated=False,
+        latency_ms=0,
+        ttft_ms=None,
+        error_kind=QUOTA,
+        finish_reason="",
+    )
+    record = usage_record_new(booking)
+    message = f"The call's reservation against its spend caps lapsed before it ran, and could not be made again: {why}"
+    await call_book(publisher, spec, record, Failed(figures_of(record), QUOTA, message, status=429), "")
 
 
 def _record_of(call_id: str) -> UsageRecord | None:

@@ -39,6 +39,9 @@ class CallSpec:
     publish_deltas: bool = True
     # Models of the chain left out before the call, with the reason (trace).
     skipped: tuple[dict[str, str], ...] = field(default_factory=tuple)
+    # The worst-case cost reserved against the caller's caps, in units of
+    # 10^-10 USD (billing/caps/reservations.py); 0 for a caller with no cap.
+    reserved_units: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = _plain(self)
@@ -60,6 +63,7 @@ class CallSpec:
             source=data.get("source", "api"),
             publish_deltas=data.get("publish_deltas", True),
             skipped=tuple(data.get("skipped", ())),
+            reserved_units=data.get("reserved_units", 0),
         )
 
 

@@ -1,7 +1,8 @@
 """The one way to start a call, for /v1 and the playground alike.
 
-A call is admitted (its route resolved into a chain, its caller's spend caps
-checked, its CallSpec built), then enqueued for a worker. `call_start` does
+A call is admitted (its route resolved into a chain, its CallSpec built, its
+worst-case cost reserved against its caller's spend caps), then enqueued for
+a worker. `call_start` does
 both; the playground admits all the columns of a run first and enqueues
 them once their rows are committed (`calls_admit`, `calls_enqueue`), so
 that a worker finishing a call always finds the row it updates.
@@ -10,6 +11,8 @@ that a worker finishing a call always finds the row it updates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Sequence
@@ -17,8 +20,10 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from billing.caps.check import CapCheck, cap_check
+from billing.caps.check import CapBlock, CapCheck, CapsUnavailable, cap_check, caps_reserve
+from billing.services import spend_release
 from routing.calls.dispatch import call_enqueue
+from routing.calls.reservation import Unreservable, spec_for_capped_caller
 from routing.calls.spec import CallSpec
 from routing.catalog import Catalog, aget_catalog
 from routing.providers.types import ChatRequest
@@ -89,16 +94,31 @@ async def calls_admit(
         )
         for name in requested
     )
+    if caps.capped:
+        try:
+            specs = tuple(spec_for_capped_caller(catalog, spec) for spec in specs)
+        except Unreservable as exc:
+            raise CallRefused(str(exc), status=400, code="model_not_priced", param="model") from None
+        if not any(spec.reserved_units for spec in specs):
+            # Calls that can only reach free models cost nothing: a spend cap, even used up, has no say.
+            return Admitted(specs, dataclasses.replace(caps, block=None))
+        try:
+            caps = await caps_reserve(caps, [(spec.call_id, spec.reserved_units) for spec in specs])
+        except CapsUnavailable as exc:
+            raise CallRefused(str(exc), status=503, code="caps_unavailable", error_type="api_error") from None
     if caps.block is not None:
-        raise CallRefused(
-            caps.block.message,
-            status=429,
-            code="insufficient_quota",
-            error_type="insufficient_quota",
-            # x-should-retry: OpenAI's SDKs would otherwise retry a 429 that lasts until the cap resets.
-            headers={"retry-after": str(caps.block.retry_after_seconds()), "x-should-retry": "false"},
-        )
+        raise _cap_refusal(caps.block)
     return Admitted(specs, caps)
+
+
+def _cap_refusal(block: CapBlock) -> CallRefused:
+    headers = {"retry-after": str(block.retry_after_seconds())}
+    if block.lasts_until_reset:
+        # OpenAI's SDKs would otherwise retry a 429 that lasts until the cap resets.
+        headers["x-should-retry"] = "false"
+    return CallRefused(
+        block.message, status=429, code="insufficient_quota", error_type="insufficient_quota", headers=headers
+    )
 
 
 def call_spec_for(
@@ -133,6 +153,27 @@ def call_spec_for(
         source=source,
         publish_deltas=publish_deltas,
     )
+
+
+async def calls_sized_again(caller: Caller, catalog: Catalog, specs: dict[int, CallSpec]) -> dict[int, CallSpec]:
+    """Specs rebuilt to push lost calls again, sized as at admission for a capped caller.
+
+    A call whose reservation lapsed meanwhile is reserved again by the
+    worker that takes it. One whose models all lost their price is left out.
+    """
+    caps = await cap_check(user_id=caller.user_id, team_id=caller.team_id, api_key_id=caller.api_key_id)
+    if not caps.capped:
+        return specs
+    sized: dict[int, CallSpec] = {}
+    for position, spec in specs.items():
+        with contextlib.suppress(Unreservable):
+            sized[position] = spec_for_capped_caller(catalog, spec)
+    return sized
+
+
+async def calls_abandon(specs: Sequence[CallSpec]) -> None:
+    """Give up admitted calls that will not be enqueued after all: their reservations are freed."""
+    await spend_release([spec.call_id for spec in specs])
 
 
 async def calls_enqueue(specs: Sequence[CallSpec]) -> None:

@@ -17,13 +17,14 @@ reads its stream sees it end.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from billing.services import UsageBooking, usage_record_new
+from billing.services import UsageBooking, spend_release, usage_record_new
 from routing.calls.booking import figures_of, record_insert_now
 from routing.calls.dispatch import calls_push
 from routing.calls.events import Failed
@@ -99,6 +100,6 @@ async def call_give_up(spec: CallSpec, *, waited_ms: int) -> Failed | None:
     if not await sync_to_async(record_insert_now)(spec, record, terminal):
         return None
     publisher = CallPublisher(spec.call_id)
-    await publisher.publish(terminal)
+    await asyncio.gather(publisher.publish(terminal), spend_release([spec.call_id]))
     await publisher.booked()
     return terminal

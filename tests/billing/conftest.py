@@ -24,7 +24,7 @@ client = gateway.client
 
 @pytest.fixture(autouse=True)
 def fresh_caps(redis_url: str) -> Iterator[None]:
-    """Spend counters and cached caps of an earlier test gone.
+    """Spend counters, reservations and cached caps of an earlier test gone.
 
     Counters are derived data that the code rebuilds from the database, so
     dropping them loses nothing; but a rolled-back test leaves counters and
@@ -33,9 +33,10 @@ def fresh_caps(redis_url: str) -> Iterator[None]:
 
     def clear() -> None:
         redis = get_redis()
-        keys = list(redis.scan_iter(match="sy:spend:*", count=1000))
-        if keys:
-            redis.delete(*keys)
+        for pattern in ("sy:spend:*", "sy:held:*", "sy:resv:*", "sy:reconcile:*"):
+            keys = list(redis.scan_iter(match=pattern, count=1000))
+            if keys:
+                redis.delete(*keys)
         version_bump()
 
     clear()

@@ -50,6 +50,10 @@ def wire_head(name: str) -> tuple[int, Headers]:
     return status, headers
 
 
+# The longest a held request waits for release(): a test that forgets to release still ends.
+HOLD_SECONDS = 60
+
+
 @dataclass
 class Reply:
     """One scripted response.
@@ -106,6 +110,15 @@ class FakeUpstream:
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
+
+    def hold(self) -> None:
+        """Keep every request from now on waiting (up to HOLD_SECONDS) before its reply, until release()."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     def queue(self, *replies: Reply) -> None:
         with self._lock:
@@ -115,6 +128,7 @@ class FakeUpstream:
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+        self._open.set()
 
     def default_reply(self, request: RecordedRequest) -> Reply:
         raise LookupError(f"no reply for {request.method} {request.path}")
@@ -143,6 +157,9 @@ class FakeUpstream:
             body=body,
         )
         reply = self.next_reply(request)
+        deadline = time.monotonic() + HOLD_SECONDS
+        while not self._open.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         left = asyncio.Event()
         watcher = asyncio.create_task(_watch_for_departure(receive, request, left))
         try:

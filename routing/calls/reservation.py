@@ -1,0 +1,78 @@
+"""What a capped caller's call may cost at most, and which models of its chain it may reach at all.
+
+A call is reserved for its most expensive reachable model: the input at
+that model's price of the day (bounded without tokenizing: a token is at
+least one UTF-8 byte, plus what providers add for tools and images, and no
+model reads more than its context window) and
+every output token it may write (the request's `max_tokens`, or the
+model's output limit) at its output price. A model with no price cannot be
+reserved for, so a capped caller's chain leaves it out, unless an admin
+marked it free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from billing.money import to_units, usage_cost
+from routing import tokens
+from routing.calls.spec import CallSpec
+from routing.catalog import Catalog, CatalogModel
+from routing.providers.types import ChatRequest
+
+UNPRICED = "no price, and the caller has a spend cap"
+
+# What a provider may bill beyond the prompt's own bytes: Anthropic's hidden
+# tool-use system prompt (several hundred tokens), and an image's tokens
+# (up to about 1,600 at Anthropic, 765 and more at OpenAI's high detail).
+TOOLS_ALLOWANCE = 1_024
+IMAGE_ALLOWANCE = 2_048
+
+
+class Unreservable(Exception):
+    """Every model a capped caller's call could reach is unpriced."""
+
+
+def spec_for_capped_caller(catalog: Catalog, spec: CallSpec) -> CallSpec:
+    """`spec` with its unpriced models left out and its worst-case cost to reserve; Unreservable if none is left."""
+    chain: list[str] = []
+    skipped = list(spec.skipped)
+    for model_id in spec.chain:
+        model = catalog.models.get(model_id)
+        if model is not None and (model.free or model.price_at(spec.created_at) is not None):
+            chain.append(model_id)
+        else:
+            skipped.append({"model": model_id, "reason": UNPRICED})
+    if not chain:
+        names = ", ".join(spec.chain)
+        raise Unreservable(
+            f"{names} {'has' if len(spec.chain) == 1 else 'have'} no price, and a call by a user, team or API key "
+            "with a spend cap must have one: its cost could not be held against the cap. An admin can add a "
+            "price, or mark a local model free."
+        )
+    input_bound = _input_bound(spec.request)
+    units = max(_worst_case_units(catalog.models[m], spec, input_bound) for m in chain)
+    return dataclasses.replace(spec, chain=tuple(chain), skipped=tuple(skipped), reserved_units=units)
+
+
+def _input_bound(request: ChatRequest) -> int:
+    images = sum(len(message.images) for message in request.messages)
+    allowance = images * IMAGE_ALLOWANCE + (TOOLS_ALLOWANCE if request.tools else 0)
+    return tokens.request_tokens_upper_bound(request) + allowance
+
+
+def _worst_case_units(model: CatalogModel, spec: CallSpec, input_bound: int) -> int:
+    if model.free:
+        return 0
+    price = model.price_at(spec.created_at)
+    assert price is not None
+    max_output = model.max_output_tokens
+    if spec.request.max_tokens is not None:
+        max_output = min(max_output, spec.request.max_tokens)
+    cost = usage_cost(
+        input_tokens=min(input_bound, model.context_window),
+        output_tokens=max_output,
+        input_per_million=price.input_per_million,
+        output_per_million=price.output_per_million,
+    )
+    return to_units(cost)
