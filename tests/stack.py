@@ -7,6 +7,7 @@ database, with short broker and lease timings.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -80,7 +81,8 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         process.wait(timeout=5)
 
 
-def worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+def worker(env: dict[str, str], concurrency: int = 4) -> subprocess.Popen[bytes]:
+    """A worker of the stack, running `concurrency` task messages (of 1 to 16 calls each) at once."""
     return start(
         [
             sys.executable,
@@ -90,7 +92,7 @@ def worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
             "switchyard",
             "worker",
             "--pool=threads",
-            "--concurrency=4",
+            f"--concurrency={concurrency}",
             "-l",
             "WARNING",
         ],
@@ -98,25 +100,31 @@ def worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-@pytest.fixture
-def web(stack_env: dict[str, str], celery_worker: Any) -> Iterator[str]:
+@contextlib.contextmanager
+def web_process(env: dict[str, str]) -> Iterator[str]:
+    """A web process of the stack, started and answering; its URL."""
     port = free_port()
-    process = start(
-        [sys.executable, "-m", "switchyard.server", "--host", "127.0.0.1", "--port", str(port)],
-        stack_env,
-    )
+    process = start([sys.executable, "-m", "switchyard.server", "--host", "127.0.0.1", "--port", str(port)], env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{url}/v1/models", timeout=1)
-            break
-        except httpx.TransportError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("web process did not start") from None
-            time.sleep(0.2)
-    yield url
-    stop(process)
+    try:
+        while True:
+            try:
+                httpx.get(f"{url}/v1/models", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("web process did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def web(stack_env: dict[str, str], celery_worker: Any) -> Iterator[str]:
+    with web_process(stack_env) as url:
+        yield url
 
 
 def wait_for_records(request_id: str, timeout: float = 30) -> list[UsageRecord]:

@@ -209,6 +209,11 @@ def _children_of(parent: int) -> list[int]:
     return pids
 
 
+# Command lines are NUL-separated: this matches the Celery worker, not Celery beat.
+WORKER = b"switchyard\x00worker"
+BEAT = b"switchyard\x00beat"
+
+
 def _only_pid(stack: Stack, program: bytes, *, other_than: int = 0) -> int:
     """The pid of the one live child of the stack whose command line names `program`, once there is one."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -275,12 +280,13 @@ def test_a_worker_or_redis_that_dies_is_restarted_and_calls_go_on(stack: Stack) 
     key = _api_key(stack)
     assert _chat_completes(stack, key)
     web = _only_pid(stack, b"switchyard.server")
-    worker = _only_pid(stack, b"celery")
+    worker = _only_pid(stack, WORKER)
+    assert _only_pid(stack, BEAT), "no Celery beat: the spend reconciliation would never run"
 
     os.killpg(worker, signal.SIGKILL)
 
     stack.wait_for_output(r"devstack: the Celery worker exited \(status -9, SIGKILL\); restarting it\.")
-    assert _only_pid(stack, b"celery", other_than=worker)
+    assert _only_pid(stack, WORKER, other_than=worker)
     assert _chat_completes(stack, key)
 
     redis_server = _only_pid(stack, b"redis-server")
@@ -298,7 +304,7 @@ def test_a_worker_that_keeps_dying_stops_the_stack_with_a_message(stack: Stack) 
     stack.wait_for_output(r"Ctrl-C stops everything")
     worker = 0
     for _ in range(RESTART_LIMIT + 1):
-        worker = _only_pid(stack, b"celery", other_than=worker)
+        worker = _only_pid(stack, WORKER, other_than=worker)
         os.killpg(worker, signal.SIGKILL)
 
     assert stack.process.wait(timeout=STOP_TIMEOUT) == 1, stack.output()
