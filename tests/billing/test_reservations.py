@@ -17,7 +17,7 @@ import pytest
 from django.db.models import Sum
 from django.utils import timezone
 
-from billing.caps.counters import counter_for
+from billing.caps.counters import cap_spent, counter_for
 from billing.caps.reconcile import spend_reconcile
 from billing.caps.reservations import LEASES_KEY, held_key, reserve_command
 from billing.models import SpendCap, UsageRecord
@@ -179,3 +179,30 @@ def test_a_reservation_whose_lease_lapsed_is_released_by_the_reconciliation(alic
     assert _held("user", alice.pk) == 0
     assert not redis.exists("sy:resv:lost-call")
     assert UsageRecord.objects.count() == 0
+
+
+def test_redis_flushed_while_calls_hold_reservations_books_each_call_once_and_the_counters_from_the_records(
+    client: openai.OpenAI, upstream: FakeOpenAI, alice: Any
+) -> None:
+    cap = SpendCap.objects.create(user=alice, limit_usd=Decimal("1"))
+    upstream.hold()
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        answers = [
+            pool.submit(client.with_options(timeout=60).chat.completions.create, model="up2/gpt-4o", messages=HELLO)
+            for _ in range(5)
+        ]
+        _wait_for(lambda: len(upstream.requests) == 5, "5 calls at the provider")
+        get_redis().flushdb()
+        upstream.release()
+        for answer in answers:
+            answer.result(timeout=60)
+
+    records = all_booked(5)
+    assert records.count() == 5
+    spent = records.aggregate(total=Sum("cost_usd"))["total"]
+    assert spent == 5 * FOUR_O_CALL
+    spend_reconcile()
+    # Whatever the flush left, what the cap reads now is what the records say: nothing lost, nothing invented.
+    assert cap_spent(cap) == spent
+    assert _held("user", alice.pk) == 0
+    assert get_redis().zcard(LEASES_KEY) == 0
