@@ -95,6 +95,7 @@ class CatalogRoute:
     system_prompt: str
     chain: tuple[str, ...]
     created: dt.datetime
+    soft_landing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +154,7 @@ def _load(version: int) -> Catalog:
             system_prompt=r.system_prompt,
             chain=tuple(chains.get(r.pk, ())),
             created=r.created_at,
+            soft_landing=r.soft_landing,
         )
         for r in Route.objects.all()
     }

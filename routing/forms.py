@@ -146,7 +146,16 @@ class ModelPriceInlineFormSet(BaseInlineFormSet[ModelPrice, LanguageModel, forms
 class RouteAdminForm(forms.ModelForm[Route]):
     class Meta:
         model = Route
-        fields = ["name", "description", "enabled", "strategy", "temperature", "max_tokens", "system_prompt"]
+        fields = [
+            "name",
+            "description",
+            "enabled",
+            "strategy",
+            "soft_landing",
+            "temperature",
+            "max_tokens",
+            "system_prompt",
+        ]
         widgets = {"temperature": forms.NumberInput(attrs={"step": "0.1", "min": "0", "max": "2"})}
 
     def clean(self) -> dict[str, Any]:

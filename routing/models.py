@@ -176,6 +176,13 @@ class Route(models.Model):
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     system_prompt = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
+    soft_landing = models.BooleanField(
+        "soft landing",
+        default=False,
+        help_text="When a caller's spend cap has too little left to hold a call's worst case on every model of "
+        "this route, leave out the models it cannot carry (the call is answered by a cheaper one, and says so) "
+        "instead of refusing the call.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -56,18 +56,27 @@ class CapBlock:
         return self.spent >= self.limit
 
     @property
-    def message(self) -> str:
+    def name(self) -> str:
+        """The cap in words: "User alice's monthly cap of $5.00"."""
         period = period_adjective(self.cap.period)
-        cap = f"{self.cap.subject_label}'s {period} cap of {format_usd(self.limit, rounded=True)}"
+        return f"{self.cap.subject_label}'s {period} cap of {format_usd(self.limit, rounded=True)}"
+
+    @property
+    def room(self) -> Decimal:
+        """What a new call may still reserve on the cap."""
+        return max(self.limit - self.spent - self.held, Decimal(0))
+
+    @property
+    def message(self) -> str:
+        cap = self.name
         if self.used_up:
             return (
                 f"{cap} is used up ({format_usd(self.spent, rounded=True)} spent); "
                 f"it resets on {moment_text(self.resets_at)}."
             )
-        left = self.limit - self.spent - self.held
         held = f", after {format_usd(self.held, rounded=True)} held by calls in progress" if self.held else ""
         return (
-            f"{cap} has {format_usd(max(left, Decimal(0)), rounded=True)} left{held}: less than this call may cost "
+            f"{cap} has {format_usd(self.room, rounded=True)} left{held}: less than this call may cost "
             f"({format_usd(self.asked)}, its input and every output token it may use at today's prices). "
             f"A lower max_tokens reserves less; the cap resets on {moment_text(self.resets_at)}."
         )
@@ -125,14 +134,9 @@ class CapCheck:
         return bool(self.rules)
 
     @property
-    def warning_header(self) -> str | None:
-        """The value of `x-switchyard-cap-warning`, most used cap first; None when no cap is past its threshold.
-
-        Printable ASCII only: a team or user name may hold characters that a
-        header cannot carry (or CR/LF, which would split it); they become "?".
-        """
-        text = "; ".join(w.message for w in self.warnings)
-        return "".join(c if " " <= c <= "~" else "?" for c in text) or None
+    def warning_text(self) -> str | None:
+        """What `x-switchyard-cap-warning` says, most used cap first; None when no cap is past its threshold."""
+        return "; ".join(w.message for w in self.warnings) or None
 
 
 async def cap_check(

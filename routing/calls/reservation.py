@@ -8,19 +8,23 @@ every output token it may write (the request's `max_tokens`, or the
 model's output limit) at its output price. A model with no price cannot be
 reserved for, so a capped caller's chain leaves it out, unless an admin
 marked it free.
+
+A route with soft landing, refused a reservation, leaves out the models
+whose worst case is more than the cap has left, and tries once more.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from billing.money import to_units, usage_cost
+from billing.money import format_usd, from_units, to_units, usage_cost
 from routing import tokens
 from routing.calls.spec import CallSpec
 from routing.catalog import Catalog, CatalogModel
 from routing.providers.types import ChatRequest
 
 UNPRICED = "no price, and the caller has a spend cap"
+LANDED = "soft landing"
 
 # What a provider may bill beyond the prompt's own bytes: Anthropic's hidden
 # tool-use system prompt (several hundred tokens), and an image's tokens
@@ -53,6 +57,37 @@ def spec_for_capped_caller(catalog: Catalog, spec: CallSpec) -> CallSpec:
     input_bound = _input_bound(spec.request)
     units = max(_worst_case_units(catalog.models[m], spec, input_bound) for m in chain)
     return dataclasses.replace(spec, chain=tuple(chain), skipped=tuple(skipped), reserved_units=units)
+
+
+def spec_landed(catalog: Catalog, spec: CallSpec, room_units: int, cap: str) -> CallSpec | None:
+    """`spec` without the models whose worst case is more than `room_units`, when its route has soft landing.
+
+    None when its route has none, no model of its chain fits, or all do
+    (then the shortfall was another call's: nothing to leave out).
+    """
+    route = catalog.routes.get(spec.route)
+    if route is None or not route.soft_landing:
+        return None
+    input_bound = _input_bound(spec.request)
+    kept: list[str] = []
+    skipped = list(spec.skipped)
+    for model_id in spec.chain:
+        units = _worst_case_units(catalog.models[model_id], spec, input_bound)
+        if units <= room_units:
+            kept.append(model_id)
+        else:
+            left = format_usd(from_units(max(room_units, 0)), rounded=True)
+            reason = f"{LANDED}: it may cost {format_usd(from_units(units))}, more than the {left} left on {cap}"
+            skipped.append({"model": model_id, "reason": reason})
+    if not kept or len(kept) == len(spec.chain):
+        return None
+    units = max(_worst_case_units(catalog.models[m], spec, input_bound) for m in kept)
+    return dataclasses.replace(spec, chain=tuple(kept), skipped=tuple(skipped), reserved_units=units)
+
+
+def landed_models(spec: CallSpec) -> list[str]:
+    """The models a soft landing left out of `spec`'s chain."""
+    return [s["model"] for s in spec.skipped if s["reason"].startswith(LANDED)]
 
 
 def _input_bound(request: ChatRequest) -> int:

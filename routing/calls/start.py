@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from billing.caps.check import CapBlock, CapCheck, CapsUnavailable, cap_check, caps_reserve
+from billing.money import to_units
 from billing.services import spend_release
 from routing.calls.dispatch import call_enqueue
-from routing.calls.reservation import Unreservable, spec_for_capped_caller
+from routing.calls.reservation import Unreservable, spec_for_capped_caller, spec_landed
 from routing.calls.spec import CallSpec
 from routing.catalog import Catalog, aget_catalog
 from routing.providers.types import ChatRequest
@@ -103,12 +104,27 @@ async def calls_admit(
             # Calls that can only reach free models cost nothing: a spend cap, even used up, has no say.
             return Admitted(specs, dataclasses.replace(caps, block=None))
         try:
-            caps = await caps_reserve(caps, [(spec.call_id, spec.reserved_units) for spec in specs])
+            reserved = await caps_reserve(caps, [(spec.call_id, spec.reserved_units) for spec in specs])
+            if reserved.block is not None and (landed := _soft_landed(catalog, specs, reserved.block)):
+                specs = landed
+                reserved = await caps_reserve(caps, [(spec.call_id, spec.reserved_units) for spec in specs])
+            caps = reserved
         except CapsUnavailable as exc:
             raise CallRefused(str(exc), status=503, code="caps_unavailable", error_type="api_error") from None
     if caps.block is not None:
         raise _cap_refusal(caps.block)
     return Admitted(specs, caps)
+
+
+def _soft_landed(catalog: Catalog, specs: Sequence[CallSpec], block: CapBlock) -> tuple[CallSpec, ...] | None:
+    """The specs again, those of soft-landing routes without the models the cap's room cannot carry; None if none."""
+    if block.used_up:
+        return None
+    room = to_units(block.room)
+    landed = [spec_landed(catalog, spec, room, block.name) for spec in specs]
+    if not any(landed):
+        return None
+    return tuple(new or spec for new, spec in zip(landed, specs, strict=True))
 
 
 def _cap_refusal(block: CapBlock) -> CallRefused:

@@ -13,12 +13,13 @@ from django.conf import settings
 
 from billing.api_auth import Principal
 from routing.calls.events import CallEvent, Done, Failed
+from routing.calls.reservation import landed_models
 from routing.calls.spec import CallSpec
 from routing.calls.start import Caller, CallRefused, call_start
 from routing.calls.stream import read_events, request_cancel, stream_read_to_end
 from routing.calls.watchdog import CallLost, CallWatch, call_give_up
 from routing.catalog import Catalog, aget_catalog
-from routing.gateway.http import BodyTooLarge, Request, Response, json_response, openai_error
+from routing.gateway.http import BodyTooLarge, Request, Response, header_value, json_response, openai_error
 from routing.gateway.openai_request import InvalidRequest, parse_chat_body
 from routing.gateway.openai_response import completion_body
 from routing.gateway.relay import call_headers, error_response, sse_stream
@@ -95,8 +96,13 @@ async def chat_completions(request: Request, principal: Principal) -> Response:
         )
     [spec] = admitted.specs
     response = await _answer(spec, parsed.include_usage)
-    if warning := admitted.caps.warning_header:
-        response.headers["x-switchyard-cap-warning"] = warning
+    if warning := admitted.caps.warning_text:
+        response.headers["x-switchyard-cap-warning"] = header_value(warning)
+    if landed := landed_models(spec):
+        response.headers["x-switchyard-soft-landing"] = header_value(
+            f"left out {', '.join(landed)}: a spend cap has less left than {'it' if len(landed) == 1 else 'they'} "
+            "may cost"
+        )
     return response
 
 

@@ -24,6 +24,15 @@ class Response:
     stream: AsyncIterator[tuple[bytes, bool]] | None = None
 
 
+def header_value(text: str) -> str:
+    """`text` as a header can carry it: printable ASCII, anything else as "?".
+
+    A team or user name may hold characters that a header cannot carry, or
+    CR and LF, which would split it.
+    """
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
+
+
 def json_response(status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
     return Response(status, body, headers or {})

@@ -9,11 +9,10 @@ import openai
 import pytest
 from django.contrib.auth import get_user_model
 
-from billing.caps.rules import version_bump
 from billing.models import ApiKey, Team, TeamMembership
 from billing.services import api_key_create
-from switchyard.redis_clients import get_redis
 from tests.gateway import conftest as gateway
+from tests.spend_state import spend_state_clear
 
 # The gateway tests' registry (a fake OpenAI upstream), alice, her key and an SDK client for it.
 registry = gateway.registry
@@ -24,24 +23,10 @@ client = gateway.client
 
 @pytest.fixture(autouse=True)
 def fresh_caps(redis_url: str) -> Iterator[None]:
-    """Spend counters, reservations and cached caps of an earlier test gone.
-
-    Counters are derived data that the code rebuilds from the database, so
-    dropping them loses nothing; but a rolled-back test leaves counters and
-    cached caps behind for user and team ids the next test may reuse.
-    """
-
-    def clear() -> None:
-        redis = get_redis()
-        for pattern in ("sy:spend:*", "sy:held:*", "sy:resv:*", "sy:reconcile:*"):
-            keys = list(redis.scan_iter(match=pattern, count=1000))
-            if keys:
-                redis.delete(*keys)
-        version_bump()
-
-    clear()
+    """Spend counters, reservations and cached caps of an earlier test gone."""
+    spend_state_clear()
     yield
-    clear()
+    spend_state_clear()
 
 
 @pytest.fixture

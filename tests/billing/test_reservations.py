@@ -24,7 +24,7 @@ from billing.models import SpendCap, UsageRecord
 from billing.money import to_units
 from routing.models import LanguageModel, Provider, Route, RouteStep
 from switchyard.redis_clients import get_redis
-from tests.billing.test_caps_api import FOUR_O_CALL, FOUR_O_RESERVED, HELLO
+from tests.billing.test_caps_api import FOUR_O_CALL, FOUR_O_RESERVED, HELLO, MINI_CALL
 from tests.fakes.openai import FakeOpenAI
 from tests.usage_records import all_booked
 
@@ -206,3 +206,53 @@ def test_redis_flushed_while_calls_hold_reservations_books_each_call_once_and_th
     assert cap_spent(cap) == spent
     assert _held("user", alice.pk) == 0
     assert get_redis().zcard(LEASES_KEY) == 0
+
+
+def _thrifty(registry: dict[str, Any], *, soft_landing: bool) -> Route:
+    route = Route.objects.create(name="thrifty", description="strong first", soft_landing=soft_landing)
+    RouteStep.objects.create(route=route, model=registry["models"]["gpt2"], position=0)
+    RouteStep.objects.create(route=route, model=registry["models"]["gpt"], position=1)
+    return route
+
+
+def test_a_soft_landing_route_leaves_out_the_models_a_cap_cannot_carry_and_says_so(
+    client: openai.OpenAI, upstream: FakeOpenAI, registry: dict[str, Any], alice: Any
+) -> None:
+    _thrifty(registry, soft_landing=True)
+    # Room for up/gpt-4o-mini's worst case ($0.0000108), not for up2/gpt-4o's ($0.00018).
+    SpendCap.objects.create(user=alice, limit_usd=Decimal("0.0001"))
+
+    raw = client.chat.completions.with_raw_response.create(model="thrifty", messages=HELLO, max_tokens=10)
+
+    assert raw.parse().model == "up/gpt-4o-mini"
+    assert raw.headers["x-switchyard-soft-landing"] == (
+        "left out up2/gpt-4o: a spend cap has less left than it may cost"
+    )
+    assert [r.path for r in upstream.requests] == ["/v1/chat/completions"]
+    record = all_booked(1).get()
+    assert record.cost_usd == MINI_CALL
+    assert record.trace["skipped"] == [
+        {
+            "model": "up2/gpt-4o",
+            "reason": "soft landing: it may cost $0.00018, more than the $0.0001 left on User alice's monthly cap "
+            "of $0.0001",
+        }
+    ]
+
+
+def test_without_soft_landing_the_route_is_refused_and_when_no_model_fits_too(
+    client: openai.OpenAI, upstream: FakeOpenAI, registry: dict[str, Any], alice: Any
+) -> None:
+    route = _thrifty(registry, soft_landing=False)
+    SpendCap.objects.create(user=alice, limit_usd=Decimal("0.0001"))
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="thrifty", messages=HELLO, max_tokens=10)
+
+    route.soft_landing = True
+    route.save()
+    # Not even the cheapest model's worst case fits: refused, as without soft landing.
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="thrifty", messages=HELLO, max_tokens=200)
+    assert caught.value.code == "insufficient_quota"
+    assert upstream.requests == []
+    assert UsageRecord.objects.count() == 0

@@ -31,6 +31,7 @@ from routing.models import Provider
 from tests import stack
 from tests.billing.test_caps_api import FOUR_O_CALL, FOUR_O_RESERVED, HELLO
 from tests.fakes.openai import FakeOpenAI
+from tests.spend_state import spend_state_clear
 from tests.stack import ROOT, stop, web_process, worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,11 +43,7 @@ stack_env = stack.stack_env
 def stack_redis(stack_env: dict[str, str]) -> Iterator[redis.Redis]:
     """The stack's Redis, without the spend state an earlier test left for user ids this one may reuse."""
     client = redis.Redis.from_url(stack_env["REDIS_URL"])
-    for pattern in ("sy:spend:*", "sy:held:*", "sy:resv:*", "sy:reconcile:*", "sy:caps:*"):
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        if keys:
-            client.delete(*keys)
-    client.delete(LEASES_KEY)
+    spend_state_clear(client)
     yield client
     client.close()
 

@@ -15,11 +15,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from billing.caps.rules import version_bump
 from billing.models import Team, TeamMembership
 from routing.models import LanguageModel, ModelPrice, Provider, Route, RouteStep
-from switchyard.redis_clients import get_redis
 from tests.playground.browser import CHROMIUM
+from tests.spend_state import spend_state_clear
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -44,18 +43,10 @@ SIMULATED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 @pytest.fixture
 def fresh_caps(redis_url: str) -> Iterator[None]:
-    """No spend counter or cached cap of an earlier test: user and team ids are reused after each test."""
-
-    def clear() -> None:
-        redis = get_redis()
-        keys = list(redis.scan_iter(match="sy:spend:*", count=1000))
-        if keys:
-            redis.delete(*keys)
-        version_bump()
-
-    clear()
+    """No spend counter, reservation or cached cap of an earlier test: user and team ids are reused."""
+    spend_state_clear()
     yield
-    clear()
+    spend_state_clear()
 
 
 @pytest.fixture
