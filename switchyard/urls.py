@@ -1,12 +1,20 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic.base import RedirectView
 
 from switchyard import views
 
+admin.site.site_header = "Switchyard"
+admin.site.site_title = "Switchyard admin"
+admin.site.index_title = "Administration"
+
 urlpatterns = [
     path("", views.home, name="home"),
+    # Pages link the icon under /static/; this is for clients that ask the root for it.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.ico"))),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("keys/", include("billing.urls")),
