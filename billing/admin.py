@@ -7,22 +7,29 @@ what one call cost.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import redis
+from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR, ChangeList
+from django.contrib.admin.widgets import AutocompleteSelect
+from django.db.models import Count, Field, ForeignKey, IntegerField, Model, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.safestring import SafeString
 
 from billing.caps.counters import COST_UNITS, cap_spent
 from billing.models import ApiKey, SpendCap, Team, TeamMembership, UsageRecord
 from billing.money import format_usd, from_units
 from billing.periods import period_bounds
 from billing.services import api_key_revoke
+from routing.models import LanguageModel, Provider, Route
 
 if TYPE_CHECKING:
+    from django.contrib.admin.filters import _ListFilterChoices
     from django_stubs_ext import WithAnnotations
 
 
@@ -230,6 +237,111 @@ class UsageStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+class AutocompleteFilter(admin.FieldListFilter):
+    """A foreign key's filter that searches its rows, with the admin's autocomplete, instead of listing them.
+
+    Django's related filters list every user (or key, or team), or every one
+    the ledger names, which is a DISTINCT over all its records on each page
+    load. This one reads the selected row only. The related model's admin
+    needs search_fields, and the staff user the view permission on it.
+    """
+
+    template = "admin/billing/autocomplete_filter.html"
+
+    def __init__(
+        self,
+        field: Field[Any, Any],
+        request: HttpRequest,
+        params: dict[str, list[str]],
+        model: type[Model],
+        model_admin: admin.ModelAdmin[Any],
+        field_path: str,
+    ) -> None:
+        assert isinstance(field, ForeignKey), "AutocompleteFilter filters on a foreign key"
+        self.lookup_kwarg = f"{field_path}__{field.target_field.name}__exact"
+        self.related: type[Model] = field.remote_field.model
+        self.admin_site = model_admin.admin_site
+        super().__init__(field, request, params, model, model_admin, field_path)
+        # "API key" rather than the field's "api key".
+        self.title = self.related._meta.verbose_name
+
+    def expected_parameters(self) -> list[str | None]:
+        return [self.lookup_kwarg]
+
+    def value(self) -> list[str]:
+        value = self.used_parameters.get(self.lookup_kwarg)
+        return value if isinstance(value, list) else []
+
+    def choices(self, changelist: ChangeList) -> Iterator[_ListFilterChoices]:
+        yield {
+            "selected": not self.value(),
+            "query_string": changelist.get_query_string(remove=[self.lookup_kwarg]),
+            "display": "All",
+        }
+
+    def select(self) -> SafeString:
+        """The search box, showing the selected row."""
+        chooser = forms.ModelChoiceField(
+            self.related._default_manager.all(),
+            required=False,
+            widget=AutocompleteSelect(self.field, self.admin_site, attrs={"data-width": "100%"}),
+        )
+        html: SafeString = chooser.widget.render(self.lookup_kwarg, self.value())
+        return html
+
+    def other_parameters(self) -> list[tuple[str, str]]:
+        """The page's other filters, search and ordering, which choosing here keeps."""
+        dropped = {self.lookup_kwarg, PAGE_VAR, ERROR_FLAG}
+        return [(name, value) for name, values in self.request.GET.lists() if name not in dropped for value in values]
+
+
+class RegistryFilter(admin.SimpleListFilter):
+    """A filter whose choices come from the registry's small tables, not from a DISTINCT over the ledger.
+
+    A value the registry no longer has (a model since deleted) still filters,
+    and stays listed while it is selected.
+    """
+
+    def names(self) -> list[str]:
+        """Every name the registry has."""
+        raise NotImplementedError
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
+        names = set(self.names())
+        if self.value():
+            names.add(str(self.value()))
+        return [(name, name) for name in sorted(names)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[UsageRecord]) -> QuerySet[UsageRecord]:
+        value = self.value()
+        # Each is named after the field it filters, as Django's field filters are (?model=…).
+        return queryset.filter(**{str(self.parameter_name): value}) if value else queryset
+
+
+class ModelFilter(RegistryFilter):
+    title = "model"
+    parameter_name = "model"
+
+    def names(self) -> list[str]:
+        return list(LanguageModel.objects.values_list("public_id", flat=True))
+
+
+class RouteFilter(RegistryFilter):
+    title = "route"
+    parameter_name = "route"
+
+    def names(self) -> list[str]:
+        return list(Route.objects.values_list("name", flat=True))
+
+
+class ProviderFilter(RegistryFilter):
+    title = "provider"
+    parameter_name = "provider"
+
+    def names(self) -> list[str]:
+        return list(Provider.objects.values_list("name", flat=True))
+
+
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
     list_display = (
@@ -244,12 +356,30 @@ class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
         "cost",
         "latency_ms",
     )
-    list_filter = (UsageStatusFilter, "model", "provider", "source")
+    list_filter = (
+        UsageStatusFilter,
+        ("team", AutocompleteFilter),
+        ("user", AutocompleteFilter),
+        ("api_key", AutocompleteFilter),
+        ModelFilter,
+        RouteFilter,
+        ProviderFilter,
+        "source",
+    )
     list_select_related = ("user", "team")
     date_hierarchy = "created_at"
     search_fields = ("=request_id",)
-    # An exact count of millions of rows costs more than the page itself.
+    # An exact count of millions of rows costs more than the page itself, and so
+    # do the filters' counts.
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+    @property
+    def media(self) -> forms.Media:
+        autocomplete = AutocompleteSelect(UsageRecord._meta.get_field("user"), self.admin_site).media
+        # The filters' script after jquery.init.js, which it needs: Media orders only what lists order.
+        filters = forms.Media(js=["admin/js/jquery.init.js", "js/admin-autocomplete-filter.js"])
+        return super().media + autocomplete + filters
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

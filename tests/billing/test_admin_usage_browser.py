@@ -1,0 +1,106 @@
+"""The usage ledger's admin page in a real headless Chromium, under the site's Content-Security-Policy.
+
+Needs Debian's `chromium`, as tests/playground/test_browser.py does;
+without it these tests are skipped, and say so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from billing.models import Team, UsageRecord
+from billing.services import api_key_create
+from tests.playground import conftest as playground
+from tests.playground.browser import skip_without_chromium
+
+skip_without_chromium()
+
+from playwright.sync_api import Browser, Page  # noqa: E402
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+browser = playground.browser
+
+CHANGELIST = "/admin/billing/usagerecord/"
+WHEN = dt.datetime(2026, 11, 30, 23, 59, 58, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def ledger() -> dict[str, Any]:
+    """Records as long as real ones get: 41-character request ids, dated model ids, a team with a long name."""
+    users = get_user_model().objects
+    team = Team.objects.create(name="Acme Research Laboratories International", slug="acme-research")
+    carol, dave = users.create_user("carol.fitzgerald-henderson"), users.create_user("dave")
+    key, _ = api_key_create(user=carol, name="nightly evaluation batch", team=team)
+    for n, user in enumerate([carol] * 3 + [dave] * 2):
+        UsageRecord.objects.create(
+            request_id=f"chatcmpl-{n:032x}",
+            created_at=WHEN - dt.timedelta(minutes=n),
+            user=user,
+            team=team if user == carol else None,
+            api_key=key if user == carol else None,
+            requested="anthropic/claude-3-5-sonnet-20241022",
+            route="",
+            model="anthropic/claude-3-5-sonnet-20241022",
+            provider="anthropic",
+            status=UsageRecord.Status.CANCELLED,
+            input_tokens=1_234_567,
+            output_tokens=45_678,
+            tokens_estimated=True,
+            cost_usd=Decimal("12.3456789012"),
+            latency_ms=123_456,
+            ttft_ms=4_567,
+        )
+    return {"carol": carol, "dave": dave}
+
+
+@pytest.fixture
+def page(browser: Browser, gateway_url: str) -> Iterator[Page]:
+    """A superuser's page at 1400×900, failing the test on any script error or refused resource."""
+    root = get_user_model().objects.create_superuser("root")
+    client = Client()
+    client.force_login(root)
+    context = browser.new_context(base_url=gateway_url, viewport={"width": 1400, "height": 900})
+    context.add_cookies(
+        [
+            {"name": name, "value": value, "url": gateway_url}
+            for name, value in playground.session_cookie(client).items()
+        ]
+    )
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    yield page
+    context.close()
+    assert problems == []
+
+
+def listed(page: Page) -> list[str]:
+    return page.locator("#result_list tbody td.field-request_id").all_inner_texts()
+
+
+def test_choosing_a_user_in_the_filter_lists_only_their_records(page: Page, ledger: dict[str, Any]) -> None:
+    page.goto(f"{CHANGELIST}?status=cancelled")
+    assert len(listed(page)) == 5
+
+    user_filter = page.locator('details[data-filter-title="user"]')
+    user_filter.locator(".select2-selection").click()
+    page.locator(".select2-search__field").fill("dav")
+    page.locator(".select2-results__option", has_text="dave").click()
+
+    page.wait_for_url(f"**{CHANGELIST}?status=cancelled&user__id__exact={ledger['dave'].pk}")
+    assert listed(page) == [f"chatcmpl-{n:032x}" for n in (3, 4)]
+    assert user_filter.locator(".select2-selection__rendered").inner_text().strip().endswith("dave")
+
+    # Cleared, the filter is left out of the query (an empty id would be an invalid one).
+    user_filter.locator(".select2-selection__clear").click()
+    page.wait_for_url(f"**{CHANGELIST}?status=cancelled")
+    assert len(listed(page)) == 5
