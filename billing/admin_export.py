@@ -1,0 +1,113 @@
+"""The usage ledger as CSV: the rows of the admin's list, whatever its filters, streamed in constant memory.
+
+Rows are read as tuples (never model instances) in chunks, and each chunk
+is written out before the next is read, so millions of records cost no
+more memory than a chunk.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
+from django.utils import timezone
+
+from billing.models import UsageRecord
+
+# Answered by a model that had no price, so no cost was booked (a failed call has no model).
+UNPRICED = Q(cost_usd__isnull=True) & ~Q(model="")
+
+# (header, the field it holds, across relations as values_list takes them), in order.
+COLUMNS = (
+    ("created_at", "created_at"),
+    ("request_id", "request_id"),
+    ("user", "user__username"),
+    ("team", "team__slug"),
+    ("api_key_prefix", "api_key__prefix"),
+    ("requested", "requested"),
+    ("route", "route"),
+    ("model", "model"),
+    ("provider", "provider"),
+    ("status", "status"),
+    ("error_kind", "error_kind"),
+    ("input_tokens", "input_tokens"),
+    ("output_tokens", "output_tokens"),
+    ("tokens_estimated", "tokens_estimated"),
+    ("input_price_per_million", "input_price_per_million"),
+    ("output_price_per_million", "output_price_per_million"),
+    ("cost_usd", "cost_usd"),
+    ("unpriced", "unpriced"),
+    ("latency_ms", "latency_ms"),
+    ("ttft_ms", "ttft_ms"),
+)
+CHUNK_ROWS = 2000
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP's
+# "CSV injection"); user names and requested models are whatever a caller chose.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class Echo:
+    """A file whose write returns the line: csv.writer formats rows, the response sends them."""
+
+    def write(self, line: str) -> str:
+        return line
+
+
+def usage_csv_response(request: HttpRequest, records: QuerySet[UsageRecord]) -> StreamingHttpResponse:
+    """The records, in their order, as a CSV attachment whose rows are read while it is sent."""
+    rows = records.annotate(unpriced=ExpressionWrapper(UNPRICED, output_field=BooleanField())).values_list(
+        *(path for _, path in COLUMNS)
+    )
+    # Under ASGI, Django reads a synchronous iterator whole before sending any of it.
+    content = _csv_chunks_async(rows) if isinstance(request, ASGIRequest) else _csv_chunks(rows)
+    stamp = f"{timezone.now().astimezone(dt.UTC):%Y%m%dT%H%M%SZ}"
+    return StreamingHttpResponse(
+        content,
+        content_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="usage-records-{stamp}.csv"'},
+    )
+
+
+def _csv_chunks(rows: QuerySet[UsageRecord, tuple[Any, ...]]) -> Iterator[str]:
+    """The header, then the rows, a chunk of them at a time."""
+    writer = csv.writer(Echo())
+    yield writer.writerow([header for header, _ in COLUMNS])
+    lines: list[str] = []
+    for row in rows.iterator(chunk_size=CHUNK_ROWS):
+        lines.append(writer.writerow([_cell(value) for value in row]))
+        if len(lines) == CHUNK_ROWS:
+            yield "".join(lines)
+            lines.clear()
+    if lines:
+        yield "".join(lines)
+
+
+async def _csv_chunks_async(rows: QuerySet[UsageRecord, tuple[Any, ...]]) -> AsyncIterator[str]:
+    # Each chunk is read on the request's database thread, as QuerySet.aiterator does.
+    chunks = _csv_chunks(rows)
+    next_chunk = sync_to_async(lambda: next(chunks, None))
+    while (chunk := await next_chunk()) is not None:
+        yield chunk
+
+
+def _cell(value: object) -> str:
+    """A value as text a spreadsheet reads back unchanged: exact decimals, UTC times, text never a formula."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, Decimal):
+        return f"{value:f}"
+    if not isinstance(value, str):
+        return str(value)
+    return f"'{value}" if value.startswith(FORMULA_STARTS) else value
