@@ -7,6 +7,7 @@ what one call cost.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -22,8 +23,9 @@ from django.db.models import Count, Field, ForeignKey, IntegerField, Model, Oute
 from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
-from django.utils.safestring import SafeString
+from django.utils import formats, timezone
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
 
 from billing.admin_export import UNPRICED, usage_csv_response
 from billing.caps.counters import COST_UNITS, cap_spent
@@ -349,18 +351,9 @@ class ProviderFilter(RegistryFilter):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
-    list_display = (
-        "created_at",
-        "request_id",
-        "user",
-        "team",
-        "requested",
-        "model",
-        "status",
-        "tokens",
-        "cost",
-        "latency_ms",
-    )
+    # Seven columns, most of two lines, and css/admin-usage.css: together they fit
+    # beside the admin's navigation and the filters in a 1400 px window.
+    list_display = ("call", "caller", "answered_by", "outcome", "tokens", "cost", "latency")
     list_filter = (
         UsageStatusFilter,
         ("team", AutocompleteFilter),
@@ -398,8 +391,10 @@ class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
     def media(self) -> forms.Media:
         autocomplete = AutocompleteSelect(UsageRecord._meta.get_field("user"), self.admin_site).media
         # The filters' script after jquery.init.js, which it needs: Media orders only what lists order.
-        filters = forms.Media(js=["admin/js/jquery.init.js", "js/admin-autocomplete-filter.js"])
-        return super().media + autocomplete + filters
+        own = forms.Media(
+            js=["admin/js/jquery.init.js", "js/admin-autocomplete-filter.js"], css={"all": ["css/admin-usage.css"]}
+        )
+        return super().media + autocomplete + own
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -409,6 +404,26 @@ class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
 
     def has_delete_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
         return False
+
+    @admin.display(description="created at / request id", ordering="created_at")
+    def call(self, obj: UsageRecord) -> str:
+        """When the call was made, in the site's time zone (UTC), and under it its request id."""
+        return two_lines(formats.localize(timezone.localtime(obj.created_at)), obj.request_id)
+
+    @admin.display(description="caller")
+    def caller(self, obj: UsageRecord) -> str:
+        """The user, and under it the team the call was booked to."""
+        return two_lines(breakable(obj.user.get_username() if obj.user else "–"), obj.team.name if obj.team else "")
+
+    @admin.display(description="model", ordering="model")
+    def answered_by(self, obj: UsageRecord) -> str:
+        """The model that answered, and under it what the client asked for (a route, say) when that differs."""
+        asked = "" if obj.requested == obj.model else breakable(f"asked {obj.requested}")
+        return two_lines(breakable(obj.model or "–"), asked)
+
+    @admin.display(description="status", ordering="status")
+    def outcome(self, obj: UsageRecord) -> str:
+        return two_lines(obj.get_status_display(), breakable(obj.error_kind))
 
     @admin.display(description="tokens in / out")
     def tokens(self, obj: UsageRecord) -> str:
@@ -420,3 +435,22 @@ class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
         if obj.cost_usd is None:
             return "unpriced" if obj.model else "–"
         return format_usd(obj.cost_usd)
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency(self, obj: UsageRecord) -> str:
+        return f"{obj.latency_ms:,} ms"
+
+
+def two_lines(value: str, qualifier: str) -> str:
+    """A cell's value, and under it, quieter, what qualifies it, if anything does."""
+    return format_html('{}<div class="quiet">{}</div>', value, qualifier) if qualifier else value
+
+
+def breakable(text: str) -> SafeString:
+    """Text that may wrap after its separators, which names and ids need in a narrow column.
+
+    Browsers do not break "claude-3-5-sonnet-20241022" before a digit, nor
+    "insufficient_quota" at all.
+    """
+    # Safe: escaped first, then given <wbr> tags only.
+    return mark_safe(re.sub(r"([/\-_.@])", r"\1<wbr>", str(escape(text))))

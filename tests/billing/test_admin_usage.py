@@ -163,6 +163,14 @@ def exported(client: Client, query: str = "") -> list[list[str]]:
     return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
 
 
+def cells(row: str) -> list[list[str]]:
+    """A row of the list, as the words each of its cells shows."""
+    return [
+        re.sub(r"<[^>]+>", " ", cell.replace("<wbr>", "")).split()
+        for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+    ]
+
+
 def test_each_filter_narrows_the_list(admin_client: Client, ledger: Cast) -> None:
     assert set(listed(admin_client, f"?team__id__exact={ledger.acme.pk}")) == {"chatcmpl-carol"}
     assert set(listed(admin_client, f"?user__id__exact={ledger.dave.pk}")) == {
@@ -232,6 +240,26 @@ def test_the_filters_read_no_distinct_values_of_the_ledger(rf: RequestFactory, a
     assert not changelist.add_facets and not changelist.is_facets_optional
 
 
+def test_the_list_shows_a_call_in_seven_columns_whose_names_may_wrap_at_their_separators(
+    admin_client: Client, ledger: Cast
+) -> None:
+    page = admin_client.get(f"{CHANGELIST}?user__id__exact={ledger.dave.pk}").content.decode()
+    rows = re.findall(r"<tr>(.*?)</tr>", page.split("<tbody>")[1], re.S)
+    failed = rows[1]
+
+    assert cells(failed) == [
+        ["Nov.", "30,", "2026,", "11:59", "p.m.", "chatcmpl-dave-failed"],
+        ["dave", "Globex"],
+        ["–", "asked", "coding"],
+        ["Error", "rate_limited"],
+        ["0", "/", "0"],
+        ["–"],
+        ["812", "ms"],
+    ]
+    assert '<div class="quiet">rate_<wbr>limited</div>' in failed
+    assert "up/<wbr>mystery" in rows[0] and "asked" not in rows[0]  # asked for the model that answered
+
+
 def test_the_list_links_its_export_with_its_filters(admin_client: Client, ledger: Cast) -> None:
     page = admin_client.get(f"{CHANGELIST}?route=coding&status=error").content.decode()
 
@@ -269,10 +297,10 @@ def test_the_export_has_the_header_and_every_value_as_booked(admin_client: Clien
 
 
 def test_the_export_leaves_an_unknown_cost_empty_and_says_it_is_unpriced(admin_client: Client, ledger: Cast) -> None:
-    header, *rows = exported(admin_client, f"?user__id__exact={ledger.dave.pk}&o=1")
+    header, *rows = exported(admin_client, f"?user__id__exact={ledger.dave.pk}&o=2")
     by_id = {row[1]: dict(zip(header, row, strict=True)) for row in rows}
 
-    assert list(by_id) == ["chatcmpl-dave-failed", "pg-dave-unpriced"]  # ordered as the list (o=1: by request id)
+    assert list(by_id) == ["chatcmpl-dave-failed", "pg-dave-unpriced"]  # ordered as the list (o=2: by model)
     failed, unpriced = by_id["chatcmpl-dave-failed"], by_id["pg-dave-unpriced"]
     assert (failed["status"], failed["error_kind"], failed["model"]) == ("error", "rate_limited", "")
     assert (failed["cost_usd"], failed["unpriced"], failed["ttft_ms"]) == ("", "false", "")

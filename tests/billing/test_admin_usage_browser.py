@@ -36,8 +36,8 @@ WHEN = dt.datetime(2026, 11, 30, 23, 59, 58, tzinfo=dt.UTC)
 def ledger() -> dict[str, Any]:
     """Records as long as real ones get: 41-character request ids, dated model ids, a team with a long name."""
     users = get_user_model().objects
-    team = Team.objects.create(name="Acme Research Laboratories International", slug="acme-research")
-    carol, dave = users.create_user("carol.fitzgerald-henderson"), users.create_user("dave")
+    team = Team.objects.create(name="Acme Research Laboratories", slug="acme-research")
+    carol, dave = users.create_user("carol.fitzgerald"), users.create_user("dave")
     key, _ = api_key_create(user=carol, name="nightly evaluation batch", team=team)
     for n, user in enumerate([carol] * 3 + [dave] * 2):
         UsageRecord.objects.create(
@@ -46,17 +46,18 @@ def ledger() -> dict[str, Any]:
             user=user,
             team=team if user == carol else None,
             api_key=key if user == carol else None,
-            requested="anthropic/claude-3-5-sonnet-20241022",
-            route="",
+            requested="auto",
+            route="auto",
             model="anthropic/claude-3-5-sonnet-20241022",
             provider="anthropic",
             status=UsageRecord.Status.CANCELLED,
-            input_tokens=1_234_567,
-            output_tokens=45_678,
+            error_kind="insufficient_quota",
+            input_tokens=123_456,
+            output_tokens=4_567,
             tokens_estimated=True,
-            cost_usd=Decimal("12.3456789012"),
-            latency_ms=123_456,
-            ttft_ms=4_567,
+            cost_usd=Decimal("0.0212586000"),
+            latency_ms=12_345,
+            ttft_ms=456,
         )
     return {"carol": carol, "dave": dave}
 
@@ -84,7 +85,7 @@ def page(browser: Browser, gateway_url: str) -> Iterator[Page]:
 
 
 def listed(page: Page) -> list[str]:
-    return page.locator("#result_list tbody td.field-request_id").all_inner_texts()
+    return page.locator("#result_list tbody .field-call .quiet").all_inner_texts()
 
 
 def test_choosing_a_user_in_the_filter_lists_only_their_records(page: Page, ledger: dict[str, Any]) -> None:
@@ -104,3 +105,27 @@ def test_choosing_a_user_in_the_filter_lists_only_their_records(page: Page, ledg
     user_filter.locator(".select2-selection__clear").click()
     page.wait_for_url(f"**{CHANGELIST}?status=cancelled")
     assert len(listed(page)) == 5
+
+
+def test_at_1400_px_the_last_column_is_in_sight_beside_the_navigation_and_the_filters(
+    page: Page, ledger: dict[str, Any]
+) -> None:
+    page.goto(CHANGELIST)
+    assert page.locator("#nav-sidebar").is_visible() and page.locator("#changelist-filter").is_visible()
+
+    layout = page.evaluate(
+        """() => {
+            const results = document.querySelector("#changelist .results");
+            const last = document.querySelector("#result_list thead th:last-child");
+            return {
+                lastRight: last.getBoundingClientRect().right,
+                resultsRight: results.getBoundingClientRect().right,
+                hiddenByScroll: results.scrollWidth - results.clientWidth,
+                viewport: window.innerWidth,
+                pageScroll: document.documentElement.scrollWidth - window.innerWidth,
+            };
+        }"""
+    )
+
+    assert layout["hiddenByScroll"] == 0 and layout["pageScroll"] == 0, layout
+    assert layout["lastRight"] <= layout["resultsRight"] <= layout["viewport"], layout
