@@ -137,7 +137,13 @@ def test_a_free_model_is_booked_at_nothing_and_open_to_capped_callers(
     SpendCap.objects.create(user=alice, limit_usd=Decimal("0.00001"))
     client.chat.completions.create(model="up/mystery", messages=HELLO)
     record = all_booked(1).get()
-    assert (record.cost_usd, record.input_price_per_million, record.output_price_per_million) == (0, 0, 0)
+    prices = (
+        record.input_price_per_million,
+        record.output_price_per_million,
+        record.cached_input_price_per_million,
+        record.cache_write_price_per_million,
+    )
+    assert (record.cost_usd, *prices) == (0, 0, 0, 0, 0)
 
 
 def test_the_reconciliation_corrects_a_counter_that_missed_a_record_at_once_and_one_too_high_on_its_second_look(
