@@ -1,4 +1,4 @@
-"""Usage that matches the provider's bill: cached input, cache writes and reasoning, booked through /v1.
+"""Usage that matches the provider's bill: cached input, cache writes and reasoning, booked and reported by /v1.
 
 Each provider kind answers from its fake upstream with a recorded body
 whose usage carries cache and reasoning counts (the variants in
@@ -16,6 +16,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types import CompletionUsage
 
 from billing.models import UsageRecord
 from billing.money import usage_cost
@@ -127,47 +128,62 @@ BILLS = {
 def fakes(
     registry: dict[str, Any], upstream: FakeOpenAI, other_upstreams: dict[str, tuple[FakeUpstream, str]]
 ) -> dict[str, FakeUpstream]:
-    """The gateway registry, with an Anthropic and a Gemini model priced as above against their fakes."""
-    for kind, name, prices in (
-        ("anthropic", "claude-sonnet-4", (SONNET_IN, SONNET_OUT, SONNET_READ, SONNET_WRITE)),
-        ("gemini", "gemini-2.5-flash", (GEMINI_IN, GEMINI_OUT, GEMINI_CACHED, None)),
+    """The gateway registry, with an Anthropic and a Gemini model priced as above and a free Ollama model."""
+    prices: dict[str, tuple[Decimal, Decimal, Decimal, Decimal | None] | None] = {
+        "anthropic": (SONNET_IN, SONNET_OUT, SONNET_READ, SONNET_WRITE),
+        "gemini": (GEMINI_IN, GEMINI_OUT, GEMINI_CACHED, None),
+        "ollama": None,
+    }
+    for kind, public_id in (
+        ("anthropic", "claude/claude-sonnet-4"),
+        ("gemini", "gem/gemini-2.5-flash"),
+        ("ollama", "llama/llama3.2"),
     ):
         fake, url = other_upstreams[kind]
         fake.reset()
-        provider = Provider(name={"anthropic": "claude", "gemini": "gem"}[kind], kind=kind, base_url=url)
+        name, upstream_name = public_id.split("/")
+        provider = Provider(name=name, kind=kind, base_url=url)
         provider.set_api_key(f"{kind}-upstream-secret")
         provider.save()
         model = LanguageModel.objects.create(
-            public_id=f"{provider.name}/{name}",
+            public_id=public_id,
             provider=provider,
-            upstream_name=name,
+            upstream_name=upstream_name,
             context_window=200_000,
             max_output_tokens=8_192,
-            capabilities=["tools"],
+            free=prices[kind] is None,
         )
-        input_price, output_price, cached_price, write_price = prices
-        ModelPrice.objects.create(
-            model=model,
-            input_per_million=input_price,
-            output_per_million=output_price,
-            cached_input_per_million=cached_price,
-            cache_write_per_million=write_price,
-        )
+        if (price := prices[kind]) is not None:
+            ModelPrice.objects.create(
+                model=model,
+                input_per_million=price[0],
+                output_per_million=price[1],
+                cached_input_per_million=price[2],
+                cache_write_per_million=price[3],
+            )
     return {"openai": upstream, **{kind: fake for kind, (fake, _) in other_upstreams.items()}}
 
 
-def _call(client: openai.OpenAI, model: str, *, stream: bool) -> str:
-    """Make the call through the SDK, read its answer to the end; the id of its usage record."""
+def _call(client: openai.OpenAI, model: str, *, stream: bool) -> tuple[str, CompletionUsage]:
+    """Make the call through the SDK: the id of its usage record, and the usage its answer reported."""
     if stream:
-        raw = client.chat.completions.with_raw_response.create(
+        streamed = client.chat.completions.with_raw_response.create(
             model=model, messages=HELLO, stream=True, stream_options={"include_usage": True}
         )
-        list(raw.parse())
+        usage = list(streamed.parse())[-1].usage
+        request_id = streamed.headers["x-request-id"]
     else:
         raw = client.chat.completions.with_raw_response.create(model=model, messages=HELLO)
-        raw.parse()
-    request_id: str = raw.headers["x-request-id"]
-    return request_id
+        usage = raw.parse().usage
+        request_id = raw.headers["x-request-id"]
+    assert usage is not None
+    return request_id, usage
+
+
+def _details(usage: CompletionUsage) -> tuple[int | None, int | None]:
+    """(cached_tokens, reasoning_tokens) as the SDK reads them."""
+    assert usage.prompt_tokens_details is not None and usage.completion_tokens_details is not None
+    return usage.prompt_tokens_details.cached_tokens, usage.completion_tokens_details.reasoning_tokens
 
 
 @pytest.mark.parametrize(("kind", "streamed"), list(BILLS), ids=["-".join(case) for case in BILLS])
@@ -177,7 +193,9 @@ def test_a_call_with_cached_input_is_booked_at_what_the_provider_bills(
     bill = BILLS[kind, streamed]
     fakes[kind].queue(bill.reply())
 
-    record = booked(_call(client, bill.model, stream=streamed == "streamed"))
+    request_id, usage = _call(client, bill.model, stream=streamed == "streamed")
+
+    record = booked(request_id)
 
     assert (record.status, record.model, record.tokens_estimated) == ("ok", bill.model, False)
     assert (
@@ -195,13 +213,30 @@ def test_a_call_with_cached_input_is_booked_at_what_the_provider_bills(
     )
     assert record.cost_usd == bill.cost.quantize(TEN_DECIMALS)
     assert record.cost_usd == _cost_of(record)
+    assert (usage.prompt_tokens, usage.completion_tokens) == (bill.input_tokens, bill.output_tokens)
+    assert _details(usage) == (bill.cached_input_tokens, bill.reasoning_tokens)
+    assert usage.model_extra is not None
+    assert Decimal(str(usage.model_extra["cost"])) == record.cost_usd
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unstreamed", "streamed"])
+@pytest.mark.parametrize("model", ["llama/llama3.2", "sim/swift", "up/gpt-4o-mini"])
+def test_every_provider_kind_reports_the_details_of_its_usage_as_openai_does(
+    client: openai.OpenAI, fakes: dict[str, FakeUpstream], model: str, stream: bool
+) -> None:
+    """Zero where the provider counts no cache or reasoning (Ollama, the simulated models, an uncached prompt)."""
+    request_id, usage = _call(client, model, stream=stream)
+
+    record = booked(request_id)
+    assert (usage.prompt_tokens, usage.completion_tokens) == (record.input_tokens, record.output_tokens) != (0, 0)
+    assert _details(usage) == (0, 0)
 
 
 def test_a_price_changed_after_a_call_leaves_its_cost_and_prices_as_they_were(
     client: openai.OpenAI, upstream: FakeOpenAI, registry: dict[str, Any]
 ) -> None:
     upstream.queue(FakeOpenAI.cached_completion())
-    first = booked(_call(client, "up/gpt-4o-mini", stream=False))
+    first = booked(_call(client, "up/gpt-4o-mini", stream=False)[0])
     # Every price doubled.
     model_price_set(
         model=registry["models"]["gpt"],
@@ -211,7 +246,7 @@ def test_a_price_changed_after_a_call_leaves_its_cost_and_prices_as_they_were(
     )
     upstream.queue(FakeOpenAI.cached_completion())
 
-    second = booked(_call(client, "up/gpt-4o-mini", stream=False))
+    second = booked(_call(client, "up/gpt-4o-mini", stream=False)[0])
 
     first.refresh_from_db()
     assert first.cost_usd == OPENAI_COST.quantize(TEN_DECIMALS)
