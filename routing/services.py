@@ -265,19 +265,21 @@ def _demo_model(provider: Provider, spec: dict[str, Any], summary: DemoLoadSumma
     else:
         summary.kept += 1
     existing = set(model.prices.values_list("valid_from", flat=True))
-    for valid_from, input_per_million, output_per_million in sorted(spec.get("prices", [])):
-        if valid_from in existing:
+    for price in sorted(spec.get("prices", [])):
+        if price.valid_from in existing:
             summary.kept += 1
             continue
         try:
             model_price_set(
                 model=model,
-                input_per_million=input_per_million,
-                output_per_million=output_per_million,
-                valid_from=valid_from,
+                input_per_million=price.input_per_million,
+                output_per_million=price.output_per_million,
+                cached_input_per_million=price.cached_input_per_million,
+                cache_write_per_million=price.cache_write_per_million,
+                valid_from=price.valid_from,
             )
         except ValidationError as exc:
-            summary.skipped.append(f"price of {public_id} from {valid_from:%Y-%m-%d} ({' '.join(exc.messages)})")
+            summary.skipped.append(f"price of {public_id} from {price.valid_from:%Y-%m-%d} ({' '.join(exc.messages)})")
         else:
             summary.created["prices"] += 1
 
