@@ -66,7 +66,10 @@ class UsageRecord(models.Model):
     """Exactly one per call, written by the worker that ran it.
 
     Unit prices are copied from the price book at the moment of the call, so
-    a later price edit never rewrites what a call cost.
+    a later price edit never rewrites what a call cost. Cached input and
+    cache writes are parts of input_tokens, reasoning of output_tokens; the
+    cost is (input - cached - cache writes) at the input price, plus cached
+    input, cache writes and output at theirs.
     """
 
     class Status(models.TextChoices):
@@ -94,9 +97,15 @@ class UsageRecord(models.Model):
     trace = models.JSONField(default=dict, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
+    cached_input_tokens = models.PositiveIntegerField(default=0, help_text="Input tokens read from the prompt cache.")
+    cache_write_tokens = models.PositiveIntegerField(default=0, help_text="Input tokens written to the prompt cache.")
+    reasoning_tokens = models.PositiveIntegerField(default=0, help_text="Output tokens spent reasoning.")
     tokens_estimated = models.BooleanField(default=False)
     input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     output_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    # What cached input and cache writes were booked at: the input price when the price book had none for them.
+    cached_input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cache_write_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     cost_usd = models.DecimalField(
         max_digits=18, decimal_places=10, null=True, blank=True, help_text="Empty when no price was known."
     )

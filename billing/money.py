@@ -21,9 +21,31 @@ def from_units(units: int) -> Decimal:
 
 
 def usage_cost(
-    *, input_tokens: int, output_tokens: int, input_per_million: Decimal, output_per_million: Decimal
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    input_per_million: Decimal,
+    output_per_million: Decimal,
+    cached_input_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    cached_input_per_million: Decimal | None = None,
+    cache_write_per_million: Decimal | None = None,
 ) -> Decimal:
-    cost = (Decimal(input_tokens) * input_per_million + Decimal(output_tokens) * output_per_million) / MILLION
+    """The cost of a call's tokens in USD, to 10 decimal places.
+
+    Cached input and cache writes are parts of `input_tokens`, each at its
+    own price per million (the input price when None); reasoning tokens
+    are output tokens like any other.
+    """
+    fresh_input = input_tokens - cached_input_tokens - cache_write_tokens
+    cached_price = input_per_million if cached_input_per_million is None else cached_input_per_million
+    write_price = input_per_million if cache_write_per_million is None else cache_write_per_million
+    cost = (
+        Decimal(fresh_input) * input_per_million
+        + Decimal(cached_input_tokens) * cached_price
+        + Decimal(cache_write_tokens) * write_price
+        + Decimal(output_tokens) * output_per_million
+    ) / MILLION
     return cost.quantize(COST_PLACES)
 
 

@@ -65,6 +65,10 @@ class UsageBooking:
     ttft_ms: int | None
     error_kind: str
     finish_reason: str
+    # Parts of input_tokens and output_tokens; 0 for estimated counts.
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 def usage_record_new(booking: UsageBooking) -> UsageRecord:
@@ -81,8 +85,12 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
         cost = usage_cost(
             input_tokens=booking.input_tokens,
             output_tokens=booking.output_tokens,
+            cached_input_tokens=booking.cached_input_tokens,
+            cache_write_tokens=booking.cache_write_tokens,
             input_per_million=price.input_per_million,
             output_per_million=price.output_per_million,
+            cached_input_per_million=price.cached_input_price,
+            cache_write_per_million=price.cache_write_price,
         )
     return UsageRecord(
         request_id=spec.call_id,
@@ -99,9 +107,14 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
         trace={"chain": list(spec.chain), "skipped": list(spec.skipped)},
         input_tokens=booking.input_tokens,
         output_tokens=booking.output_tokens,
+        cached_input_tokens=booking.cached_input_tokens,
+        cache_write_tokens=booking.cache_write_tokens,
+        reasoning_tokens=booking.reasoning_tokens,
         tokens_estimated=booking.tokens_estimated,
         input_price_per_million=price.input_per_million if price else None,
         output_price_per_million=price.output_per_million if price else None,
+        cached_input_price_per_million=price.cached_input_price if price else None,
+        cache_write_price_per_million=price.cache_write_price if price else None,
         cost_usd=cost,
         latency_ms=booking.latency_ms,
         ttft_ms=booking.ttft_ms,

@@ -172,9 +172,13 @@ def run_estimate(
             lines.append(EstimateLine(value, "—", "—", too_long, priced=False))
             continue
         answer = min(answer_tokens, model.max_output_tokens)
-        per_million = {"input_per_million": price.input_per_million, "output_per_million": price.output_per_million}
-        prompt_cost = usage_cost(input_tokens=prompt_tokens, output_tokens=0, **per_million)
-        answer_cost = usage_cost(input_tokens=0, output_tokens=answer, **per_million)
+        in_price, out_price = price.input_per_million, price.output_per_million
+        prompt_cost = usage_cost(
+            input_tokens=prompt_tokens, output_tokens=0, input_per_million=in_price, output_per_million=out_price
+        )
+        answer_cost = usage_cost(
+            input_tokens=0, output_tokens=answer, input_per_million=in_price, output_per_million=out_price
+        )
         prompt_total += prompt_cost
         answer_total += answer_cost
         lines.append(EstimateLine(value, format_usd(prompt_cost), format_usd(answer_cost), too_long, priced=True))

@@ -8,6 +8,7 @@ append-only.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from adminsortable2.admin import SortableAdminBase, SortableTabularInline
@@ -132,7 +133,13 @@ class ModelPriceInline(admin.TabularInline[ModelPrice, LanguageModel]):
 
     model = ModelPrice
     formset = ModelPriceInlineFormSet
-    fields = ("valid_from", "input_per_million", "output_per_million")
+    fields = (
+        "valid_from",
+        "input_per_million",
+        "output_per_million",
+        "cached_input_per_million",
+        "cache_write_per_million",
+    )
     ordering = ("-valid_from",)
     extra = 1
     can_delete = False
@@ -203,7 +210,16 @@ class ModelPriceAdmin(admin.ModelAdmin[ModelPrice]):
     """The whole price book. Rows can be added (through model_price_set), never changed or deleted."""
 
     form = ModelPriceAdminForm
-    list_display = ("model", "provider", "valid_from", "input_price", "output_price", "created_at")
+    list_display = (
+        "model",
+        "provider",
+        "valid_from",
+        "input_price",
+        "output_price",
+        "cached_input_price",
+        "cache_write_price",
+        "created_at",
+    )
     list_filter = ("model__provider", "model")
     list_select_related = ("model__provider",)
     search_fields = ("model__public_id",)
@@ -222,6 +238,14 @@ class ModelPriceAdmin(admin.ModelAdmin[ModelPrice]):
     def output_price(self, obj: ModelPrice) -> str:
         return format_usd(obj.output_per_million)
 
+    @admin.display(description="cached input USD / 1M", ordering="cached_input_per_million")
+    def cached_input_price(self, obj: ModelPrice) -> str:
+        return _or_input_price(obj.cached_input_per_million)
+
+    @admin.display(description="cache write USD / 1M", ordering="cache_write_per_million")
+    def cache_write_price(self, obj: ModelPrice) -> str:
+        return _or_input_price(obj.cache_write_per_million)
+
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -233,11 +257,18 @@ class ModelPriceAdmin(admin.ModelAdmin[ModelPrice]):
             model=obj.model,
             input_per_million=obj.input_per_million,
             output_per_million=obj.output_per_million,
+            cached_input_per_million=obj.cached_input_per_million,
+            cache_write_per_million=obj.cache_write_per_million,
             valid_from=obj.valid_from,
         )
         # The admin goes on to log and redirect to `obj`: make it the saved row.
         obj.pk, obj.created_at = price.pk, price.created_at
         obj._state.adding = False
+
+
+def _or_input_price(amount: Decimal | None) -> str:
+    # A blank cache price is billed at the input price, which "–" (an unknown amount) would not say.
+    return "as input" if amount is None else format_usd(amount)
 
 
 class RouteStepInline(SortableTabularInline):

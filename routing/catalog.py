@@ -26,9 +26,23 @@ VERSION_KEY = "sy:registry:version"
 
 @dataclass(frozen=True, slots=True)
 class PriceRow:
+    """One row of a model's price book; a cache price of None is the input price."""
+
     valid_from: dt.datetime
     input_per_million: Decimal
     output_per_million: Decimal
+    cached_input_per_million: Decimal | None = None
+    cache_write_per_million: Decimal | None = None
+
+    @property
+    def cached_input_price(self) -> Decimal:
+        """What a million input tokens read from the prompt cache cost."""
+        return self.input_per_million if self.cached_input_per_million is None else self.cached_input_per_million
+
+    @property
+    def cache_write_price(self) -> Decimal:
+        """What a million input tokens written to the prompt cache cost."""
+        return self.input_per_million if self.cache_write_per_million is None else self.cache_write_per_million
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +125,13 @@ def _load(version: int) -> Catalog:
     prices: dict[int, list[PriceRow]] = {}
     for price in ModelPrice.objects.order_by("model_id", "-valid_from"):
         prices.setdefault(price.model_id, []).append(
-            PriceRow(price.valid_from, price.input_per_million, price.output_per_million)
+            PriceRow(
+                price.valid_from,
+                price.input_per_million,
+                price.output_per_million,
+                price.cached_input_per_million,
+                price.cache_write_per_million,
+            )
         )
     models: dict[str, CatalogModel] = {}
     public_ids: dict[int, str] = {}

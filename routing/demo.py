@@ -3,10 +3,14 @@
 Loaded by `python manage.py load_demo` (routing/services.py:
 demo_registry_load), which only creates what is missing.
 
-Real providers' list prices are USD per 1M tokens (standard tier, no cache
-or batch discount, the lowest prompt-length tier), as best known on
-PRICES_CHECKED_ON; check the providers' pricing pages before relying on them.
-Their rows are dated PRICES_CHECKED_ON unless a price history is given.
+Real providers' list prices are USD per 1M tokens (standard tier, no batch
+discount, the lowest prompt-length tier), as best known on PRICES_CHECKED_ON;
+check the providers' pricing pages before relying on them. Cache prices are
+given only where the provider's published figure is known here: OpenAI's
+cached input, Anthropic's cache reads and 5-minute cache writes (its 1-hour
+writes cost more, and are not told apart). The others are blank, billed at
+the input price. Rows are dated PRICES_CHECKED_ON unless a price history is
+given.
 The simulated models' options are read by routing/providers/simulated.py.
 """
 
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal as D
-from typing import Any
+from typing import Any, NamedTuple
 
 PRICES_CHECKED_ON = dt.datetime(2025, 10, 1, tzinfo=dt.UTC)
 SIM_PRICES_FROM = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -26,8 +30,28 @@ def _at(year: int, month: int, day: int, hour: int = 0) -> dt.datetime:
     return dt.datetime(year, month, day, hour, tzinfo=dt.UTC)
 
 
-def _listed(input_per_million: str, output_per_million: str) -> list[tuple[dt.datetime, D, D]]:
-    return [(PRICES_CHECKED_ON, D(input_per_million), D(output_per_million))]
+class Price(NamedTuple):
+    """A row of a demo model's price book; a cache price of None is billed at the input price."""
+
+    valid_from: dt.datetime
+    input_per_million: D
+    output_per_million: D
+    cached_input_per_million: D | None = None
+    cache_write_per_million: D | None = None
+
+
+def _listed(
+    input_per_million: str, output_per_million: str, *, cached: str | None = None, cache_write: str | None = None
+) -> list[Price]:
+    return [
+        Price(
+            PRICES_CHECKED_ON,
+            D(input_per_million),
+            D(output_per_million),
+            None if cached is None else D(cached),
+            None if cache_write is None else D(cache_write),
+        )
+    ]
 
 
 SIMULATED: dict[str, Any] = {
@@ -49,7 +73,7 @@ SIMULATED: dict[str, Any] = {
                 "fail_rate": 0.0,
                 "fail_mode": "rate_limit",
             },
-            "prices": [(SIM_PRICES_FROM, D("0.10"), D("0.40"))],
+            "prices": [Price(SIM_PRICES_FROM, D("0.10"), D("0.40"))],
         },
         {
             "name": "sage-pro",
@@ -68,8 +92,8 @@ SIMULATED: dict[str, Any] = {
             # A price cut, to show the dated price book: calls before June
             # are billed at the old price.
             "prices": [
-                (SIM_PRICES_FROM, D("15.00"), D("60.00")),
-                (_at(2025, 6, 1), D("10.00"), D("40.00")),
+                Price(SIM_PRICES_FROM, D("15.00"), D("60.00")),
+                Price(_at(2025, 6, 1), D("10.00"), D("40.00")),
             ],
         },
         {
@@ -86,7 +110,7 @@ SIMULATED: dict[str, Any] = {
                 "fail_rate": 0.0,
                 "fail_mode": "rate_limit",
             },
-            "prices": [(SIM_PRICES_FROM, D("1.00"), D("4.00"))],
+            "prices": [Price(SIM_PRICES_FROM, D("1.00"), D("4.00"))],
         },
         {
             "name": "flaky-7b",
@@ -102,7 +126,7 @@ SIMULATED: dict[str, Any] = {
                 "fail_rate": 0.3,
                 "fail_mode": "rate_limit",
             },
-            "prices": [(SIM_PRICES_FROM, D("0.05"), D("0.10"))],
+            "prices": [Price(SIM_PRICES_FROM, D("0.05"), D("0.10"))],
         },
     ],
 }
@@ -119,35 +143,35 @@ OPENAI: dict[str, Any] = {
             "context_window": 128_000,
             "max_output_tokens": 16_384,
             "capabilities": [CODE, VISION, JSON, TOOLS, MULTI],
-            "prices": _listed("2.50", "10.00"),
+            "prices": _listed("2.50", "10.00", cached="1.25"),
         },
         {
             "name": "gpt-4o-mini",
             "context_window": 128_000,
             "max_output_tokens": 16_384,
             "capabilities": [CODE, VISION, JSON, TOOLS, MULTI],
-            "prices": _listed("0.15", "0.60"),
+            "prices": _listed("0.15", "0.60", cached="0.075"),
         },
         {
             "name": "gpt-4.1",
             "context_window": 1_047_576,
             "max_output_tokens": 32_768,
             "capabilities": [CODE, VISION, JSON, TOOLS, LONG, MULTI],
-            "prices": _listed("2.00", "8.00"),
+            "prices": _listed("2.00", "8.00", cached="0.50"),
         },
         {
             "name": "gpt-4.1-mini",
             "context_window": 1_047_576,
             "max_output_tokens": 32_768,
             "capabilities": [CODE, VISION, JSON, TOOLS, LONG, MULTI],
-            "prices": _listed("0.40", "1.60"),
+            "prices": _listed("0.40", "1.60", cached="0.10"),
         },
         {
             "name": "o3-mini",
             "context_window": 200_000,
             "max_output_tokens": 100_000,
             "capabilities": [CODE, JSON, TOOLS],
-            "prices": _listed("1.10", "4.40"),
+            "prices": _listed("1.10", "4.40", cached="0.55"),
         },
     ],
 }
@@ -166,7 +190,7 @@ ANTHROPIC: dict[str, Any] = {
             "context_window": 200_000,
             "max_output_tokens": 64_000,
             "capabilities": [CODE, VISION, TOOLS, MULTI],
-            "prices": _listed("3.00", "15.00"),
+            "prices": _listed("3.00", "15.00", cached="0.30", cache_write="3.75"),
         },
         {
             "name": "claude-3-5-haiku",
@@ -174,7 +198,7 @@ ANTHROPIC: dict[str, Any] = {
             "context_window": 200_000,
             "max_output_tokens": 8_192,
             "capabilities": [CODE, TOOLS, MULTI],
-            "prices": _listed("0.80", "4.00"),
+            "prices": _listed("0.80", "4.00", cached="0.08", cache_write="1.00"),
         },
         {
             "name": "claude-opus-4",
@@ -182,7 +206,7 @@ ANTHROPIC: dict[str, Any] = {
             "context_window": 200_000,
             "max_output_tokens": 32_000,
             "capabilities": [CODE, VISION, TOOLS, MULTI],
-            "prices": _listed("15.00", "75.00"),
+            "prices": _listed("15.00", "75.00", cached="1.50", cache_write="18.75"),
         },
     ],
 }
@@ -235,9 +259,9 @@ DEEPSEEK: dict[str, Any] = {
             "max_output_tokens": 8_192,
             "capabilities": [CODE, JSON, TOOLS, MULTI],
             "prices": [
-                (_at(2025, 2, 8, 16), D("0.27"), D("1.10")),
-                (_at(2025, 9, 5, 16), D("0.56"), D("1.68")),
-                (_at(2025, 9, 29), D("0.28"), D("0.42")),
+                Price(_at(2025, 2, 8, 16), D("0.27"), D("1.10")),
+                Price(_at(2025, 9, 5, 16), D("0.56"), D("1.68")),
+                Price(_at(2025, 9, 29), D("0.28"), D("0.42")),
             ],
         },
         {
@@ -246,9 +270,9 @@ DEEPSEEK: dict[str, Any] = {
             "max_output_tokens": 65_536,
             "capabilities": [CODE, JSON, MULTI],
             "prices": [
-                (_at(2025, 2, 8, 16), D("0.55"), D("2.19")),
-                (_at(2025, 9, 5, 16), D("0.56"), D("1.68")),
-                (_at(2025, 9, 29), D("0.28"), D("0.42")),
+                Price(_at(2025, 2, 8, 16), D("0.55"), D("2.19")),
+                Price(_at(2025, 9, 5, 16), D("0.56"), D("1.68")),
+                Price(_at(2025, 9, 29), D("0.28"), D("0.42")),
             ],
         },
     ],

@@ -106,7 +106,14 @@ class LanguageModelAdminForm(forms.ModelForm[LanguageModel]):
 class ModelPriceAdminForm(forms.ModelForm[ModelPrice]):
     class Meta:
         model = ModelPrice
-        fields = ["model", "valid_from", "input_per_million", "output_per_million"]
+        fields = [
+            "model",
+            "valid_from",
+            "input_per_million",
+            "output_per_million",
+            "cached_input_per_million",
+            "cache_write_per_million",
+        ]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -139,6 +146,8 @@ class ModelPriceInlineFormSet(BaseInlineFormSet[ModelPrice, LanguageModel, forms
             model=self.instance,
             input_per_million=form.cleaned_data["input_per_million"],
             output_per_million=form.cleaned_data["output_per_million"],
+            cached_input_per_million=form.cleaned_data["cached_input_per_million"],
+            cache_write_per_million=form.cleaned_data["cache_write_per_million"],
             valid_from=form.cleaned_data["valid_from"],
         )
 

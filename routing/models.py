@@ -148,6 +148,25 @@ class ModelPrice(models.Model):
     output_per_million = models.DecimalField(
         "output USD / 1M tokens", max_digits=12, decimal_places=6, validators=[MinValueValidator(Decimal(0))]
     )
+    cached_input_per_million = models.DecimalField(
+        "cached input USD / 1M tokens",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Input tokens read from the provider's prompt cache. Blank: billed at the input price.",
+    )
+    cache_write_per_million = models.DecimalField(
+        "cache write USD / 1M tokens",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Input tokens written to the provider's prompt cache (Anthropic bills them above the input "
+        "price). Blank: billed at the input price.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

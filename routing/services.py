@@ -73,15 +73,18 @@ def model_price_set(
     model: LanguageModel,
     input_per_million: Decimal,
     output_per_million: Decimal,
+    cached_input_per_million: Decimal | None = None,
+    cache_write_per_million: Decimal | None = None,
     valid_from: dt.datetime | None = None,
 ) -> ModelPrice:
     """Add a dated price row for `model` (from now by default) and return it.
 
-    Never edits an existing row. Raises ValidationError if `valid_from` is not
-    later than the newest existing row, or if an amount is out of range.
+    A cache price left None is billed at the input price. Never edits an
+    existing row. Raises ValidationError if `valid_from` is not later than
+    the newest existing row, or if an amount is out of range.
     """
-    for amount in (input_per_million, output_per_million):
-        if not isinstance(amount, Decimal):
+    for amount in (input_per_million, output_per_million, cached_input_per_million, cache_write_per_million):
+        if amount is not None and not isinstance(amount, Decimal):
             raise TypeError(f"prices are Decimal, not {type(amount).__name__}")
     valid_from = valid_from or timezone.now()
     if timezone.is_naive(valid_from):
@@ -96,6 +99,8 @@ def model_price_set(
             valid_from=valid_from,
             input_per_million=input_per_million,
             output_per_million=output_per_million,
+            cached_input_per_million=cached_input_per_million,
+            cache_write_per_million=cache_write_per_million,
         )
         price.full_clean()
         price.save()
@@ -260,19 +265,21 @@ def _demo_model(provider: Provider, spec: dict[str, Any], summary: DemoLoadSumma
     else:
         summary.kept += 1
     existing = set(model.prices.values_list("valid_from", flat=True))
-    for valid_from, input_per_million, output_per_million in sorted(spec.get("prices", [])):
-        if valid_from in existing:
+    for price in sorted(spec.get("prices", [])):
+        if price.valid_from in existing:
             summary.kept += 1
             continue
         try:
             model_price_set(
                 model=model,
-                input_per_million=input_per_million,
-                output_per_million=output_per_million,
-                valid_from=valid_from,
+                input_per_million=price.input_per_million,
+                output_per_million=price.output_per_million,
+                cached_input_per_million=price.cached_input_per_million,
+                cache_write_per_million=price.cache_write_per_million,
+                valid_from=price.valid_from,
             )
         except ValidationError as exc:
-            summary.skipped.append(f"price of {public_id} from {valid_from:%Y-%m-%d} ({' '.join(exc.messages)})")
+            summary.skipped.append(f"price of {public_id} from {price.valid_from:%Y-%m-%d} ({' '.join(exc.messages)})")
         else:
             summary.created["prices"] += 1
 

@@ -35,18 +35,35 @@ class Figures:
     input_tokens: int = 0
     output_tokens: int = 0
     tokens_estimated: bool = False
+    # Parts of input_tokens and output_tokens.
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
     # USD as a decimal string (the record's cost_usd), None when the model has no price.
     cost: str | None = None
     latency_ms: int = 0
     ttft_ms: int | None = None
 
     def to_data(self) -> dict[str, Any]:
+        usage: dict[str, Any] = {
+            "input": self.input_tokens,
+            "output": self.output_tokens,
+            "estimated": self.tokens_estimated,
+        }
+        # Most calls have none of these parts; a part left out reads as 0, as in events of an older worker.
+        for key, count in (
+            ("cached", self.cached_input_tokens),
+            ("cache_write", self.cache_write_tokens),
+            ("reasoning", self.reasoning_tokens),
+        ):
+            if count:
+                usage[key] = count
         return {
             "model": self.model,
             "provider": self.provider,
             "route": self.route,
             "attempts": list(self.attempts),
-            "usage": {"input": self.input_tokens, "output": self.output_tokens, "estimated": self.tokens_estimated},
+            "usage": usage,
             "cost": self.cost,
             "latency_ms": self.latency_ms,
             "ttft_ms": self.ttft_ms,
@@ -63,6 +80,9 @@ class Figures:
             input_tokens=usage.get("input", 0),
             output_tokens=usage.get("output", 0),
             tokens_estimated=usage.get("estimated", False),
+            cached_input_tokens=usage.get("cached", 0),
+            cache_write_tokens=usage.get("cache_write", 0),
+            reasoning_tokens=usage.get("reasoning", 0),
             cost=data.get("cost"),
             latency_ms=data.get("latency_ms", 0),
             ttft_ms=data.get("ttft_ms"),

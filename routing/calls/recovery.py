@@ -229,4 +229,7 @@ def _booking_from_terminal(spec: CallSpec, catalog: Catalog, terminal: Terminal)
         ttft_ms=figures.ttft_ms,
         error_kind=error_kind,
         finish_reason=finish,
+        cached_input_tokens=figures.cached_input_tokens,
+        cache_write_tokens=figures.cache_write_tokens,
+        reasoning_tokens=figures.reasoning_tokens,
     )

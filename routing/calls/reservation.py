@@ -3,9 +3,11 @@
 A call is reserved for its most expensive reachable model: the input at
 that model's price of the day (bounded without tokenizing: a token is at
 least one UTF-8 byte, plus what providers add for tools and images, and no
-model reads more than its context window) and
-every output token it may write (the request's `max_tokens`, or the
-model's output limit) at its output price. A model with no price cannot be
+model reads more than its context window) and every output token it may
+write (the request's `max_tokens`, or the model's output limit) at its
+output price. Where the model's cache write price is above its input price
+(Anthropic's is), the input is reserved at the cache write price: any input
+token may be written to the cache. A model with no price cannot be
 reserved for, so a capped caller's chain leaves it out, unless an admin
 marked it free.
 
@@ -107,7 +109,7 @@ def _worst_case_units(model: CatalogModel, spec: CallSpec, input_bound: int) -> 
     cost = usage_cost(
         input_tokens=min(input_bound, model.context_window),
         output_tokens=max_output,
-        input_per_million=price.input_per_million,
+        input_per_million=max(price.input_per_million, price.cache_write_price),
         output_per_million=price.output_per_million,
     )
     return to_units(cost)

@@ -34,6 +34,9 @@ def usage_body(figures: Figures) -> dict[str, Any]:
         "prompt_tokens": figures.input_tokens,
         "completion_tokens": figures.output_tokens,
         "total_tokens": figures.input_tokens + figures.output_tokens,
+        # As OpenAI reports them, whichever provider answered: parts of prompt_tokens and completion_tokens.
+        "prompt_tokens_details": {"cached_tokens": figures.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": figures.reasoning_tokens},
     }
     if figures.cost is not None:
         # The booked cost in USD where OpenRouter puts it, so that a stream, whose

@@ -13,7 +13,8 @@ Translation choices worth knowing:
   guaranteed to validate; callers that need a guarantee must check it.
 - Input tokens are `input_tokens + cache_creation_input_tokens +
   cache_read_input_tokens`: Anthropic reports cached prompt tokens separately
-  from `input_tokens`, and all of them are billed input.
+  from `input_tokens`, and all of them are billed input, cache reads and
+  writes at their own prices (Usage.cached_input_tokens, cache_write_tokens).
 """
 
 from __future__ import annotations
@@ -255,7 +256,7 @@ async def _stream_events(lines: AsyncIterable[str]) -> AsyncIterator[Event]:
             output_tokens = usage.get("output_tokens") or output_tokens
             input_counts.update(_input_counts(usage))
         elif kind == "message_stop":
-            yield Usage(input_tokens=sum(input_counts.values()), output_tokens=output_tokens)
+            yield _usage(input_counts, output_tokens)
             yield Finish(_STOP_REASONS.get(stop_reason or "", FinishReason.STOP))
             return
 
@@ -271,7 +272,7 @@ def _message_events(message: dict[str, Any]) -> Iterator[Event]:
             tool_index += 1
     usage = message.get("usage")
     if usage:
-        yield Usage(input_tokens=sum(_input_counts(usage).values()), output_tokens=usage.get("output_tokens") or 0)
+        yield _usage(_input_counts(usage), usage.get("output_tokens") or 0)
     yield Finish(_STOP_REASONS.get(message.get("stop_reason") or "", FinishReason.STOP))
 
 
@@ -279,6 +280,15 @@ def _input_counts(usage: dict[str, Any]) -> dict[str, int]:
     """The billed input counts `usage` reports: fresh input plus cache writes and reads."""
     keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     return {key: usage[key] for key in keys if isinstance(usage.get(key), int)}
+
+
+def _usage(input_counts: dict[str, int], output_tokens: int) -> Usage:
+    return Usage(
+        input_tokens=sum(input_counts.values()),
+        output_tokens=output_tokens,
+        cached_input_tokens=input_counts.get("cache_read_input_tokens", 0),
+        cache_write_tokens=input_counts.get("cache_creation_input_tokens", 0),
+    )
 
 
 def _error_fields(body: bytes) -> tuple[str | None, str | None]:

@@ -14,7 +14,9 @@ Translation choices worth knowing:
   a tool result is matched back to its function by the id of the earlier
   assistant tool call it answers.
 - Output tokens are `candidatesTokenCount + thoughtsTokenCount`: thinking
-  tokens are reported separately but billed as output.
+  tokens are reported separately but billed as output (Usage.reasoning_tokens).
+  `cachedContentTokenCount` is a part of `promptTokenCount`, billed at the
+  cached input price (Usage.cached_input_tokens).
 """
 
 from __future__ import annotations
@@ -204,9 +206,13 @@ class _Answer:
         metadata = chunk.get("usageMetadata")
         if metadata and "promptTokenCount" in metadata:
             # Cumulative on every chunk: the last one holds the totals.
+            prompt = metadata.get("promptTokenCount") or 0
+            thoughts = metadata.get("thoughtsTokenCount") or 0
             self.usage = Usage(
-                input_tokens=(metadata.get("promptTokenCount") or 0) + (metadata.get("toolUsePromptTokenCount") or 0),
-                output_tokens=(metadata.get("candidatesTokenCount") or 0) + (metadata.get("thoughtsTokenCount") or 0),
+                input_tokens=prompt + (metadata.get("toolUsePromptTokenCount") or 0),
+                output_tokens=(metadata.get("candidatesTokenCount") or 0) + thoughts,
+                cached_input_tokens=min(metadata.get("cachedContentTokenCount") or 0, prompt),
+                reasoning_tokens=thoughts,
             )
         candidates = chunk.get("candidates") or []
         if not candidates:

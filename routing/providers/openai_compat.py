@@ -267,7 +267,20 @@ def _usage(usage: Any) -> Usage | None:
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
-    return Usage(input_tokens=prompt, output_tokens=completion)
+    # Parts of the totals; compatible servers may send the details as null, or not at all.
+    cached = _detail(usage.get("prompt_tokens_details"), "cached_tokens")
+    reasoning = _detail(usage.get("completion_tokens_details"), "reasoning_tokens")
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=completion,
+        cached_input_tokens=min(cached, prompt),
+        reasoning_tokens=min(reasoning, completion),
+    )
+
+
+def _detail(details: Any, name: str) -> int:
+    count = details.get(name) if isinstance(details, dict) else None
+    return count if isinstance(count, int) and count > 0 else 0
 
 
 def _finish_reason(value: str) -> FinishReason:

@@ -128,11 +128,19 @@ class ToolCallDelta:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of the whole call. `estimated` is true when any count was not reported by the provider."""
+    """Token counts of the whole call. `estimated` is true when any count was not reported by the provider.
+
+    The details are parts of the totals, priced apart: `cached_input_tokens`
+    (read from the provider's prompt cache) and `cache_write_tokens` (written
+    to it) of `input_tokens`, `reasoning_tokens` of `output_tokens`.
+    """
 
     input_tokens: int
     output_tokens: int
     estimated: bool = False
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

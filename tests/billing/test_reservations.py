@@ -23,6 +23,7 @@ from billing.caps.reservations import LEASES_KEY, held_key, reserve_command
 from billing.models import SpendCap, UsageRecord
 from billing.money import to_units
 from routing.models import LanguageModel, Provider, Route, RouteStep
+from routing.services import model_price_set
 from switchyard.redis_clients import get_redis
 from tests.billing.test_caps_api import FOUR_O_CALL, FOUR_O_RESERVED, HELLO, MINI_CALL
 from tests.fakes.openai import FakeOpenAI
@@ -136,7 +137,13 @@ def test_a_free_model_is_booked_at_nothing_and_open_to_capped_callers(
     SpendCap.objects.create(user=alice, limit_usd=Decimal("0.00001"))
     client.chat.completions.create(model="up/mystery", messages=HELLO)
     record = all_booked(1).get()
-    assert (record.cost_usd, record.input_price_per_million, record.output_price_per_million) == (0, 0, 0)
+    prices = (
+        record.input_price_per_million,
+        record.output_price_per_million,
+        record.cached_input_price_per_million,
+        record.cache_write_price_per_million,
+    )
+    assert (record.cost_usd, *prices) == (0, 0, 0, 0, 0)
 
 
 def test_the_reconciliation_corrects_a_counter_that_missed_a_record_at_once_and_one_too_high_on_its_second_look(
@@ -256,3 +263,24 @@ def test_without_soft_landing_the_route_is_refused_and_when_no_model_fits_too(
     assert caught.value.code == "insufficient_quota"
     assert upstream.requests == []
     assert UsageRecord.objects.count() == 0
+
+
+def test_a_model_whose_cache_writes_cost_more_than_its_input_reserves_the_input_at_the_cache_write_price(
+    client: openai.OpenAI, upstream: FakeOpenAI, registry: dict[str, Any], alice: Any
+) -> None:
+    """Any input token may be written to the cache (Anthropic bills that above the input price): the hold covers it."""
+    model_price_set(
+        model=registry["models"]["gpt2"],
+        input_per_million=Decimal("2.50"),
+        output_per_million=Decimal("10.00"),
+        cache_write_per_million=Decimal("3.75"),
+    )
+    # Room for the call's worst case at the input price ($0.00018), not at the cache write price.
+    SpendCap.objects.create(user=alice, limit_usd=Decimal("0.0002"))
+
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="up2/gpt-4o", messages=HELLO, max_tokens=10)
+
+    # 32 bytes of prompt at $3.75 per million and 10 output tokens at $10.
+    assert "less than this call may cost ($0.00022, its input and every output token" in caught.value.body["message"]
+    assert upstream.requests == []

@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.fakes.server import FakeUpstream, RecordedRequest, Reply, wire, wire_head
+from tests.fakes.server import FakeUpstream, RecordedRequest, Reply, wire, wire_head, with_counts
 
 RECORDED_STREAM = "anthropic-messages-stream-recorded.sse"
 TOOL_USE_STREAM = "anthropic-messages-stream-tool-use-recorded.sse"
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# Prompt tokens written to the cache and read from it, besides the fresh `input_tokens`.
+CACHE_WRITE_TOKENS = 1024
+CACHE_READ_TOKENS = 4096
 
 
 class FakeAnthropic(FakeUpstream):
@@ -45,6 +48,30 @@ def message(**options: Any) -> Reply:
 
 def tool_use_stream(**options: Any) -> Reply:
     return stream(TOOL_USE_STREAM, **options)
+
+
+def cached_tool_use_stream(**options: Any) -> Reply:
+    """The recorded tool-use stream, whose message_start reports cache writes and reads (0 in the recording)."""
+    body = with_counts(
+        wire(TOOL_USE_STREAM),
+        cache_creation_input_tokens=CACHE_WRITE_TOKENS,
+        cache_read_input_tokens=CACHE_READ_TOKENS,
+    )
+    return stream_of(body, **options)
+
+
+def cached_message(**options: Any) -> Reply:
+    """The recorded Message with the cache counts that current responses carry next to input_tokens."""
+    reply = message(**options)
+    input_tokens = b'    "input_tokens": 12,\n'
+    assert reply.body.count(input_tokens) == 1
+    reply.body = reply.body.replace(
+        input_tokens,
+        input_tokens
+        + b'    "cache_creation_input_tokens": %d,\n    "cache_read_input_tokens": %d,\n'
+        % (CACHE_WRITE_TOKENS, CACHE_READ_TOKENS),
+    )
+    return reply
 
 
 def overloaded_mid_stream() -> Reply:

@@ -9,6 +9,7 @@ follow the documented shapes (README section 3) but were not recorded.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from tests.fakes.server import FakeUpstream, RecordedRequest, Reply, wire, wire_head
@@ -16,6 +17,10 @@ from tests.fakes.server import FakeUpstream, RecordedRequest, Reply, wire, wire_
 RECORDED_STREAM = "gemini-stream.sse"
 THINKING_STREAM = "gemini-stream-thinking.sse"
 JSON_HEADERS = [(b"content-type", b"application/json; charset=UTF-8")]
+# Prompt tokens read from the cache: cachedContentTokenCount, a part of promptTokenCount.
+CACHED_TOKENS = 4096
+# The cached variant of the recorded response also thinks.
+RESPONSE_THOUGHTS = 100
 
 
 class FakeGemini(FakeUpstream):
@@ -48,6 +53,34 @@ def response(name: str = "gemini-generate-content-response.json", **options: Any
 
 def thinking_stream(**options: Any) -> Reply:
     return stream(THINKING_STREAM, **options)
+
+
+def cached_thinking_stream(**options: Any) -> Reply:
+    """The recorded thinking stream for a prompt CACHED_TOKENS longer, all of them read from the cache."""
+    body = re.sub(
+        rb'"promptTokenCount": (\d+),',
+        lambda count: b'"promptTokenCount": %d,"cachedContentTokenCount": %d,'
+        % (int(count[1]) + CACHED_TOKENS, CACHED_TOKENS),
+        wire(THINKING_STREAM),
+    )
+    body = re.sub(
+        rb'"totalTokenCount": (\d+)', lambda count: b'"totalTokenCount": %d' % (int(count[1]) + CACHED_TOKENS), body
+    )
+    return stream_of(body, **options)
+
+
+def cached_thinking_response(**options: Any) -> Reply:
+    """The recorded response for a prompt CACHED_TOKENS longer, all read from the cache, after RESPONSE_THOUGHTS."""
+    reply = response(**options)
+    counts = b'"promptTokenCount": 7,\n    "candidatesTokenCount": 22,\n    "totalTokenCount": 29,\n'
+    assert reply.body.count(counts) == 1
+    reply.body = reply.body.replace(
+        counts,
+        b'"promptTokenCount": %d,\n    "cachedContentTokenCount": %d,\n    "candidatesTokenCount": 22,\n'
+        b'    "totalTokenCount": %d,\n    "thoughtsTokenCount": %d,\n'
+        % (7 + CACHED_TOKENS, CACHED_TOKENS, 29 + CACHED_TOKENS + RESPONSE_THOUGHTS, RESPONSE_THOUGHTS),
+    )
+    return reply
 
 
 def safety_response() -> Reply:

@@ -11,9 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.fakes.server import FakeUpstream, Headers, RecordedRequest, Reply, wire, wire_head
+from tests.fakes.server import FakeUpstream, Headers, RecordedRequest, Reply, wire, wire_head, with_counts
 
 _JSON: Headers = [(b"content-type", b"application/json")]
+
+# The recorded answer's usage for a prompt mostly read from the prompt cache
+# (which OpenAI fills in steps of 128 tokens) and an answer mostly reasoning:
+# the details are parts of prompt_tokens and completion_tokens.
+CACHED_USAGE = {
+    "prompt_tokens": 2006,
+    "cached_tokens": 1920,
+    "completion_tokens": 138,
+    "reasoning_tokens": 128,
+    "total_tokens": 2144,
+}
 
 
 def _with_header(headers: Headers, name: bytes, value: bytes | None) -> Headers:
@@ -46,6 +57,20 @@ class FakeOpenAI(FakeUpstream):
     def completion(cls, name: str = "openai-chat-response.json", **options: Any) -> Reply:
         status, headers = wire_head("openai-chat-response.headers")
         return Reply(status=status, headers=headers, body=wire(name), **options)
+
+    @classmethod
+    def cached_stream(cls, **options: Any) -> Reply:
+        """The recorded stream, its usage chunk counting CACHED_USAGE."""
+        reply = cls.stream(**options)
+        reply.body = with_counts(reply.body, **CACHED_USAGE)
+        return reply
+
+    @classmethod
+    def cached_completion(cls, **options: Any) -> Reply:
+        """The recorded chat.completion, its usage counting CACHED_USAGE."""
+        reply = cls.completion(**options)
+        reply.body = with_counts(reply.body, **CACHED_USAGE)
+        return reply
 
     @classmethod
     def error(cls, status: int, name: str, **options: Any) -> Reply:

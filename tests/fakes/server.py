@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -32,6 +33,14 @@ Headers = list[tuple[bytes, bytes]]
 def wire(name: str) -> bytes:
     """The exact bytes of one recorded file."""
     return (WIRE_DIR / name).read_bytes()
+
+
+def with_counts(body: bytes, **counts: int) -> bytes:
+    """`body` with the JSON number of each named key set to its new count, wherever the key occurs; spacing kept."""
+    for name, count in counts.items():
+        body, found = re.subn(rb'("' + name.encode() + rb'":\s*)\d+', rb"\g<1>" + str(count).encode(), body)
+        assert found, f"{name} is not in the body"
+    return body
 
 
 def wire_head(name: str) -> tuple[int, Headers]:

@@ -31,19 +31,22 @@ from tests.usage_records import booked
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FIGURES = (
-    "status model provider attempts input_tokens output_tokens tokens_estimated cost_usd "
-    "input_price_per_million output_price_per_million latency_ms ttft_ms error_kind finish_reason"
+    "status model provider attempts input_tokens output_tokens cached_input_tokens cache_write_tokens "
+    "reasoning_tokens tokens_estimated cost_usd input_price_per_million output_price_per_million "
+    "cached_input_price_per_million cache_write_price_per_million latency_ms ttft_ms error_kind finish_reason"
 ).split()
 
 
 def test_a_run_that_died_between_its_answer_and_its_insert_is_booked_from_the_answer_once(
-    client: openai.OpenAI, alice: Any
+    client: openai.OpenAI, upstream: FakeOpenAI, alice: Any
 ) -> None:
     SpendCap.objects.create(user=alice, limit_usd=Decimal("1"))
+    upstream.queue(FakeOpenAI.cached_completion())
     raw = client.chat.completions.with_raw_response.create(
         model="auto", messages=[{"role": "user", "content": "Hello!"}]
     )
     record = booked(raw.headers["x-request-id"])
+    assert (record.cached_input_tokens, record.reasoning_tokens) == (1920, 128)
     counter = counter_for("user", alice.pk, "month", timezone.now()).key
     spend = get_redis().get(counter)
     assert int(spend) == to_units(record.cost_usd) > 0

@@ -64,6 +64,8 @@ def test_the_javascript_sdk_streams_a_completion_with_usage(
         "prompt_tokens": 19,
         "completion_tokens": 10,
         "total_tokens": 29,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
         "cost": 0.00000885,
         "attempts": [{"model": "up/gpt-4o-mini", "outcome": "ok"}],
     }

@@ -89,7 +89,14 @@ def test_events_read_together_go_out_in_one_write_and_the_end_ends_the_response(
     lo, finish, usage, done = data_lines(last)
     assert lo["choices"][0]["delta"] == {"content": "lo"}
     assert finish["choices"][0]["finish_reason"] == "stop"
-    assert usage["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5, "attempts": []}
+    assert usage["usage"] == {
+        "prompt_tokens": 3,
+        "completion_tokens": 2,
+        "total_tokens": 5,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+        "attempts": [],
+    }
     assert done == "data: [DONE]"
 
 

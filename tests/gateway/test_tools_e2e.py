@@ -8,7 +8,6 @@ got back (OpenAI's shape).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -20,11 +19,9 @@ from billing.models import UsageRecord
 from routing.models import LanguageModel, ModelPrice, Provider, Route, RouteStep
 from tests.fakes import anthropic as fake_anthropic
 from tests.fakes import gemini as fake_gemini
-from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.gemini import FakeGemini
 from tests.fakes.ollama import FakeOllama
 from tests.fakes.openai import FakeOpenAI
-from tests.fakes.server import FakeUpstream, Reply, serve, wire_head
+from tests.fakes.server import FakeUpstream, Reply, wire_head
 from tests.usage_records import booked
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,21 +91,6 @@ STREAMED_CALLS = {
 
 
 # Fakes and registry ------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def other_upstreams() -> Iterator[dict[str, tuple[FakeUpstream, str]]]:
-    fakes: Fakes = {"anthropic": FakeAnthropic(), "gemini": FakeGemini(), "ollama": FakeOllama()}
-    with (
-        serve(fakes["anthropic"]) as anthropic_url,
-        serve(fakes["gemini"]) as gemini_url,
-        serve(fakes["ollama"]) as ollama_url,
-    ):
-        yield {
-            "anthropic": (fakes["anthropic"], f"{anthropic_url}/v1"),
-            "gemini": (fakes["gemini"], f"{gemini_url}/v1beta"),
-            "ollama": (fakes["ollama"], ollama_url),
-        }
 
 
 def _model(provider: Provider, name: str, capabilities: list[str]) -> LanguageModel:

@@ -239,6 +239,7 @@ def test_editing_a_price_adds_a_dated_row_and_leaves_the_old_row_untouched(super
             "prices-1-valid_from_1": "12:00:00",
             "prices-1-input_per_million": "0.80",
             "prices-1-output_per_million": "3.20",
+            "prices-1-cached_input_per_million": "0.08",
             # A hand-made post cannot rewrite history either.
             "prices-0-id": str(old.pk),
             "prices-0-valid_from_0": "2024-01-01",
@@ -254,6 +255,8 @@ def test_editing_a_price_adds_a_dated_row_and_leaves_the_old_row_untouched(super
     new = model.prices.exclude(pk=old.pk).get()
     assert new.valid_from == dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
     assert (new.input_per_million, new.output_per_million) == (Decimal("0.80"), Decimal("3.20"))
+    # A cache price left blank is billed at the input price.
+    assert (new.cached_input_per_million, new.cache_write_per_million) == (Decimal("0.08"), None)
     assert price_at(model, dt.datetime(2025, 3, 1, tzinfo=dt.UTC)).valid_from == old.valid_from
     assert price_at(model).valid_from == new.valid_from
 
@@ -319,6 +322,7 @@ def test_the_price_book_lists_every_row_and_adds_but_never_changes_or_deletes(
         listing = superuser_client.get(url("modelprice_changelist"))
     assert listing.status_code == 200
     assert "$1.00" in listing.content.decode()
+    assert "as input" in listing.content.decode(), "a blank cache price reads as the input price"
     assert superuser_client.post(url("modelprice_change", price.pk), {"input_per_million": "9"}).status_code == 403
     assert superuser_client.post(url("modelprice_delete", price.pk), {"post": "yes"}).status_code == 403
 
@@ -331,6 +335,7 @@ def test_the_price_book_lists_every_row_and_adds_but_never_changes_or_deletes(
             "valid_from_1": "00:00:00",
             "input_per_million": "2",
             "output_per_million": "5",
+            "cache_write_per_million": "2.50",
         }
     )
     refused = superuser_client.post(add, data)
@@ -341,7 +346,8 @@ def test_the_price_book_lists_every_row_and_adds_but_never_changes_or_deletes(
     assert superuser_client.post(add, data).status_code == 302
     price.refresh_from_db()
     assert price.input_per_million == Decimal("1.00")
-    assert price_at(model).input_per_million == Decimal("2")
+    now = price_at(model)
+    assert (now.input_per_million, now.cached_input_per_million, now.cache_write_per_million) == (2, None, 2.5)
     assert model.prices.count() == 2
 
 

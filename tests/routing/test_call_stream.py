@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from routing.calls import worker_loop
-from routing.calls.events import CallEvent, Done, Figures, Started, Text, ToolPiece
+from routing.calls.events import CallEvent, Done, Figures, Started, Text, ToolPiece, decode, encode
 from routing.calls.keys import stream_key
 from routing.calls.stream import BOOKED_STREAM_TTL_SECONDS, STREAM_TTL_SECONDS, CallPublisher, stream_read_to_end
 from tests.call_streams import stream_events
@@ -189,3 +189,23 @@ def test_a_send_that_redis_refused_is_raised_by_the_next_send_and_by_the_termina
         on_loop(next_send, call_id)
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         on_loop(terminal, call_id)
+
+
+def test_a_terminal_event_carries_the_parts_of_its_usage_and_an_older_one_without_them_reads_0() -> None:
+    figures = Figures(
+        model="claude/sonnet",
+        input_tokens=5_497,
+        output_tokens=700,
+        cached_input_tokens=4_096,
+        cache_write_tokens=1_024,
+        reasoning_tokens=600,
+        cost="0.0071748000",
+    )
+    fields = [value.encode() for value in encode(Done(figures))]
+
+    assert decode(fields) == Done(figures)
+    # As a worker that did not know the parts wrote it.
+    older = b'{"model":"m","usage":{"input":19,"output":10,"estimated":false},"cost":"0.0000088500","finish":"stop"}'
+    assert decode([b"t", b"done", b"d", older]) == Done(
+        Figures(model="m", input_tokens=19, output_tokens=10, cost="0.0000088500")
+    )

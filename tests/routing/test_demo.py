@@ -34,7 +34,11 @@ def snapshot() -> dict[str, list[tuple]]:
     return {
         "providers": list(Provider.objects.values_list("name", "kind", "base_url", "enabled", "updated_at")),
         "models": list(LanguageModel.objects.values_list("public_id", "enabled", "options", "updated_at")),
-        "prices": list(ModelPrice.objects.values_list("model__public_id", "valid_from", "input_per_million")),
+        "prices": list(
+            ModelPrice.objects.values_list(
+                "model__public_id", "valid_from", "input_per_million", "cached_input_per_million"
+            )
+        ),
         "routes": list(Route.objects.values_list("name", "temperature", "max_tokens", "updated_at")),
         "steps": list(RouteStep.objects.values_list("route__name", "model__public_id", "position")),
     }
@@ -142,6 +146,29 @@ def test_real_models_have_their_limits_and_dated_list_prices():
     for model in LanguageModel.objects.select_related("provider"):
         model.full_clean()
         assert model.free or price_at(model) is not None, model
+
+
+def test_cache_prices_are_set_only_where_the_provider_publishes_them():
+    load_demo()
+
+    def cache_prices(public_id: str) -> tuple[Decimal | None, Decimal | None]:
+        price = price_at(LanguageModel.objects.get(public_id=public_id))
+        assert price is not None
+        return price.cached_input_per_million, price.cache_write_per_million
+
+    # OpenAI bills cached input at a discount and has no cache write price.
+    assert cache_prices("openai/gpt-4o") == (Decimal("1.25"), None)
+    assert cache_prices("openai/gpt-4o-mini") == (Decimal("0.075"), None)
+    assert cache_prices("openai/gpt-4.1") == (Decimal("0.50"), None)
+    assert cache_prices("openai/gpt-4.1-mini") == (Decimal("0.10"), None)
+    assert cache_prices("openai/o3-mini") == (Decimal("0.55"), None)
+    # Anthropic: cache reads at a tenth of the input price, 5-minute cache writes at 1.25 times it.
+    assert cache_prices("anthropic/claude-sonnet-4") == (Decimal("0.30"), Decimal("3.75"))
+    assert cache_prices("anthropic/claude-3-5-haiku") == (Decimal("0.08"), Decimal("1.00"))
+    assert cache_prices("anthropic/claude-opus-4") == (Decimal("1.50"), Decimal("18.75"))
+    blank = {"google", "deepseek", "qwen", "sim"}
+    for model in LanguageModel.objects.filter(provider__name__in=blank):
+        assert cache_prices(model.public_id) == (None, None), model
 
 
 def test_load_demo_never_overwrites_an_admins_later_edits():

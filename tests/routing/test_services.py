@@ -83,12 +83,48 @@ def test_it_refuses_a_second_price_at_the_same_moment(make_model):
 
 def test_it_refuses_float_and_negative_prices(make_model):
     model = make_model("atlas")
+    one = Decimal("1")
 
     with pytest.raises(TypeError):
-        services.model_price_set(model=model, input_per_million=0.1, output_per_million=Decimal("1"))  # type: ignore[arg-type]
+        services.model_price_set(model=model, input_per_million=0.1, output_per_million=one)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        services.model_price_set(
+            model=model,
+            input_per_million=one,
+            output_per_million=one,
+            cached_input_per_million=0.1,  # type: ignore[arg-type]
+        )
     with pytest.raises(ValidationError):
-        services.model_price_set(model=model, input_per_million=Decimal("-1"), output_per_million=Decimal("1"))
+        services.model_price_set(model=model, input_per_million=Decimal("-1"), output_per_million=one)
+    with pytest.raises(ValidationError):
+        services.model_price_set(
+            model=model, input_per_million=one, output_per_million=one, cache_write_per_million=Decimal("-1")
+        )
     assert not ModelPrice.objects.exists()
+
+
+def test_a_price_s_cache_prices_are_the_input_price_unless_set(make_model):
+    model = make_model("claude")
+    services.model_price_set(
+        model=model,
+        input_per_million=Decimal("3"),
+        output_per_million=Decimal("15"),
+        cache_write_per_million=Decimal("3.75"),
+        valid_from=JAN,
+    )
+    services.model_price_set(
+        model=model,
+        input_per_million=Decimal("3"),
+        output_per_million=Decimal("15"),
+        cached_input_per_million=Decimal("0.30"),
+        cache_write_per_million=Decimal("3.75"),
+        valid_from=JUN,
+    )
+
+    january, june = price_at(model, JAN), price_at(model, JUN)
+    assert (january.cached_input_per_million, january.cache_write_per_million) == (None, Decimal("3.75"))
+    assert (january.cached_input_price, january.cache_write_price) == (Decimal("3"), Decimal("3.75"))
+    assert (june.cached_input_price, june.cache_write_price) == (Decimal("0.30"), Decimal("3.75"))
 
 
 def test_it_refuses_an_empty_chain():

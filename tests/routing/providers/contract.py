@@ -162,6 +162,8 @@ class Profile:
     refusals: tuple[Failure, ...]
     timeout: Failure
     tool_answers: tuple[Answer, ...] = ()
+    # Answers whose usage has parts priced apart: cached input, cache writes, reasoning.
+    usage_details: tuple[Answer, ...] = ()
     # What the adapter reports when a stream breaks after some text.
     cut: Failure | None = None
     error_events: tuple[Failure, ...] = ()
@@ -299,6 +301,22 @@ OPENAI = Profile(
             Usage(input_tokens=82, output_tokens=17),
             FinishReason.TOOL_CALLS,
             (Call("call_abc123", "get_current_weather", '{\n"location": "Boston, MA"\n}', whole=True),),
+        ),
+    ),
+    usage_details=(
+        Answer(
+            "stream",
+            Setup(FakeOpenAI.cached_stream),
+            _OPENAI_QUESTION,
+            "Hello! How can I assist you today?",
+            Usage(input_tokens=2006, output_tokens=138, cached_input_tokens=1920, reasoning_tokens=128),
+        ),
+        Answer(
+            "completion",
+            Setup(FakeOpenAI.cached_completion),
+            dataclasses.replace(_OPENAI_QUESTION, stream=False),
+            "Hello! How can I assist you today?",
+            Usage(input_tokens=2006, output_tokens=138, cached_input_tokens=1920, reasoning_tokens=128),
         ),
     ),
     refusals=(
@@ -579,9 +597,38 @@ ANTHROPIC = Profile(
             dataclasses.replace(_ANTHROPIC_QUESTION, stream=False, tools=(WEATHER_TOOL,)),
             "Checking.",
             # Cache reads are billed input.
-            Usage(input_tokens=377, output_tokens=40),
+            Usage(input_tokens=377, output_tokens=40, cached_input_tokens=77),
             FinishReason.TOOL_CALLS,
             (Call("toolu_1", "get_weather", '{"location": "Paris"}', whole=True),),
+        ),
+    ),
+    # Input tokens are the fresh ones, the cache writes and the cache reads together.
+    usage_details=(
+        Answer(
+            "stream",
+            Setup(anthropic_fakes.cached_tool_use_stream),
+            dataclasses.replace(_ANTHROPIC_QUESTION, tools=(WEATHER_TOOL,)),
+            "I'll check the current weather in Paris for you.",
+            Usage(
+                input_tokens=377 + anthropic_fakes.CACHE_WRITE_TOKENS + anthropic_fakes.CACHE_READ_TOKENS,
+                output_tokens=65,
+                cached_input_tokens=anthropic_fakes.CACHE_READ_TOKENS,
+                cache_write_tokens=anthropic_fakes.CACHE_WRITE_TOKENS,
+            ),
+            FinishReason.TOOL_CALLS,
+            (Call("toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather", '{"location": "Paris"}', whole=False),),
+        ),
+        Answer(
+            "message",
+            Setup(anthropic_fakes.cached_message),
+            dataclasses.replace(_ANTHROPIC_QUESTION, stream=False),
+            "Hello!",
+            Usage(
+                input_tokens=12 + anthropic_fakes.CACHE_WRITE_TOKENS + anthropic_fakes.CACHE_READ_TOKENS,
+                output_tokens=6,
+                cached_input_tokens=anthropic_fakes.CACHE_READ_TOKENS,
+                cache_write_tokens=anthropic_fakes.CACHE_WRITE_TOKENS,
+            ),
         ),
     ),
     refusals=(
@@ -802,6 +849,35 @@ GEMINI = Profile(
             Usage(input_tokens=31, output_tokens=12),
             FinishReason.TOOL_CALLS,
             (Call("call_*", "get_weather", '{"location": "Paris"}', whole=True),),
+        ),
+    ),
+    # Cached tokens are a part of promptTokenCount; thoughts are output, reported apart.
+    usage_details=(
+        Answer(
+            "stream",
+            Setup(gemini_fakes.cached_thinking_stream),
+            _GEMINI_QUESTION,
+            "The sky is blue because tiny gas molecules in Earth's atmosphere scatter blue light from the sun more "
+            "efficiently than other colors. Blue light has shorter, smaller wavelengths, causing it to be scattered "
+            "in all directions, making the sky appear blue to our eyes.",
+            Usage(
+                input_tokens=10 + gemini_fakes.CACHED_TOKENS,
+                output_tokens=48 + 540,
+                cached_input_tokens=gemini_fakes.CACHED_TOKENS,
+                reasoning_tokens=540,
+            ),
+        ),
+        Answer(
+            "response",
+            Setup(gemini_fakes.cached_thinking_response),
+            dataclasses.replace(_GEMINI_QUESTION, stream=False),
+            "Google's headquarters, also known as the Googleplex, is located in **Mountain View, California**.\n",
+            Usage(
+                input_tokens=7 + gemini_fakes.CACHED_TOKENS,
+                output_tokens=22 + gemini_fakes.RESPONSE_THOUGHTS,
+                cached_input_tokens=gemini_fakes.CACHED_TOKENS,
+                reasoning_tokens=gemini_fakes.RESPONSE_THOUGHTS,
+            ),
         ),
     ),
     refusals=(

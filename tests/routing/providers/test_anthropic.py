@@ -167,7 +167,7 @@ def test_it_asks_for_a_json_object_without_a_schema(anthropic: Backend) -> None:
     assert "Schema" not in system
 
 
-def test_it_counts_cache_tokens_as_input(anthropic: Backend) -> None:
+def test_it_counts_cache_tokens_as_input_and_reports_them_apart(anthropic: Backend) -> None:
     body = wire(fakes.RECORDED_STREAM).replace(
         b'"usage":{"input_tokens":11,"output_tokens":1}',
         b'"usage":{"input_tokens":11,"cache_creation_input_tokens":100,'
@@ -177,15 +177,19 @@ def test_it_counts_cache_tokens_as_input(anthropic: Backend) -> None:
 
     events = anthropic.run()
 
-    assert usage_of(events) == Usage(input_tokens=2111, output_tokens=6)
+    assert usage_of(events) == Usage(
+        input_tokens=2111, output_tokens=6, cached_input_tokens=2000, cache_write_tokens=100
+    )
 
 
 def test_it_takes_the_cumulative_counts_of_message_delta(anthropic: Backend) -> None:
-    body = wire(fakes.RECORDED_STREAM).replace(
-        b'"usage":{"output_tokens":6}', b'"usage":{"input_tokens":11,"cache_read_input_tokens":40,"output_tokens":7}'
+    body = wire(fakes.TOOL_USE_STREAM).replace(
+        b'"usage":{"output_tokens":65}',
+        b'"usage":{"input_tokens":377,"cache_creation_input_tokens":30,"cache_read_input_tokens":40,'
+        b'"output_tokens":66}',
     )
     anthropic.queue(fakes.stream_of(body))
 
     events = anthropic.run()
 
-    assert usage_of(events) == Usage(input_tokens=51, output_tokens=7)
+    assert usage_of(events) == Usage(input_tokens=447, output_tokens=66, cached_input_tokens=40, cache_write_tokens=30)

@@ -155,6 +155,14 @@ def test_it_yields_tool_calls_as_tool_call_deltas(backend: Backend, case: Answer
     assert_answer(backend.play(case.setup, case.request), case)
 
 
+@pytest.mark.parametrize("chunk_size", [0, 7])
+@each_case(lambda profile: profile.usage_details)
+def test_it_reports_the_cached_cache_write_and_reasoning_parts_of_its_usage(
+    backend: Backend, case: Answer, chunk_size: int
+) -> None:
+    assert_answer(backend.play(case.setup, case.request, chunk_size=chunk_size), case)
+
+
 @each_case(lambda profile: profile.finish_reasons)
 def test_it_maps_each_finish_reason(backend: Backend, case: tuple[str, Any]) -> None:
     reason, finish = case

@@ -160,7 +160,7 @@ def test_it_leaves_thoughts_out_of_the_text_but_counts_them_as_output(gemini: Ba
         "efficiently than other colors. Blue light has shorter, smaller wavelengths, causing it to be scattered "
         "in all directions, making the sky appear blue to our eyes."
     )
-    assert usage_of(events) == Usage(input_tokens=10, output_tokens=48 + 540)
+    assert usage_of(events) == Usage(input_tokens=10, output_tokens=48 + 540, reasoning_tokens=540)
     assert events[-1] == Finish(FinishReason.STOP)
 
 

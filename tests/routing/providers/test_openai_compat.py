@@ -20,7 +20,7 @@ from routing.providers.types import (
     Usage,
 )
 from tests.fakes.openai import FakeOpenAI
-from tests.fakes.server import Reply, wire
+from tests.fakes.server import Reply, wire, with_counts
 from tests.routing.providers.contract import Backend
 from tests.routing.providers.stream_checks import text_of, usage_of
 
@@ -171,6 +171,27 @@ def test_it_reads_the_text_parts_of_a_list_content(openai: Backend) -> None:
     ]
     openai.queue(Reply(headers=FakeOpenAI.completion().headers, body=json.dumps(completion).encode()))
     assert text_of(openai.run(ChatRequest(messages=openai.question.messages, stream=False))) == "Hello!"
+
+
+def test_it_reads_usage_details_sent_as_null_as_none(openai: Backend) -> None:
+    """vLLM and other compatible servers send the details as null."""
+    recorded = wire("openai-chat-stream.sse")
+    details = recorded[recorded.index(b',"prompt_tokens_details"') : recorded.rindex(b"}}}") + 1]
+    body = recorded.replace(details, b',"prompt_tokens_details":null,"completion_tokens_details":null')
+    openai.queue(Reply(headers=FakeOpenAI.stream().headers, body=body))
+
+    assert usage_of(openai.run()) == Usage(input_tokens=19, output_tokens=10)
+
+
+def test_it_never_takes_a_detail_for_more_than_its_total(openai: Backend) -> None:
+    openai.queue(
+        Reply(
+            headers=FakeOpenAI.stream().headers,
+            body=with_counts(wire("openai-chat-stream.sse"), cached_tokens=25, reasoning_tokens=-3),
+        )
+    )
+
+    assert usage_of(openai.run()) == Usage(input_tokens=19, output_tokens=10, cached_input_tokens=19)
 
 
 def test_it_finishes_a_stream_that_closes_after_the_finish_chunk(openai: Backend) -> None:
