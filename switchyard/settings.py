@@ -266,7 +266,7 @@ CONTENT_SECURITY_POLICY = {
         "script-src": [SELF, NONCE],
         "style-src": [SELF, NONCE],
         "style-src-attr": [UNSAFE_INLINE],
-        # data: for the favicon and plotly's image export.
+        # data: for plotly's image export (the favicon is a static file).
         "img-src": [SELF, "data:"],
         "object-src": [NONE],
         "base-uri": [NONE],
