@@ -70,6 +70,23 @@ class UsageBooking:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
 
+    @classmethod
+    def never_ran(cls, spec: CallSpec, error_kind: str, *, latency_ms: int = 0) -> UsageBooking:
+        """The booking of a call that ended before any provider saw it: no model, no tokens."""
+        return cls(
+            spec=spec,
+            model=None,
+            status="error",
+            attempts=[],
+            input_tokens=0,
+            output_tokens=0,
+            tokens_estimated=False,
+            latency_ms=latency_ms,
+            ttft_ms=None,
+            error_kind=error_kind,
+            finish_reason="",
+        )
+
 
 def usage_record_new(booking: UsageBooking) -> UsageRecord:
     """The call's usage record, priced at the prices in force when it was made; not saved.

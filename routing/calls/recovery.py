@@ -103,20 +103,7 @@ async def _reserve_again(spec: CallSpec) -> str | None:
 
 async def _book_refused(spec: CallSpec, publisher: CallPublisher, why: str) -> None:
     """End a call that its caps no longer have room for, before it reached any provider."""
-    booking = UsageBooking(
-        spec=spec,
-        model=None,
-        status="error",
-        attempts=[],
-        input_tokens=0,
-        output_tokens=0,
-        tokens_estimated=False,
-        latency_ms=0,
-        ttft_ms=None,
-        error_kind=QUOTA,
-        finish_reason="",
-    )
-    record = usage_record_new(booking)
+    record = usage_record_new(UsageBooking.never_ran(spec, QUOTA))
     message = f"The call's reservation against its spend caps lapsed before it ran, and could not be made again: {why}"
     await call_book(publisher, spec, record, Failed(figures_of(record), QUOTA, message, status=429), "")
 

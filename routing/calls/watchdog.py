@@ -81,20 +81,7 @@ async def call_give_up(spec: CallSpec, *, waited_ms: int) -> Failed | None:
 
     None if a worker booked it after all: its own end stands, on its stream.
     """
-    booking = UsageBooking(
-        spec=spec,
-        model=None,
-        status="error",
-        attempts=[],
-        input_tokens=0,
-        output_tokens=0,
-        tokens_estimated=False,
-        latency_ms=waited_ms,
-        ttft_ms=None,
-        error_kind=LOST,
-        finish_reason="",
-    )
-    record = usage_record_new(booking)
+    record = usage_record_new(UsageBooking.never_ran(spec, LOST, latency_ms=waited_ms))
     message = "the call was lost before a worker took it (Switchyard's queue was reset); try again"
     terminal = Failed(figures_of(record), LOST, message, status=503)
     if not await sync_to_async(record_insert_now)(spec, record, terminal):

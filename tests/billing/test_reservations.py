@@ -42,7 +42,7 @@ def _counter(kind: str, subject_id: int, period: str = "month") -> int | None:
     return None if value is None else int(value)
 
 
-def _wait_for(predicate: Any, what: str, timeout: float = 30) -> None:
+def wait_for(predicate: Any, what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -68,7 +68,7 @@ def test_200_concurrent_calls_against_a_cap_that_fits_50_start_exactly_50(
     with ThreadPoolExecutor(max_workers=200) as pool:
         outcomes = pool.map(call, range(200))
         # The answers are held at the provider: every refusal comes while the 50 admitted calls are in progress.
-        _wait_for(lambda: len(refused) == 150, "150 calls refused")
+        wait_for(lambda: len(refused) == 150, "150 calls refused")
         assert _held("user", alice.pk) == 50 * to_units(FOUR_O_RESERVED)
         upstream.release()
         results = list(outcomes)
@@ -83,7 +83,7 @@ def test_200_concurrent_calls_against_a_cap_that_fits_50_start_exactly_50(
     records = all_booked(50)
     spent = records.aggregate(total=Sum("cost_usd"))["total"]
     assert spent == 50 * FOUR_O_CALL <= 50 * FOUR_O_RESERVED
-    _wait_for(lambda: _held("user", alice.pk) == 0, "released")
+    wait_for(lambda: _held("user", alice.pk) == 0, "released")
     assert _counter("user", alice.pk) == to_units(spent)
     assert get_redis().zcard(LEASES_KEY) == 0
 
@@ -198,7 +198,7 @@ def test_redis_flushed_while_calls_hold_reservations_books_each_call_once_and_th
             pool.submit(client.with_options(timeout=60).chat.completions.create, model="up2/gpt-4o", messages=HELLO)
             for _ in range(5)
         ]
-        _wait_for(lambda: len(upstream.requests) == 5, "5 calls at the provider")
+        wait_for(lambda: len(upstream.requests) == 5, "5 calls at the provider")
         get_redis().flushdb()
         upstream.release()
         for answer in answers:

@@ -30,6 +30,7 @@ from billing.money import to_units
 from routing.models import Provider
 from tests import stack
 from tests.billing.test_caps_api import FOUR_O_CALL, FOUR_O_RESERVED, HELLO
+from tests.billing.test_reservations import wait_for
 from tests.fakes.openai import FakeOpenAI
 from tests.spend_state import spend_state_clear
 from tests.stack import ROOT, stop, web_process, worker
@@ -51,14 +52,6 @@ def stack_redis(stack_env: dict[str, str]) -> Iterator[redis.Redis]:
 def _units(client: redis.Redis, key: str) -> int:
     value = client.get(key)
     return 0 if value is None else int(value)
-
-
-def _wait_for(predicate: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not {what}")
-        time.sleep(0.05)
 
 
 def _sdk(url: str, api_key: str) -> openai.OpenAI:
@@ -97,10 +90,10 @@ def test_two_web_processes_and_two_workers_start_exactly_the_50_calls_a_cap_fits
 
         with ThreadPoolExecutor(max_workers=200) as pool:
             outcomes = pool.map(call, range(200))
-            _wait_for(lambda: len(refused) == 150, "150 calls refused")
+            wait_for(lambda: len(refused) == 150, "150 calls refused")
             assert _units(stack_redis, held_key(counter)) == 50 * to_units(FOUR_O_RESERVED)
             # Each admitted call is in progress at the provider, its reservation held, while the others are refused.
-            _wait_for(lambda: len(upstream.requests) == 50, "50 calls at the provider")
+            wait_for(lambda: len(upstream.requests) == 50, "50 calls at the provider")
             upstream.release()
             results = list(outcomes)
 
@@ -138,7 +131,7 @@ def test_a_worker_killed_while_it_holds_a_reservation_ends_it_once_and_books_the
             pending = pool.submit(
                 _sdk(url, api_key).chat.completions.create, model="up2/gpt-4o", messages=HELLO, max_tokens=10
             )
-            _wait_for(lambda: len(upstream.requests) == 1, "the call at the provider")
+            wait_for(lambda: len(upstream.requests) == 1, "the call at the provider")
             assert _units(stack_redis, held_key(counter)) == to_units(FOUR_O_RESERVED)
             stop(first, signal.SIGKILL)
             # Nobody renews the dead worker's lease (3 s in the stack): the reconciliation frees its hold.
