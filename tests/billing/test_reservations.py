@@ -134,7 +134,8 @@ def test_a_free_model_is_booked_at_nothing_and_open_to_capped_callers(
     mystery = _unpriced(registry)
     mystery.free = True
     mystery.save()
-    SpendCap.objects.create(user=alice, limit_usd=Decimal("0.00001"))
+    # A cap with nothing left: no room for any priced call.
+    SpendCap.objects.create(user=alice, limit_usd=Decimal("0"))
     client.chat.completions.create(model="up/mystery", messages=HELLO)
     record = all_booked(1).get()
     prices = (
