@@ -309,9 +309,13 @@ class RegistryFilter(admin.SimpleListFilter):
     and stays listed while it is selected.
     """
 
+    # The registry table and its name column: the values of the ledger's column of the same parameter_name.
+    registry: type[Model]
+    name_field: str
+
     def names(self) -> list[str]:
         """Every name the registry has."""
-        raise NotImplementedError
+        return list(self.registry._default_manager.values_list(self.name_field, flat=True))
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
         names = set(self.names())
@@ -329,24 +333,24 @@ class ModelFilter(RegistryFilter):
     title = "model"
     parameter_name = "model"
 
-    def names(self) -> list[str]:
-        return list(LanguageModel.objects.values_list("public_id", flat=True))
+    registry = LanguageModel
+    name_field = "public_id"
 
 
 class RouteFilter(RegistryFilter):
     title = "route"
     parameter_name = "route"
 
-    def names(self) -> list[str]:
-        return list(Route.objects.values_list("name", flat=True))
+    registry = Route
+    name_field = "name"
 
 
 class ProviderFilter(RegistryFilter):
     title = "provider"
     parameter_name = "provider"
 
-    def names(self) -> list[str]:
-        return list(Provider.objects.values_list("name", flat=True))
+    registry = Provider
+    name_field = "name"
 
 
 @admin.register(UsageRecord)
