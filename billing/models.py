@@ -7,6 +7,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
+from billing.rollups.buckets import LATENCY_COLUMNS, TTFT_COLUMNS
+
 
 class Team(models.Model):
     name = models.CharField(max_length=100)
@@ -94,6 +96,7 @@ class UsageRecord(models.Model):
     model = models.CharField(max_length=200, blank=True, help_text="Public id of the model that answered.")
     provider = models.CharField(max_length=50, blank=True)
     attempts = models.JSONField(default=list, blank=True)
+    fell_back = models.BooleanField(default=False, help_text="More than one model was tried.")
     trace = models.JSONField(default=dict, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
@@ -124,6 +127,52 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model or self.requested} {self.status}"
+
+
+class UsageRollup(models.Model):
+    """The usage records of one hour, team, user, API key, model and route, summed (billing/rollups/).
+
+    Dashboards read these instead of the records. An absent team, user or
+    key is 0, so that the unique key holds (SQL's NULLs never conflict).
+    Cost is in integer units of 10^-10 USD (billing/money.py): exact sums on
+    SQLite too. Latency and time to first token are histograms, one column
+    per bucket of billing/rollups/buckets.py, from which percentiles come.
+    """
+
+    hour = models.DateTimeField()
+    team_id = models.IntegerField(default=0)
+    user_id = models.IntegerField(default=0)
+    api_key_id = models.IntegerField(default=0)
+    model = models.CharField(max_length=200, blank=True)
+    route = models.CharField(max_length=50, blank=True)
+    requests = models.IntegerField(default=0)
+    errors = models.IntegerField(default=0)
+    cancelled = models.IntegerField(default=0)
+    fell_back = models.IntegerField(default=0)
+    unpriced = models.IntegerField(default=0, help_text="Calls booked with no known price.")
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_input_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_units = models.BigIntegerField(default=0)
+    latency_ms_sum = models.BigIntegerField(default=0)
+    ttft_count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "team_id", "user_id", "api_key_id", "model", "route"], name="one_rollup_per_slice"
+            )
+        ]
+        indexes = [models.Index(fields=["team_id", "hour"]), models.Index(fields=["user_id", "hour"])]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h team {self.team_id} {self.model or '-'}: {self.requests} calls"
+
+
+for _column in (*LATENCY_COLUMNS, *TTFT_COLUMNS):
+    models.IntegerField(default=0).contribute_to_class(UsageRollup, _column)
 
 
 class SpendCap(models.Model):

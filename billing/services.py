@@ -17,6 +17,7 @@ from billing.caps.counters import counters_drop, counters_settle
 from billing.caps.reservations import reservations_release
 from billing.models import ApiKey, Team, UsageRecord
 from billing.money import usage_cost
+from billing.rollups.maintain import rollups_add
 from routing.catalog import PriceRow
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
         model=booking.model.public_id if booking.model else "",
         provider=booking.model.provider_name if booking.model else "",
         attempts=booking.attempts,
+        fell_back=sum(1 for attempt in booking.attempts if attempt.get("outcome") != "skipped") > 1,
         trace={"chain": list(spec.chain), "skipped": list(spec.skipped)},
         input_tokens=booking.input_tokens,
         output_tokens=booking.output_tokens,
@@ -142,7 +144,7 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
 
 
 def usage_records_insert(records: list[UsageRecord]) -> list[bool]:
-    """Insert new usage records in one transaction; False for each whose call is booked already.
+    """Insert new usage records, and add them to their rollups, in one transaction; False for each booked already.
 
     One statement and one commit for several calls' records, where each
     alone would cost its own: the worker books the calls that end together
@@ -152,17 +154,19 @@ def usage_records_insert(records: list[UsageRecord]) -> list[bool]:
     try:
         with transaction.atomic():
             UsageRecord.objects.bulk_create(records)
+            rollups_add(records)
     except IntegrityError:
         return [usage_record_insert(record) for record in records]
     return [True] * len(records)
 
 
 def usage_record_insert(record: UsageRecord) -> bool:
-    """Insert a new usage record; False, and nothing written, if its call is booked already."""
+    """Insert a new usage record and add it to its rollup; False, and nothing written, if its call is booked already."""
     try:
         # Inside a transaction a savepoint, which a failed insert would otherwise break.
         with transaction.atomic():
             record.save(force_insert=True)
+            rollups_add([record])
     except IntegrityError:
         return False
     return True

@@ -20,6 +20,7 @@ from typing import Any
 import openai
 import pytest
 import redis
+from django.core.management import call_command
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -107,6 +108,8 @@ def test_two_web_processes_and_two_workers_start_exactly_the_50_calls_a_cap_fits
     assert _units(stack_redis, held_key(counter)) == 0
     assert _units(stack_redis, counter.key) == to_units(spent)
     assert stack_redis.zcard(LEASES_KEY) == 0
+    # Two workers booked into the same rollup at once: it sums every record.
+    call_command("check_rollups")
 
 
 def test_a_worker_killed_while_it_holds_a_reservation_ends_it_once_and_books_the_call_once(
@@ -164,3 +167,4 @@ def test_a_worker_killed_while_it_holds_a_reservation_ends_it_once_and_books_the
     # delivery (the broker's, or the web's push of a call that showed no sign of life) found it booked.
     assert stack_redis.get(counter.key) in (None, str(to_units(FOUR_O_CALL)).encode())
     assert stack_redis.zcard(LEASES_KEY) == 0
+    call_command("check_rollups")

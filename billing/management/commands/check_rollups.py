@@ -1,0 +1,66 @@
+"""`manage.py check_rollups`: prove that the dashboards' rollups equal the usage records they sum."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Max, Min
+from django.utils import timezone
+
+from billing.models import UsageRecord, UsageRollup
+from billing.rollups.build import rollups_check, rollups_rebuild
+
+# Mismatches printed before the rest are only counted.
+SHOWN = 20
+
+
+def _moment(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError as error:
+        raise CommandError(f"{text!r} is not a date or time (2026-11-01, 2026-11-01T09:00)") from error
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+class Command(BaseCommand):
+    help = (
+        "Compare the usage rollups of a period, hour by hour and slice by slice, with sums of the raw usage "
+        "records; exit 1 on any difference. With --rebuild, replace that period's rollups with those sums."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--since", type=_moment, help="UTC start (default: the first record or rollup)")
+        parser.add_argument("--until", type=_moment, help="UTC end, exclusive (default: now)")
+        parser.add_argument("--rebuild", action="store_true", help="rebuild the period's rollups from the records")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        since, until = options["since"], options["until"] or timezone.now()
+        if since is None:
+            firsts = [
+                UsageRecord.objects.aggregate(first=Min("created_at"))["first"],
+                UsageRollup.objects.aggregate(first=Min("hour"))["first"],
+            ]
+            known = [first for first in firsts if first is not None]
+            if not known:
+                self.stdout.write("No usage records and no rollups: nothing to check.")
+                return
+            since = min(known)
+            last = UsageRollup.objects.aggregate(last=Max("hour"))["last"]
+            if last is not None and last >= until:
+                until = last + dt.timedelta(hours=1)
+        if since >= until:
+            raise CommandError("--since must be before --until.")
+        if options["rebuild"]:
+            written = rollups_rebuild(since, until)
+            self.stdout.write(f"Rebuilt {written} rollups from {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC.")
+        found = 0
+        for mismatch in rollups_check(since, until):
+            found += 1
+            if found <= SHOWN:
+                self.stdout.write(mismatch.describe())
+        period = f"from {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC"
+        if found:
+            raise CommandError(f"{found} rollups differ from their records {period}.")
+        self.stdout.write(f"The rollups equal the usage records {period}.")

@@ -1,0 +1,167 @@
+"""Rollups summed from the raw records in SQL: to check the rollups kept by booking, and to rebuild them.
+
+Both read the same aggregate, grouped by the rollup's slice, so a rollup
+that equals it is exact for every figure the dashboards show.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, F, IntegerField, Model, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, TruncHour
+
+from billing.caps.counters import COST_UNITS
+from billing.models import UsageRecord, UsageRollup
+from billing.rollups.buckets import BOUNDS_MS, LATENCY_COLUMNS, TTFT_COLUMNS
+from billing.rollups.maintain import SLICE, SUMS, Slice, hour_of
+
+# Rebuilt or checked a day at a time, so that memory stays bounded by one day's slices.
+STEP = dt.timedelta(days=1)
+
+
+def _bucket_counts(field: str, columns: tuple[str, ...]) -> dict[str, Count]:
+    lows = (None, *BOUNDS_MS)
+    highs = (*BOUNDS_MS, None)
+    counts: dict[str, Count] = {}
+    for column, low, high in zip(columns, lows, highs, strict=True):
+        match = Q(**{f"{field}__isnull": False})
+        if low is not None:
+            match &= Q(**{f"{field}__gte": low})
+        if high is not None:
+            match &= Q(**{f"{field}__lt": high})
+        counts[column] = Count("pk", filter=match)
+    return counts
+
+
+def _zero(expression: object) -> Coalesce:
+    return Coalesce(expression, Value(0), output_field=IntegerField())
+
+
+def raw_sums(records: QuerySet[Any]) -> QuerySet[Any, dict[str, Any]]:
+    """The records summed per slice, one row per slice: SLICE and SUMS, each name prefixed with "s_".
+
+    The prefix keeps the names apart from the record's own fields, which an aggregate may not shadow.
+    """
+    sums: dict[str, object] = {
+        "requests": Count("pk"),
+        "errors": Count("pk", filter=Q(status=UsageRecord.Status.ERROR)),
+        "cancelled": Count("pk", filter=Q(status=UsageRecord.Status.CANCELLED)),
+        "fell_back": Count("pk", filter=Q(fell_back=True)),
+        "unpriced": Count("pk", filter=Q(cost_usd__isnull=True) & ~Q(model="")),
+        **{name: _zero(Sum(name)) for name in SUMS if name.endswith("_tokens")},
+        "cost_units": _zero(Sum(COST_UNITS)),
+        "latency_ms_sum": _zero(Sum("latency_ms")),
+        "ttft_count": Count("ttft_ms"),
+        **_bucket_counts("latency_ms", LATENCY_COLUMNS),
+        **_bucket_counts("ttft_ms", TTFT_COLUMNS),
+    }
+    assert sums.keys() == set(SUMS)
+    grouped: QuerySet[Any, dict[str, Any]] = (
+        records.values(
+            s_hour=TruncHour("created_at", tzinfo=dt.UTC),
+            s_team_id=_zero(F("team_id")),
+            s_user_id=_zero(F("user_id")),
+            s_api_key_id=_zero(F("api_key_id")),
+            s_model=F("model"),
+            s_route=F("route"),
+        )
+        .order_by()
+        .annotate(**{f"s_{name}": aggregate for name, aggregate in sums.items()})
+    )
+    return grouped
+
+
+def raw_slices(since: dt.datetime, until: dt.datetime, records: QuerySet[Any] | None = None) -> dict[Slice, list[int]]:
+    """The records created in [since, until), summed per slice."""
+    if records is None:
+        records = UsageRecord.objects.all()
+    rows = raw_sums(records.filter(created_at__gte=since, created_at__lt=until))
+    return {tuple(row[f"s_{n}"] for n in SLICE): [int(row[f"s_{n}"]) for n in SUMS] for row in rows}
+
+
+def rollup_slices(
+    since: dt.datetime, until: dt.datetime, rollups: QuerySet[Any] | None = None
+) -> dict[Slice, list[int]]:
+    """The rollups of the hours in [since, until), skipping empty rows."""
+    if rollups is None:
+        rollups = UsageRollup.objects.all()
+    rows = rollups.filter(hour__gte=since, hour__lt=until).values_list(*SLICE, *SUMS)
+    return {tuple(row[: len(SLICE)]): list(row[len(SLICE) :]) for row in rows if row[len(SLICE)]}
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    slice: Slice
+    raw: list[int] | None
+    rollup: list[int] | None
+
+    def describe(self) -> str:
+        hour, team, user, key, model, route = self.slice
+        where = f"{hour:%Y-%m-%d %H}:00 team={team} user={user} key={key} model={model or '-'} route={route or '-'}"
+        if self.raw is None:
+            return f"{where}: a rollup with no records"
+        if self.rollup is None:
+            return f"{where}: records with no rollup"
+        assert self.rollup is not None
+        differ = [
+            f"{n} {r} in records, {u} in rollup" for n, r, u in zip(SUMS, self.raw, self.rollup, strict=True) if r != u
+        ]
+        return f"{where}: " + "; ".join(differ)
+
+
+def days(since: dt.datetime, until: dt.datetime) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+    """[since, until) widened to whole hours, a day at a time."""
+    start = hour_of(since)
+    if hour_of(until) != until:
+        until = hour_of(until) + dt.timedelta(hours=1)
+    while start < until:
+        end = min(start + STEP, until)
+        yield start, end
+        start = end
+
+
+def rollups_check(since: dt.datetime, until: dt.datetime) -> Iterator[Mismatch]:
+    """Every slice of the hours from since's to until where the rollup differs from its records."""
+    for start, end in days(since, until):
+        raw = raw_slices(start, end)
+        rolled = rollup_slices(start, end)
+        for key in sorted(raw.keys() | rolled.keys()):
+            if raw.get(key) != rolled.get(key):
+                yield Mismatch(key, raw.get(key), rolled.get(key))
+
+
+def rollups_rebuild(
+    since: dt.datetime,
+    until: dt.datetime,
+    *,
+    record_model: type[Model] = UsageRecord,
+    rollup_model: type[Model] = UsageRollup,
+) -> int:
+    """Replace the rollups of the hours from since's to until with sums of their records; the rows written.
+
+    Bookings wait while a day is rebuilt: on SQLite every write transaction
+    holds the database's write lock; on PostgreSQL the rollup table is
+    locked before the records are read, so a booking that commits its
+    record in between cannot add to a row that is about to be replaced.
+    """
+    written = 0
+    for start, end in days(since, until):
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                table = connection.ops.quote_name(rollup_model._meta.db_table)
+                with connection.cursor() as cursor:
+                    cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+            rollup_model._default_manager.filter(hour__gte=start, hour__lt=end).delete()
+            slices = raw_slices(start, end, record_model._default_manager.all())
+            rows = [
+                rollup_model(**dict(zip(SLICE, key, strict=True)), **dict(zip(SUMS, sums, strict=True)))
+                for key, sums in slices.items()
+            ]
+            rollup_model._default_manager.bulk_create(rows, batch_size=500)
+            written += len(rows)
+    return written

@@ -1,0 +1,117 @@
+"""Adding newly inserted usage records to their rollups, in the transaction that inserts them.
+
+One upsert per slice touched, which adds to the counts already there: SQLite
+and PostgreSQL both take `INSERT … ON CONFLICT … DO UPDATE`, and both apply
+it atomically, so workers booking into the same slice never lose a count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+from django.db import connection
+
+from billing.models import UsageRecord, UsageRollup
+from billing.money import to_units
+from billing.rollups.buckets import LATENCY_COLUMNS, TTFT_COLUMNS, bucket_of
+
+SLICE = ("hour", "team_id", "user_id", "api_key_id", "model", "route")
+SUMS = (
+    "requests",
+    "errors",
+    "cancelled",
+    "fell_back",
+    "unpriced",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_units",
+    "latency_ms_sum",
+    "ttft_count",
+    *LATENCY_COLUMNS,
+    *TTFT_COLUMNS,
+)
+_SUM_INDEX = {name: i for i, name in enumerate(SUMS)}
+
+Slice = tuple[dt.datetime, int, int, int, str, str]
+
+
+def hour_of(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def slice_of(record: UsageRecord) -> Slice:
+    return (
+        hour_of(record.created_at),
+        record.team_id or 0,
+        record.user_id or 0,
+        record.api_key_id or 0,
+        record.model,
+        record.route,
+    )
+
+
+def sums_of(record: UsageRecord) -> list[int]:
+    """The record's contribution to each of SUMS."""
+    sums = [0] * len(SUMS)
+    values = {
+        "requests": 1,
+        "errors": int(record.status == UsageRecord.Status.ERROR),
+        "cancelled": int(record.status == UsageRecord.Status.CANCELLED),
+        "fell_back": int(record.fell_back),
+        "unpriced": int(record.cost_usd is None and record.model != ""),
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+        "cached_input_tokens": record.cached_input_tokens,
+        "cache_write_tokens": record.cache_write_tokens,
+        "reasoning_tokens": record.reasoning_tokens,
+        "cost_units": to_units(record.cost_usd) if record.cost_usd is not None else 0,
+        "latency_ms_sum": record.latency_ms,
+        "ttft_count": int(record.ttft_ms is not None),
+        LATENCY_COLUMNS[bucket_of(record.latency_ms)]: 1,
+    }
+    if record.ttft_ms is not None:
+        values[TTFT_COLUMNS[bucket_of(record.ttft_ms)]] = 1
+    for name, value in values.items():
+        sums[_SUM_INDEX[name]] = value
+    return sums
+
+
+def merged(records: Iterable[UsageRecord]) -> dict[Slice, list[int]]:
+    """The records' sums, one entry per slice they fall in."""
+    slices: dict[Slice, list[int]] = {}
+    for record in records:
+        key = slice_of(record)
+        sums = sums_of(record)
+        if key in slices:
+            slices[key] = [a + b for a, b in zip(slices[key], sums, strict=True)]
+        else:
+            slices[key] = sums
+    return slices
+
+
+def rollups_add(records: Sequence[UsageRecord]) -> None:
+    """Add the records to their rollups; the caller's transaction makes both writes one."""
+    if records:
+        rollups_upsert(merged(records))
+
+
+def rollups_upsert(slices: dict[Slice, list[int]]) -> None:
+    """Add each slice's sums to its rollup row, creating the row when it is new."""
+    quote = connection.ops.quote_name
+    table = quote(UsageRollup._meta.db_table)
+    columns = (*SLICE, *SUMS)
+    additions = ", ".join(f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}" for c in SUMS)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(quote(c) for c in SLICE)}) DO UPDATE SET {additions}"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            sql,
+            [(connection.ops.adapt_datetimefield_value(key[0]), *key[1:], *sums) for key, sums in slices.items()],
+        )
