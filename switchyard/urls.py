@@ -18,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("keys/", include("billing.urls")),
+    path("teams/", include("billing.dashboards.urls")),
     path("playground/", include("playground.urls")),
     path("playground/", include("playground.leaderboard_urls")),
 ]

@@ -1,0 +1,239 @@
+"""The dashboards' figures, read from the rollups (never the raw records, which may be millions).
+
+Every function takes the rollups a viewer may read, already narrowed by
+the page's filters, and sums them in SQL; percentiles come from the summed
+latency histograms (billing/rollups/buckets.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, cast
+
+from django.contrib.auth import get_user_model
+from django.db.models import Func, QuerySet, Sum
+from django.db.models.functions import TruncDay, TruncHour, TruncMonth, TruncWeek
+
+from billing.models import ApiKey, UsageRollup
+from billing.money import from_units
+from billing.rollups.buckets import LATENCY_COLUMNS, TTFT_COLUMNS, percentile
+
+# Stacked series beyond this many are summed into one "other", so a chart stays readable.
+TOP_SERIES = 8
+OTHER = "other"
+NONE_LABEL = {"model": "(no model)", "route": "(direct)", "user": "(no user)", "key": "(no key)"}
+DIMENSION_FIELDS = {"model": "model", "route": "route", "user": "user_id", "key": "api_key_id"}
+TRUNCS: dict[str, type[Func]] = {"hour": TruncHour, "day": TruncDay, "week": TruncWeek, "month": TruncMonth}
+
+
+@dataclass(frozen=True)
+class Totals:
+    requests: int
+    errors: int
+    fell_back: int
+    unpriced: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cost: Decimal
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def fallback_rate(self) -> float | None:
+        return self.fell_back / self.requests if self.requests else None
+
+
+_TOTAL_FIELDS = (
+    "requests",
+    "errors",
+    "fell_back",
+    "unpriced",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "cost_units",
+)
+
+
+def totals(rollups: QuerySet[UsageRollup]) -> Totals:
+    sums = rollups.aggregate(**{name: Sum(name) for name in _TOTAL_FIELDS})
+    values = {name: int(sums[name] or 0) for name in _TOTAL_FIELDS}
+    cost = from_units(values.pop("cost_units"))
+    return Totals(**values, cost=cost)
+
+
+@dataclass(frozen=True)
+class Series:
+    """Values per bucket for each stacked label, the biggest first; buckets without calls are zeros."""
+
+    buckets: list[dt.datetime]
+    values: dict[str, list[float]]
+
+
+def bucket_starts(since: dt.datetime, until: dt.datetime, bucket: str) -> list[dt.datetime]:
+    """Every bucket's start from since's bucket to until, so that a quiet bucket shows as zero."""
+    start = since
+    if bucket in ("day", "week", "month"):
+        start = start.replace(hour=0)
+    if bucket == "week":
+        start -= dt.timedelta(days=start.weekday())
+    if bucket == "month":
+        start = start.replace(day=1)
+    starts = []
+    while start < until:
+        starts.append(start)
+        if bucket == "month":
+            start = (
+                start.replace(year=start.year + 1, month=1)
+                if start.month == 12
+                else start.replace(month=start.month + 1)
+            )
+        else:
+            start += {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(days=7)}[bucket]
+    return starts
+
+
+def over_time(
+    rollups: QuerySet[UsageRollup],
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+    bucket: str,
+    stack: str,
+    metric: str,
+) -> Series:
+    """Spend (USD) or tokens per bucket, stacked by model, user, key or route."""
+    field = DIMENSION_FIELDS[stack]
+    amount = Sum("cost_units") if metric == "spend" else Sum("input_tokens") + Sum("output_tokens")
+    rows = (
+        rollups.annotate(start=TRUNCS[bucket]("hour", tzinfo=dt.UTC))
+        .values("start", field)
+        .order_by()
+        .annotate(amount=amount)
+    )
+    starts = bucket_starts(since, until, bucket)
+    index = {start: i for i, start in enumerate(starts)}
+    by_label: dict[Any, list[float]] = {}
+    for row in rows:
+        line = by_label.setdefault(row[field], [0.0] * len(starts))
+        i = index.get(row["start"])
+        if i is not None:
+            value = row["amount"] or 0
+            line[i] += float(from_units(value)) if metric == "spend" else value
+    labels = labels_of(stack, by_label)
+    ranked = sorted(by_label.items(), key=lambda item: -sum(item[1]))
+    values: dict[str, list[float]] = {}
+    for n, (key, line) in enumerate(ranked):
+        if n < TOP_SERIES or len(ranked) == TOP_SERIES + 1:
+            values[labels[key]] = line
+        else:
+            other = values.setdefault(OTHER, [0.0] * len(starts))
+            values[OTHER] = [a + b for a, b in zip(other, line, strict=True)]
+    return Series(buckets=starts, values=values)
+
+
+@dataclass(frozen=True)
+class Share:
+    key: Any
+    label: str
+    requests: int
+    tokens: int
+    cost: Decimal
+    unpriced: int
+
+
+def spend_by(rollups: QuerySet[UsageRollup], dimension: str, *, limit: int = 12) -> list[Share]:
+    """Spend, requests and tokens per model, user, key or route, the most expensive first."""
+    field = DIMENSION_FIELDS[dimension]
+    rows = list(
+        rollups.values(field)
+        .order_by()
+        .annotate(
+            cost=Sum("cost_units"),
+            n=Sum("requests"),
+            tokens=Sum("input_tokens") + Sum("output_tokens"),
+            unpriced_n=Sum("unpriced"),
+        )
+        .order_by("-cost", "-n")[:limit]
+    )
+    labels = labels_of(dimension, [row[field] for row in rows])
+    return [
+        Share(
+            key=row[field],
+            label=labels[row[field]],
+            requests=row["n"] or 0,
+            tokens=row["tokens"] or 0,
+            cost=from_units(row["cost"] or 0),
+            unpriced=row["unpriced_n"] or 0,
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class ModelHealth:
+    model: str
+    requests: int
+    errors: int
+    fell_back: int
+    latency_p50: float | None
+    latency_p95: float | None
+    ttft_p50: float | None
+    ttft_p95: float | None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def fallback_rate(self) -> float:
+        return self.fell_back / self.requests if self.requests else 0.0
+
+
+def model_health(rollups: QuerySet[UsageRollup]) -> list[ModelHealth]:
+    """Requests, error and fallback rates, latency and time to first token (p50, p95) per model."""
+    sums: dict[str, Any] = {"n": Sum("requests"), "failed": Sum("errors"), "moved": Sum("fell_back")}
+    sums.update({column: Sum(column) for column in (*LATENCY_COLUMNS, *TTFT_COLUMNS)})
+    rows = cast("Iterable[dict[str, Any]]", rollups.values("model").order_by().annotate(**sums))
+    health = []
+    for row in rows:
+        latency = [row[column] or 0 for column in LATENCY_COLUMNS]
+        ttft = [row[column] or 0 for column in TTFT_COLUMNS]
+        health.append(
+            ModelHealth(
+                model=row["model"] or NONE_LABEL["model"],
+                requests=row["n"] or 0,
+                errors=row["failed"] or 0,
+                fell_back=row["moved"] or 0,
+                latency_p50=percentile(latency, 0.5),
+                latency_p95=percentile(latency, 0.95),
+                ttft_p50=percentile(ttft, 0.5),
+                ttft_p95=percentile(ttft, 0.95),
+            )
+        )
+    return sorted(health, key=lambda row: (-row.requests, row.model))
+
+
+def labels_of(dimension: str, keys: Iterable[Any]) -> dict[Any, str]:
+    """What each value of a dimension is called on a page: a user's name, a key's name and prefix."""
+    keys = list(keys)
+    ids = [key for key in keys if key]
+    if dimension == "user":
+        names = dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
+        return {key: names.get(key, f"user #{key}") if key else NONE_LABEL["user"] for key in keys}
+    if dimension == "key":
+        found = {key.pk: f"{key.name or 'unnamed'} ({key.prefix}…)" for key in ApiKey.objects.filter(pk__in=ids)}
+        return {key: found.get(key, f"key #{key}") if key else NONE_LABEL["key"] for key in keys}
+    return {key: key or NONE_LABEL[dimension] for key in keys}
