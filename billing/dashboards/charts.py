@@ -45,7 +45,8 @@ def over_time_chart(series: Series, *, metric: str) -> str:
             for label, line in series.values.items()
         ]
     )
-    figure.update_layout(barmode="stack", bargap=0.15)
+    # A legend even for one series: it says what the bars are.
+    figure.update_layout(barmode="stack", bargap=0.15, showlegend=True)
     figure.update_yaxes(tickprefix="$" if metric == "spend" else "", rangemode="tozero")
     return figure_html(figure, height=340)
 
