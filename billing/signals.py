@@ -6,11 +6,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 
 from billing import api_auth
 from billing.caps.rules import caps_changed
-from billing.models import ApiKey, SpendCap
+from billing.models import ApiKey, SpendCap, Team
+from billing.rollups.maintain import rollups_orphan
 
 
 def _forget_now_and_after_commit(hashes: list[str]) -> None:
@@ -31,9 +32,17 @@ def user_changed(sender: type[Any], instance: Any, **kwargs: Any) -> None:
         _forget_now_and_after_commit(list(ApiKey.objects.filter(user=instance).values_list("hashed", flat=True)))
 
 
+def rollups_orphaned(sender: type[Any], instance: Any, **kwargs: Any) -> None:
+    # The records of a deleted user, key or team keep their figures with an empty subject: so do their rollups.
+    field = {ApiKey: "api_key_id", Team: "team_id"}.get(sender, "user_id")
+    rollups_orphan(field, instance.pk)
+
+
 def connect() -> None:
     post_save.connect(key_changed, sender=ApiKey, dispatch_uid="billing-apikey-save")
     post_delete.connect(key_changed, sender=ApiKey, dispatch_uid="billing-apikey-delete")
     post_save.connect(user_changed, sender=settings.AUTH_USER_MODEL, dispatch_uid="billing-user-save")
     post_save.connect(caps_changed, sender=SpendCap, dispatch_uid="billing-spendcap-save")
     post_delete.connect(caps_changed, sender=SpendCap, dispatch_uid="billing-spendcap-delete")
+    for sender in (settings.AUTH_USER_MODEL, ApiKey, Team):
+        pre_delete.connect(rollups_orphaned, sender=sender, dispatch_uid=f"billing-rollups-orphaned-{sender}")

@@ -115,3 +115,21 @@ def rollups_upsert(slices: dict[Slice, list[int]]) -> None:
             sql,
             [(connection.ops.adapt_datetimefield_value(key[0]), *key[1:], *sums) for key, sums in slices.items()],
         )
+
+
+def rollups_orphan(field: str, subject_id: int) -> None:
+    """Fold the rollups of a user, key or team being deleted into "none" (0), as the deletion does to its records.
+
+    Run in the deletion's transaction (pre_delete), so check_rollups finds
+    the records and their rollups in step after it.
+    """
+    rows = UsageRollup.objects.filter(**{field: subject_id})
+    position = SLICE.index(field)
+    slices: dict[Slice, list[int]] = {}
+    for row in rows.values_list(*SLICE, *SUMS):
+        key = list(row[: len(SLICE)])
+        key[position] = 0
+        slices[tuple(key)] = list(row[len(SLICE) :])
+    rows.delete()
+    if slices:
+        rollups_upsert(slices)

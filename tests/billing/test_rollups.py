@@ -9,9 +9,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import F
 
-from billing.models import UsageRecord, UsageRollup
+from billing.models import Team, UsageRecord, UsageRollup
 from billing.money import to_units
 from billing.rollups.buckets import BOUNDS_MS, LATENCY_COLUMNS, TTFT_COLUMNS, percentile
+from billing.services import api_key_create
 from tests.usage_ledger import book, usage_record
 
 pytestmark = pytest.mark.django_db
@@ -82,3 +83,25 @@ def test_a_percentile_is_exact_to_its_bucket_and_interpolated_within() -> None:
     assert percentile(counts, 1.0) == 1000
     counts[-1] = 4  # 40 s or more: reported as 40 s
     assert percentile(counts, 0.95) == 40_000
+
+
+def test_deleting_a_user_a_key_or_a_team_leaves_the_rollups_equal_to_the_records(django_user_model) -> None:
+    alice, bob = (django_user_model.objects.create_user(name) for name in ("alice", "bob"))
+    acme = Team.objects.create(name="Acme", slug="acme")
+    alices, _ = api_key_create(user=alice, name="a", team=acme)
+    bobs, _ = api_key_create(user=bob, name="b", team=acme)
+    book(
+        usage_record(at=NINE, user=alice, api_key=alices, team=acme),
+        usage_record(at=NINE, user=bob, api_key=bobs, team=acme),
+        usage_record(at=NINE, user=bob, team=acme),
+        usage_record(at=NINE, team=acme),
+    )
+    alice.delete()
+    call_command("check_rollups")
+    bobs.delete()
+    call_command("check_rollups")
+    acme.delete()
+    call_command("check_rollups")
+    # Bob's two calls, now of no key and no team, and two calls of nobody.
+    rollups = set(UsageRollup.objects.values_list("team_id", "user_id", "api_key_id", "requests"))
+    assert rollups == {(0, bob.pk, 0, 2), (0, 0, 0, 2)}
