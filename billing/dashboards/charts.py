@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import plotly.graph_objects as go
 
 from billing.dashboards.selectors import Series, Share
@@ -34,13 +36,22 @@ def figure_html(figure: go.Figure, *, height: int) -> str:
     return html
 
 
+def colour_of(label: str) -> str:
+    """The same colour for a label on every chart and every page, whatever the order of the series."""
+    return PALETTE[zlib.crc32(label.encode()) % len(PALETTE)]
+
+
 def over_time_chart(series: Series, *, metric: str) -> str:
     """Stacked bars per bucket: spend in USD or tokens."""
     unit = "$%{y:,.4f}" if metric == "spend" else "%{y:,.0f} tokens"
     figure = go.Figure(
         [
             go.Bar(
-                x=series.buckets, y=line, name=label, hovertemplate=f"<b>{label}</b><br>%{{x}}<br>{unit}<extra></extra>"
+                x=series.buckets,
+                y=line,
+                name=label,
+                marker={"color": colour_of(label)},
+                hovertemplate=f"<b>{label}</b><br>%{{x}}<br>{unit}<extra></extra>",
             )
             for label, line in series.values.items()
         ]

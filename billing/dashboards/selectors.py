@@ -24,7 +24,7 @@ from billing.rollups.buckets import LATENCY_COLUMNS, TTFT_COLUMNS, percentile
 # Stacked series beyond this many are summed into one "other", so a chart stays readable.
 TOP_SERIES = 8
 OTHER = "other"
-NONE_LABEL = {"model": "(no model)", "route": "(direct)", "user": "(no user)", "key": "(no key)"}
+NONE_LABEL = {"model": "(none answered)", "route": "(direct)", "user": "(no user)", "key": "(no key)"}
 DIMENSION_FIELDS = {"model": "model", "route": "route", "user": "user_id", "key": "api_key_id"}
 TRUNCS: dict[str, type[Func]] = {"hour": TruncHour, "day": TruncDay, "week": TruncWeek, "month": TruncMonth}
 
