@@ -53,20 +53,15 @@ class Filters:
 
     def rollup_q(self) -> Q:
         """The rollups these filters select (the period, then each filter set)."""
-        match = Q(hour__gte=self.since, hour__lt=self.until)
-        if self.model:
-            match &= Q(model=self.model)
-        if self.route:
-            match &= Q(route=self.route)
-        if self.user_id is not None:
-            match &= Q(user_id=self.user_id)
-        if self.key_id is not None:
-            match &= Q(api_key_id=self.key_id)
-        return match
+        return Q(hour__gte=self.since, hour__lt=self.until) & self._narrowing()
 
     def record_q(self) -> Q:
         """The usage records these filters select: the same calls as rollup_q's rollups."""
-        match = Q(created_at__gte=self.since, created_at__lt=self.until)
+        return Q(created_at__gte=self.since, created_at__lt=self.until) & self._narrowing()
+
+    def _narrowing(self) -> Q:
+        # The same names on both tables: a rollup's columns are the record's fields (ids for relations).
+        match = Q()
         if self.model:
             match &= Q(model=self.model)
         if self.route:

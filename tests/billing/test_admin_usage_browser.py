@@ -16,12 +16,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
 
 from billing.models import Team, UsageRecord
 from billing.services import api_key_create
 from tests.playground import conftest as playground
-from tests.playground.browser import skip_without_chromium
+from tests.playground.browser import signed_in_page, skip_without_chromium
 
 skip_without_chromium()
 
@@ -69,22 +68,8 @@ def ledger() -> dict[str, Any]:
 def page(browser: Browser, gateway_url: str) -> Iterator[Page]:
     """A superuser's page at 1400×900, failing the test on any script error or refused resource."""
     root = get_user_model().objects.create_superuser("root")
-    client = Client()
-    client.force_login(root)
-    context = browser.new_context(base_url=gateway_url, viewport={"width": 1400, "height": 900})
-    context.add_cookies(
-        [
-            {"name": name, "value": value, "url": gateway_url}
-            for name, value in playground.session_cookie(client).items()
-        ]
-    )
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
-    yield page
-    context.close()
-    assert problems == []
+    with signed_in_page(browser, gateway_url, root) as page:
+        yield page
 
 
 def listed(page: Page) -> list[str]:

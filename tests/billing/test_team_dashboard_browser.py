@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
 
 from billing.models import SpendCap, Team, TeamMembership
 from billing.services import api_key_create
 from tests.playground import conftest as playground
-from tests.playground.browser import skip_without_chromium
+from tests.playground.browser import signed_in_page, skip_without_chromium
 from tests.usage_ledger import book, usage_record
 
 skip_without_chromium()
@@ -72,22 +71,8 @@ def owner() -> Any:
 @pytest.fixture
 def page(browser: Browser, gateway_url: str, owner: Any) -> Iterator[Page]:
     """The owner's page at 1400×900, failing the test on any script error or refused resource."""
-    client = Client()
-    client.force_login(owner)
-    context = browser.new_context(base_url=gateway_url, viewport={"width": 1400, "height": 900})
-    context.add_cookies(
-        [
-            {"name": name, "value": value, "url": gateway_url}
-            for name, value in playground.session_cookie(client).items()
-        ]
-    )
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
-    yield page
-    context.close()
-    assert problems == []
+    with signed_in_page(browser, gateway_url, owner) as page:
+        yield page
 
 
 def legend(page: Page, chart: str) -> list[str]:
