@@ -21,16 +21,15 @@ RUN pip install -r requirements.txt
 
 COPY . .
 
-# The static files are collected into the image; servestatic serves them from
-# STATIC_ROOT (not from the finders). The SECRET_KEY here only lets settings
-# load; the real one is given at run time.
+# The static files are collected (content-hashed and compressed) into the
+# image, and servestatic serves them from its manifest. The SECRET_KEY here
+# only lets settings load; the real one is given at run time.
 RUN SECRET_KEY=collectstatic-only-not-a-secret python manage.py collectstatic --noinput \
     && mkdir -p var \
     && chmod 0700 var \
     && chown switchyard:switchyard var
 
-ENV SERVESTATIC_USE_FINDERS=false \
-    CELERY_CONCURRENCY=256
+ENV CELERY_CONCURRENCY=256
 
 USER switchyard
 EXPOSE 8000

@@ -230,6 +230,8 @@ def main() -> int:
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
+        # The pages link the collected static files (the readiness check loads the login page).
+        devstack.manage("collectstatic", "--noinput", "-v", "0", env=env)
         devstack.manage("migrate", "--noinput", "-v", "0", env=env)
         key = (
             devstack.manage(

@@ -267,6 +267,8 @@ def main() -> int:
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
+        # The pages link the collected static files (the readiness check loads the login page).
+        devstack.manage("collectstatic", "--noinput", "-v", "0", env=env)
         devstack.manage("migrate", "--noinput", "-v", "0", env=env)
         setup = SETUP.format(models=MODELS, options=SIM_OPTIONS, users=USERS, password=PASSWORD)
         key = devstack.manage("shell", "-c", setup, env=env, capture=True).strip().splitlines()[-1]

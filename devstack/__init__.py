@@ -1,15 +1,16 @@
 """The development stack behind `make run` and `make test`.
 
     python -m devstack run
-        Embedded Redis (unless REDIS_URL is set), migrate, load_demo, then one
-        Celery worker and uvicorn; creates a first superuser and prints its
-        password once. A worker, web server or Redis that dies is started
-        again; one that dies more than 5 times within 60 s stops the stack.
-        Ctrl-C (SIGINT), SIGTERM or SIGHUP stops everything it started.
+        Embedded Redis (unless REDIS_URL is set), collectstatic, migrate,
+        load_demo, then one Celery worker and uvicorn; creates a first
+        superuser and prints its password once. A worker, web server or Redis
+        that dies is started again; one that dies more than 5 times within
+        60 s stops the stack. Ctrl-C (SIGINT), SIGTERM or SIGHUP stops
+        everything it started.
 
     python -m devstack test [--] [pytest arguments]
         Embedded Redis on a free port (unless REDIS_URL is set) around one
-        pytest run; exits with pytest's status.
+        pytest run, after collectstatic; exits with pytest's status.
 
 Every long-lived child runs in a process group of its own, and is stopped in
 order: web and worker first, Redis, which the worker needs to shut down

@@ -68,6 +68,8 @@ def run() -> int:
             redis_port = int(env.get("SWITCHYARD_REDIS_PORT") or DEFAULT_REDIS_PORT)
             hint = "Set SWITCHYARD_REDIS_PORT to a free port, or REDIS_URL to use a Redis that is already running."
             env["REDIS_URL"] = start_redis(redis_port, port_hint=hint, into=infrastructure, persist=True)
+        # Pages link the collected, content-hashed copies (switchyard/staticfiles.py).
+        manage("collectstatic", "--noinput", env=env)
         manage("migrate", "--noinput", env=env)
         manage("load_demo", env=env)
         worker = [
@@ -121,6 +123,8 @@ def test(pytest_args: Sequence[str]) -> int:
         if not env.get("REDIS_URL"):
             redis_port = free_port()
             env["REDIS_URL"] = start_redis(redis_port, port_hint="Try again.", into=infrastructure)
+        # What the pages and servestatic read, as under `make run`: the tests get the real thing.
+        manage("collectstatic", "--noinput", env=env)
         with signals_deferred():
             pytest = subprocess.Popen(
                 [sys.executable, "-m", "pytest", *pytest_args], env=env, cwd=BASE_DIR, preexec_fn=child_setup

@@ -141,9 +141,15 @@ STATICFILES_DIRS = [
     # plotly.js is served from the plotly package itself, never from a CDN.
     ("plotly", Path(plotly.__file__).parent / "package_data"),
 ]
-# With DEBUG off and no collectstatic run (as under `make run`), servestatic
-# serves straight from the finders.
-SERVESTATIC_USE_FINDERS = env.bool("SERVESTATIC_USE_FINDERS", default=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # {% static %} links each file under a name that carries its content's hash
+    # (plotly.min.<hash>.js), which servestatic serves compressed (brotli or
+    # gzip, as the client accepts) and cacheable for good. collectstatic, which
+    # `make run`, `make test` and the Docker build run, writes them; with DEBUG
+    # on, servestatic serves the sources themselves, under their plain names.
+    "staticfiles": {"BACKEND": "switchyard.staticfiles.Storage"},
+}
 SERVESTATIC_AUTOREFRESH = DEBUG
 
 # Redis: shared state (call event streams, run leases, spend counters, caches) and the Celery broker.

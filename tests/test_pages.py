@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.templatetags.static import static
 from django.test import Client
 from django.utils import timezone
 
@@ -74,9 +75,9 @@ def test_it_serves_a_styled_login_page_that_loads_the_vendored_htmx(client: Clie
     html = response.content.decode()
     assert response.status_code == 200
     assert 'name="csrfmiddlewaretoken"' in html
-    assert "/static/css/switchyard.css" in html
-    assert "/static/vendor/htmx-2.0.11.min.js" in html
-    assert "/static/vendor/htmx-ext-sse-2.2.4.min.js" in html
+    assert static("css/switchyard.css") in html
+    assert static("vendor/htmx-2.0.11.min.js") in html
+    assert static("vendor/htmx-ext-sse-2.2.4.min.js") in html
     assert "//cdn" not in html and "unpkg.com" not in html
 
 

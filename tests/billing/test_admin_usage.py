@@ -22,6 +22,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection
+from django.templatetags.static import static
 from django.test import AsyncClient, Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -216,7 +217,7 @@ def test_the_user_team_and_key_filters_search_instead_of_listing_and_show_the_on
     user_form = next(form for form in forms if 'data-field-name="user"' in form)
     assert re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]+)">', user_form) == [("status", "ok")]
     assert 'data-field-name="team"' in page and 'data-field-name="api_key"' in page
-    assert "/static/js/admin-autocomplete-filter.js" in page
+    assert static("js/admin-autocomplete-filter.js") in page
     # What the search box asks: the admin's own autocomplete, here for the users whose name starts with "da".
     found = admin_client.get(
         reverse("admin:autocomplete"),
@@ -382,12 +383,12 @@ def test_the_admin_is_titled_switchyard(admin_client: Client) -> None:
 
 def test_the_icon_is_linked_by_the_admin_and_the_site_and_served_at_the_root(admin_client: Client) -> None:
     for page in (admin_client.get("/admin/"), admin_client.get("/")):
-        assert '<link rel="icon" href="/static/favicon.ico" sizes="32x32">' in page.content.decode()
-        assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page.content.decode()
+        assert f'<link rel="icon" href="{static("favicon.ico")}" sizes="32x32">' in page.content.decode()
+        assert f'<link rel="icon" href="{static("favicon.svg")}" type="image/svg+xml">' in page.content.decode()
 
     icon = admin_client.get("/favicon.ico", follow=True)
-    svg = admin_client.get("/static/favicon.svg")
+    svg = admin_client.get(static("favicon.svg"))
 
-    assert icon.redirect_chain == [("/static/favicon.ico", 302)]
+    assert icon.redirect_chain == [(static("favicon.ico"), 302)]
     assert (icon.status_code, icon["Content-Type"]) == (200, "image/x-icon")
     assert (svg.status_code, svg["Content-Type"]) == (200, "image/svg+xml")

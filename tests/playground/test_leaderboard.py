@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import gzip
 import math
+import re
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import brotli
+import httpx
+import plotly
 import pytest
 from django.contrib.auth import get_user_model
+from django.templatetags.static import static
 from django.test import Client
 
 from billing.models import Team, TeamMembership
@@ -269,7 +277,7 @@ def test_the_page_draws_a_plotly_chart_with_plotly_js_from_static_files(client: 
 
     assert 'id="leaderboard-chart"' in html and 'class="plotly-graph-div"' in html
     assert "Plotly.newPlot" in html
-    assert html.count('<script src="/static/plotly/plotly.min.js"></script>') == 1
+    assert html.count(f'<script src="{static("plotly/plotly.min.js")}"></script>') == 1
     assert "cdn" not in html.lower() and "unpkg" not in html and "jsdelivr" not in html
     assert "<code>sim/b</code>" in html and "<code>sim/c</code>" in html
     table = html.split('data-testid="leaderboard-table"', 1)[1]
@@ -277,12 +285,53 @@ def test_the_page_draws_a_plotly_chart_with_plotly_js_from_static_files(client: 
     assert 'aria-current="page">Leaderboard</a>' in html
 
 
-def test_the_plotly_script_is_served_from_static_files(client: Client, cast: dict[str, Any]) -> None:
-    client.force_login(cast["alice"])
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
-    response = client.get("/static/plotly/plotly.min.js")
+
+def test_the_page_links_plotly_js_under_a_name_that_carries_its_content_hash(
+    client: Client, cast: dict[str, Any]
+) -> None:
+    voted(cast["alice"], cast["red"], ["sim/a", "sim/b"], "best", winner=0)
+
+    html = page(client, cast["alice"])
+
+    scripts = re.findall(r'<script src="(/static/plotly/[^"]+)"', html)
+    assert len(scripts) == 1
+    assert re.fullmatch(r"/static/plotly/plotly\.min\.[0-9a-f]{12}\.js", scripts[0])
+    assert "plotly.min.js" not in html
+
+
+@pytest.mark.parametrize(
+    ("encoding", "decompress"),
+    [pytest.param("br", brotli.decompress, id="br"), pytest.param("gzip", gzip.decompress, id="gzip")],
+)
+def test_plotly_js_is_sent_compressed_as_the_client_accepts_and_cached_for_good(
+    gateway_url: str, encoding: str, decompress: Callable[[bytes], bytes]
+) -> None:
+    with httpx.stream(
+        "GET", f"{gateway_url}{static('plotly/plotly.min.js')}", headers={"Accept-Encoding": encoding}
+    ) as response:
+        sent = b"".join(response.iter_raw())
 
     assert response.status_code == 200
+    assert response.headers["content-encoding"] == encoding
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.headers["content-type"].startswith("text/javascript")
+    # The package's file is 4.8 MB: brotli sends ~1.1 MB of it, gzip ~1.5 MB.
+    assert len(sent) < 1_600_000 < PLOTLY_JS.stat().st_size
+    assert decompress(sent) == PLOTLY_JS.read_bytes()
+    assert "immutable" in response.headers["cache-control"]
+    max_age = re.search(r"max-age=(\d+)", response.headers["cache-control"])
+    assert max_age is not None and int(max_age.group(1)) >= 365 * 24 * 3600
+
+
+def test_plotly_js_goes_out_whole_to_a_client_that_accepts_no_compression(gateway_url: str) -> None:
+    response = httpx.get(f"{gateway_url}{static('plotly/plotly.min.js')}", headers={"Accept-Encoding": "identity"})
+
+    assert response.status_code == 200
+    assert "content-encoding" not in response.headers
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.content == PLOTLY_JS.read_bytes()
 
 
 def test_the_page_explains_how_to_vote_when_there_are_no_votes(client: Client, cast: dict[str, Any]) -> None:
