@@ -15,14 +15,11 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
-from billing.models import UsageRecord
-
-# Answered by a model that had no price, so no cost was booked (a failed call has no model).
-UNPRICED = Q(cost_usd__isnull=True) & ~Q(model="")
+from billing.models import UNPRICED, UsageRecord
 
 # (header, the field it holds, across relations as values_list takes them), in order.
 COLUMNS = (

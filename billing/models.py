@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -62,6 +63,11 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+def tried_several(attempts: list[dict[str, Any]]) -> bool:
+    """Whether a call's attempts tried more than one model (skipped ones were not tried): it fell back."""
+    return sum(1 for attempt in attempts if attempt.get("outcome") != "skipped") > 1
 
 
 class UsageRecord(models.Model):
@@ -127,6 +133,10 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model or self.requested} {self.status}"
+
+
+# Answered by a model that had no price, so no cost was booked (a failed call has no model).
+UNPRICED = models.Q(cost_usd__isnull=True) & ~models.Q(model="")
 
 
 class UsageRollup(models.Model):

@@ -7,6 +7,11 @@ import datetime as dt
 from billing.models import SpendCap
 
 
+def hour_of(moment: dt.datetime) -> dt.datetime:
+    """The UTC hour holding `moment`: the grain of the rollups and of the dashboards' periods."""
+    return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def period_bounds(period: str, when: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """The UTC calendar day or month holding `when`, as [start, end)."""
     when = when.astimezone(dt.UTC)

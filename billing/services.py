@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from billing.caps.counters import counters_drop, counters_settle
 from billing.caps.reservations import reservations_release
-from billing.models import ApiKey, Team, UsageRecord
+from billing.models import ApiKey, Team, UsageRecord, tried_several
 from billing.money import usage_cost
 from billing.rollups.maintain import rollups_add
 from routing.catalog import PriceRow
@@ -122,7 +122,7 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
         model=booking.model.public_id if booking.model else "",
         provider=booking.model.provider_name if booking.model else "",
         attempts=booking.attempts,
-        fell_back=sum(1 for attempt in booking.attempts if attempt.get("outcome") != "skipped") > 1,
+        fell_back=tried_several(booking.attempts),
         trace={"chain": list(spec.chain), "skipped": list(spec.skipped)},
         input_tokens=booking.input_tokens,
         output_tokens=booking.output_tokens,

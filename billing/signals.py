@@ -32,10 +32,17 @@ def user_changed(sender: type[Any], instance: Any, **kwargs: Any) -> None:
         _forget_now_and_after_commit(list(ApiKey.objects.filter(user=instance).values_list("hashed", flat=True)))
 
 
-def rollups_orphaned(sender: type[Any], instance: Any, **kwargs: Any) -> None:
-    # The records of a deleted user, key or team keep their figures with an empty subject: so do their rollups.
-    field = {ApiKey: "api_key_id", Team: "team_id"}.get(sender, "user_id")
-    rollups_orphan(field, instance.pk)
+# The records of a deleted user, key or team keep their figures with an empty subject: so do their rollups.
+def user_deleted(sender: type[Any], instance: Any, **kwargs: Any) -> None:
+    rollups_orphan("user_id", instance.pk)
+
+
+def key_deleted(sender: type[ApiKey], instance: ApiKey, **kwargs: Any) -> None:
+    rollups_orphan("api_key_id", instance.pk)
+
+
+def team_deleted(sender: type[Team], instance: Team, **kwargs: Any) -> None:
+    rollups_orphan("team_id", instance.pk)
 
 
 def connect() -> None:
@@ -44,5 +51,6 @@ def connect() -> None:
     post_save.connect(user_changed, sender=settings.AUTH_USER_MODEL, dispatch_uid="billing-user-save")
     post_save.connect(caps_changed, sender=SpendCap, dispatch_uid="billing-spendcap-save")
     post_delete.connect(caps_changed, sender=SpendCap, dispatch_uid="billing-spendcap-delete")
-    for sender in (settings.AUTH_USER_MODEL, ApiKey, Team):
-        pre_delete.connect(rollups_orphaned, sender=sender, dispatch_uid=f"billing-rollups-orphaned-{sender}")
+    pre_delete.connect(user_deleted, sender=settings.AUTH_USER_MODEL, dispatch_uid="billing-user-delete")
+    pre_delete.connect(key_deleted, sender=ApiKey, dispatch_uid="billing-apikey-pre-delete")
+    pre_delete.connect(team_deleted, sender=Team, dispatch_uid="billing-team-delete")

@@ -35,6 +35,14 @@ if TYPE_CHECKING:
     CountedProvider = WithAnnotations[Provider, ModelCount]
 
 
+def model_and_route_names() -> dict[str, list[str]]:
+    """Every model's public id and every route's name, in order: what a filter by model or route offers."""
+    return {
+        "models": list(LanguageModel.objects.order_by("public_id").values_list("public_id", flat=True)),
+        "routes": list(Route.objects.order_by("name").values_list("name", flat=True)),
+    }
+
+
 def models_with_current_price(*, at: dt.datetime | None = None) -> QuerySet[PricedModel]:
     """All models with their provider, annotated with the price in force at `at` (now).
 

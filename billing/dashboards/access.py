@@ -37,13 +37,8 @@ class TeamAccess:
         return records if self.sees_members else records.filter(user=self.viewer)
 
     def rollups(self) -> QuerySet[UsageRollup]:
-        """The team's rollups, for totals every member may see."""
+        """The team's rollups: totals every member may see (breakdowns by member: overview.MEMBER_CHARTS)."""
         return UsageRollup.objects.filter(team_id=self.team.pk)
-
-    def member_rollups(self) -> QuerySet[UsageRollup]:
-        """The rollups the viewer may break down by user and key: all the team's, or the viewer's own."""
-        rollups = self.rollups()
-        return rollups if self.sees_members else rollups.filter(user_id=self.viewer.pk)
 
     def keys(self) -> QuerySet[ApiKey]:
         """The team's API keys the viewer may filter by."""

@@ -16,8 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import SpendCap
-from billing.periods import period_bounds
-from billing.rollups.maintain import hour_of
+from billing.periods import hour_of, period_bounds
 
 if TYPE_CHECKING:
     from billing.dashboards.access import TeamAccess

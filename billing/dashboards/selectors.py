@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Func, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMonth, TruncWeek
 
-from billing.models import ApiKey, UsageRollup
+from billing.models import ApiKey, UsageRecord, UsageRollup
 from billing.money import from_units
 from billing.rollups.buckets import LATENCY_COLUMNS, TTFT_COLUMNS, percentile
 
@@ -224,6 +224,11 @@ def model_health(rollups: QuerySet[UsageRollup]) -> list[ModelHealth]:
             )
         )
     return sorted(health, key=lambda row: (-row.requests, row.model))
+
+
+def most_expensive(records: QuerySet[UsageRecord], limit: int) -> list[UsageRecord]:
+    """The calls that cost the most, dearest first; calls that cost nothing (failed, unpriced) are not among them."""
+    return list(records.filter(cost_usd__gt=0).select_related("user").order_by("-cost_usd", "-created_at")[:limit])
 
 
 def labels_of(dimension: str, keys: Iterable[Any]) -> dict[Any, str]:

@@ -17,19 +17,14 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from billing.dashboards import charts, selectors
+from billing.dashboards import selectors
 from billing.dashboards.access import TeamAccess, team_access, teams_of
-from billing.dashboards.caps import cap_usage
 from billing.dashboards.filters import Filters, FiltersForm
-from routing.models import LanguageModel, Route
+from billing.dashboards.overview import chart_figures, charts_for
+from routing.selectors import model_and_route_names
 
 if TYPE_CHECKING:
     from switchyard.request_types import AuthenticatedHttpRequest
-
-# The chart partials of the overview, by the name in their URL; "member" ones break spend down by person.
-CHARTS = ("spend", "tokens", "by-model", "by-route", "by-user", "by-key", "models", "caps", "expensive")
-MEMBER_CHARTS = {"by-user", "by-key"}
-EXPENSIVE_CALLS = 10
 
 
 def partial_or_page(
@@ -44,14 +39,6 @@ def partial_or_page(
     return response
 
 
-def filter_choices() -> dict[str, list[str]]:
-    """Names offered in the model and route filters: the registry's."""
-    return {
-        "models": list(LanguageModel.objects.order_by("public_id").values_list("public_id", flat=True)),
-        "routes": list(Route.objects.order_by("name").values_list("name", flat=True)),
-    }
-
-
 def team_context(request: AuthenticatedHttpRequest, access: TeamAccess, form: FiltersForm, tab: str) -> dict[str, Any]:
     """What every tab of a team's pages shows around its content: the frame and the filters."""
     return {
@@ -60,7 +47,7 @@ def team_context(request: AuthenticatedHttpRequest, access: TeamAccess, form: Fi
         "filters": form.filters() if form.is_valid() else None,
         "tab": tab,
         "action": request.path,
-        "choices": filter_choices(),
+        "choices": model_and_route_names(),
     }
 
 
@@ -82,7 +69,7 @@ def team(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     filters: Filters | None = context["filters"]
     if filters is not None:
         context["totals"] = selectors.totals(access.rollups().filter(filters.rollup_q()))
-        context["charts"] = [c for c in CHARTS if access.sees_members or c not in MEMBER_CHARTS]
+        context["charts"] = charts_for(access)
     return partial_or_page(request, "billing/team/overview.html", "team-view", context)
 
 
@@ -91,47 +78,14 @@ def team(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
 def team_chart(request: AuthenticatedHttpRequest, slug: str, chart: str) -> HttpResponse:
     """One chart of the overview, for the filters in the URL."""
     access = team_access(request.user, slug)
-    if chart not in CHARTS or (chart in MEMBER_CHARTS and not access.sees_members):
+    if chart not in charts_for(access):
         raise Http404("No such chart.")
     form = FiltersForm(request.GET, access=access)
     if not form.is_valid():
         return render(request, "billing/team/_filter_errors.html", {"form": form}, status=400)
     filters = form.filters()
-    context: dict[str, Any] = {"access": access, "filters": filters, "chart": chart}
-    context.update(_chart_figures(access, filters, chart))
+    context = {"access": access, "filters": filters, "chart": chart, **chart_figures(access, filters, chart)}
     return render(request, "billing/team/chart.html", context)
-
-
-def _chart_figures(access: TeamAccess, filters: Filters, chart: str) -> dict[str, Any]:
-    if chart in ("spend", "tokens"):
-        rollups = access.member_rollups() if filters.stack in ("user", "key") else access.rollups()
-        series = selectors.over_time(
-            rollups.filter(filters.rollup_q()),
-            since=filters.since,
-            until=filters.until,
-            bucket=filters.bucket,
-            stack=filters.stack,
-            metric=chart,
-        )
-        return {"figure": charts.over_time_chart(series, metric=chart), "empty": not series.values}
-    if chart.startswith("by-"):
-        dimension = chart.removeprefix("by-")
-        rollups = access.member_rollups() if dimension in ("user", "key") else access.rollups()
-        shares = selectors.spend_by(rollups.filter(filters.rollup_q()), dimension)
-        return {"figure": charts.spend_by_chart(shares), "shares": shares, "dimension": dimension, "empty": not shares}
-    if chart == "models":
-        health = selectors.model_health(access.rollups().filter(filters.rollup_q()))
-        return {"health": health, "empty": not health}
-    if chart == "caps":
-        usage = cap_usage(access)
-        return {"caps": usage, "empty": not usage}
-    calls = list(
-        access.records()
-        .filter(filters.record_q(), cost_usd__gt=0)
-        .select_related("user")
-        .order_by("-cost_usd", "-created_at")[:EXPENSIVE_CALLS]
-    )
-    return {"calls": calls, "empty": not calls}
 
 
 @require_GET

@@ -7,13 +7,13 @@ from django.db import migrations, models
 
 def fill_fell_back_and_rollups(apps, schema_editor):
     """Mark the records that tried more than one model, then roll up every record booked so far."""
+    from billing.models import tried_several
     from billing.rollups.build import rollups_rebuild
 
     record_model = apps.get_model("billing", "UsageRecord")
     marked = []
     for record in record_model.objects.only("pk", "attempts").iterator(chunk_size=2000):
-        tried = [a for a in record.attempts or [] if isinstance(a, dict) and a.get("outcome") != "skipped"]
-        if len(tried) > 1:
+        if tried_several(record.attempts or []):
             marked.append(record.pk)
     for start in range(0, len(marked), 500):
         record_model.objects.filter(pk__in=marked[start : start + 500]).update(fell_back=True)

@@ -8,6 +8,7 @@ latencies usually fall.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 # Upper bounds (exclusive) in milliseconds; a last bucket takes everything above.
@@ -17,10 +18,7 @@ TTFT_COLUMNS = tuple(f"ttft_b{i}" for i in range(len(BOUNDS_MS) + 1))
 
 
 def bucket_of(ms: int) -> int:
-    for i, bound in enumerate(BOUNDS_MS):
-        if ms < bound:
-            return i
-    return len(BOUNDS_MS)
+    return bisect.bisect_right(BOUNDS_MS, ms)
 
 
 def percentile(counts: Sequence[int], fraction: float) -> float | None:

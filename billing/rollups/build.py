@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, IntegerField, Model, Q, QuerySet, Sum, Value
+from django.db.models import Count, F, IntegerField, Max, Min, Model, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncHour
 
 from billing.caps.counters import COST_UNITS
-from billing.models import UsageRecord, UsageRollup
+from billing.models import UNPRICED, UsageRecord, UsageRollup
+from billing.periods import hour_of
 from billing.rollups.buckets import BOUNDS_MS, LATENCY_COLUMNS, TTFT_COLUMNS
-from billing.rollups.maintain import SLICE, SUMS, Slice, hour_of
+from billing.rollups.maintain import SLICE, SUMS, Slice
 
 # Rebuilt or checked a day at a time, so that memory stays bounded by one day's slices.
 STEP = dt.timedelta(days=1)
@@ -52,7 +53,7 @@ def raw_sums(records: QuerySet[Any]) -> QuerySet[Any, dict[str, Any]]:
         "errors": Count("pk", filter=Q(status=UsageRecord.Status.ERROR)),
         "cancelled": Count("pk", filter=Q(status=UsageRecord.Status.CANCELLED)),
         "fell_back": Count("pk", filter=Q(fell_back=True)),
-        "unpriced": Count("pk", filter=Q(cost_usd__isnull=True) & ~Q(model="")),
+        "unpriced": Count("pk", filter=UNPRICED),
         **{name: _zero(Sum(name)) for name in SUMS if name.endswith("_tokens")},
         "cost_units": _zero(Sum(COST_UNITS)),
         "latency_ms_sum": _zero(Sum("latency_ms")),
@@ -123,6 +124,21 @@ def days(since: dt.datetime, until: dt.datetime) -> Iterator[tuple[dt.datetime, 
         end = min(start + STEP, until)
         yield start, end
         start = end
+
+
+def rollups_span(until: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
+    """From the first record or rollup to `until` (or past the last rollup, if later); None when there are none."""
+    firsts = [
+        UsageRecord.objects.aggregate(first=Min("created_at"))["first"],
+        UsageRollup.objects.aggregate(first=Min("hour"))["first"],
+    ]
+    known = [first for first in firsts if first is not None]
+    if not known:
+        return None
+    last = UsageRollup.objects.aggregate(last=Max("hour"))["last"]
+    if last is not None and last >= until:
+        until = last + dt.timedelta(hours=1)
+    return min(known), until
 
 
 def rollups_check(since: dt.datetime, until: dt.datetime) -> Iterator[Mismatch]:

@@ -8,12 +8,14 @@ it atomically, so workers booking into the same slice never lose a count.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 
 from django.db import connection
 
 from billing.models import UsageRecord, UsageRollup
 from billing.money import to_units
+from billing.periods import hour_of
 from billing.rollups.buckets import LATENCY_COLUMNS, TTFT_COLUMNS, bucket_of
 
 SLICE = ("hour", "team_id", "user_id", "api_key_id", "model", "route")
@@ -37,10 +39,6 @@ SUMS = (
 _SUM_INDEX = {name: i for i, name in enumerate(SUMS)}
 
 Slice = tuple[dt.datetime, int, int, int, str, str]
-
-
-def hour_of(moment: dt.datetime) -> dt.datetime:
-    return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def slice_of(record: UsageRecord) -> Slice:
@@ -99,20 +97,25 @@ def rollups_add(records: Sequence[UsageRecord]) -> None:
         rollups_upsert(merged(records))
 
 
-def rollups_upsert(slices: dict[Slice, list[int]]) -> None:
-    """Add each slice's sums to its rollup row, creating the row when it is new."""
+@functools.cache
+def _upsert_sql(vendor: str) -> str:
+    # Built once per database kind: every booking sends the same statement.
     quote = connection.ops.quote_name
     table = quote(UsageRollup._meta.db_table)
     columns = (*SLICE, *SUMS)
     additions = ", ".join(f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}" for c in SUMS)
-    sql = (
+    return (
         f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) "
         f"VALUES ({', '.join(['%s'] * len(columns))}) "
         f"ON CONFLICT ({', '.join(quote(c) for c in SLICE)}) DO UPDATE SET {additions}"
     )
+
+
+def rollups_upsert(slices: dict[Slice, list[int]]) -> None:
+    """Add each slice's sums to its rollup row, creating the row when it is new."""
     with connection.cursor() as cursor:
         cursor.executemany(
-            sql,
+            _upsert_sql(connection.vendor),
             [(connection.ops.adapt_datetimefield_value(key[0]), *key[1:], *sums) for key, sums in slices.items()],
         )
 

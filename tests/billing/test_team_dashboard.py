@@ -56,31 +56,19 @@ def cast(django_user_model: Any) -> Cast:
 @pytest.fixture
 def ledger(cast: Cast) -> Cast:
     acme = {"team": cast.acme}
+    olivias_gpt_4o = {
+        "model": "up/gpt-4o",
+        "route": "auto",
+        "user": cast.olivia,
+        "api_key": cast.ci,
+        "input_price_per_million": Decimal("2.5"),
+        "output_price_per_million": Decimal(10),
+        **acme,
+    }
     book(
         # olivia: 2 calls of gpt-4o through "auto" ($2.50/$10 per M): 1,000 in + 500 out = $0.0075 each.
-        usage_record(
-            at=AN_HOUR_AGO,
-            model="up/gpt-4o",
-            route="auto",
-            user=cast.olivia,
-            api_key=cast.ci,
-            input_price_per_million=Decimal("2.5"),
-            output_price_per_million=Decimal(10),
-            latency_ms=900,
-            **acme,
-        ),
-        usage_record(
-            at=TEN_DAYS_AGO,
-            model="up/gpt-4o",
-            route="auto",
-            user=cast.olivia,
-            api_key=cast.ci,
-            input_price_per_million=Decimal("2.5"),
-            output_price_per_million=Decimal(10),
-            latency_ms=1_900,
-            fell_back=True,
-            **acme,
-        ),
+        usage_record(at=AN_HOUR_AGO, latency_ms=900, **olivias_gpt_4o),
+        usage_record(at=TEN_DAYS_AGO, latency_ms=1_900, fell_back=True, **olivias_gpt_4o),
         # mike: 3 calls of mini ($1/$4: $0.003 each), one failed ($0), one to an unpriced model.
         usage_record(at=AN_HOUR_AGO, model="up/mini", user=cast.mike, api_key=cast.mine, **acme),
         usage_record(at=AN_HOUR_AGO, model="up/mini", user=cast.mike, api_key=cast.mine, **acme),

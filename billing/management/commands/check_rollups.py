@@ -6,11 +6,9 @@ import datetime as dt
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Max, Min
 from django.utils import timezone
 
-from billing.models import UsageRecord, UsageRollup
-from billing.rollups.build import rollups_check, rollups_rebuild
+from billing.rollups.build import rollups_check, rollups_rebuild, rollups_span
 
 # Mismatches printed before the rest are only counted.
 SHOWN = 20
@@ -38,18 +36,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         since, until = options["since"], options["until"] or timezone.now()
         if since is None:
-            firsts = [
-                UsageRecord.objects.aggregate(first=Min("created_at"))["first"],
-                UsageRollup.objects.aggregate(first=Min("hour"))["first"],
-            ]
-            known = [first for first in firsts if first is not None]
-            if not known:
+            span = rollups_span(until)
+            if span is None:
                 self.stdout.write("No usage records and no rollups: nothing to check.")
                 return
-            since = min(known)
-            last = UsageRollup.objects.aggregate(last=Max("hour"))["last"]
-            if last is not None and last >= until:
-                until = last + dt.timedelta(hours=1)
+            since, until = span
         if since >= until:
             raise CommandError("--since must be before --until.")
         if options["rebuild"]:
