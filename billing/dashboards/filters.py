@@ -29,6 +29,7 @@ PERIODS = (
     ("last-month", "Last month"),
     ("custom", "Custom"),
 )
+DEFAULT_PERIOD = "30d"
 BUCKETS = (("", "Auto"), ("hour", "Hour"), ("day", "Day"), ("week", "Week"), ("month", "Month"))
 STACKS = (("model", "Model"), ("user", "User"), ("key", "API key"), ("route", "Route"))
 # Stacks that show other members' spend: only for viewers who see members.
@@ -106,6 +107,10 @@ class FiltersForm(forms.Form):
     )
 
     def __init__(self, data: Any, *, access: TeamAccess, now: dt.datetime | None = None) -> None:
+        if not data.get("period"):
+            # The page then shows the period it sums chosen in its menu, not the menu's first.
+            data = data.copy()
+            data["period"] = DEFAULT_PERIOD
         super().__init__(data)
         self.access = access
         self.now = now or timezone.now()
@@ -120,7 +125,8 @@ class FiltersForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        period = data.get("period") or "30d"
+        # An unknown period is the field's error already; the rest is still checked against the default.
+        period = data.get("period") or DEFAULT_PERIOD
         data["period"] = period
         if period == "custom":
             since, until = data.get("since"), data.get("until")
@@ -171,6 +177,7 @@ def filter_bounds(
         assert since is not None and until is not None
         start = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
         return start, dt.datetime.combine(until, dt.time(), tzinfo=dt.UTC) + dt.timedelta(days=1)
+    assert period == DEFAULT_PERIOD
     return next_hour - dt.timedelta(days=30), next_hour
 
 

@@ -208,3 +208,8 @@ def test_cap_usage_with_its_month_end_forecast(ledger: Cast) -> None:
     SpendCap.objects.create(user=ledger.gina, limit_usd=Decimal(1))
     caps = chart(ledger.mike, "caps").context["caps"]
     assert [usage.cap.team for usage in caps] == [ledger.acme]
+
+
+def test_a_page_opened_without_a_period_shows_the_period_it_sums_chosen(ledger: Cast) -> None:
+    html = page(ledger.olivia).content.decode()
+    assert '<option value="30d" selected>Last 30 days</option>' in html
