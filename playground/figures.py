@@ -53,10 +53,16 @@ def tokens_per_second(output_tokens: int, ttft_ms: int | None, latency_ms: int |
     return f"{output_tokens / (streaming_ms / 1000):,.0f} tok/s"
 
 
-def attempt_lines(attempts: list[dict[str, Any]]) -> list[str]:
-    """One sentence per model of the chain that did not answer, in the order tried."""
+def attempt_lines(attempts: list[dict[str, Any]], answered_by: str = "") -> list[str]:
+    """One sentence per model tried before `answered_by`'s attempt (every model when none answered), in order.
+
+    The answering model's own attempt is not among them, whatever its outcome
+    (a stopped or cut answer is still its answer).
+    """
+    answering = [i for i, attempt in enumerate(attempts) if answered_by and attempt.get("model") == answered_by]
+    before = attempts[: answering[-1]] if answering else attempts
     lines = []
-    for attempt in attempts:
+    for attempt in before:
         outcome = attempt.get("outcome", "")
         if outcome == "ok":
             continue
@@ -149,7 +155,7 @@ def panel_view(panel: RunPanel, *, run: PlaygroundRun, chains: dict[str, tuple[s
         error_words=error_words,
         # A provider's message may name its model: hidden with the names.
         error_message=panel.error_message[:300] if reveal else "",
-        fallbacks=attempt_lines(panel.attempts) if reveal and is_route else [],
+        fallbacks=attempt_lines(panel.attempts, panel.model) if reveal and is_route else [],
         reveal=reveal,
         elapsed_ms=max(elapsed, 0),
     )

@@ -62,11 +62,6 @@ def render_markdown(text: str) -> SafeString:
     return mark_safe("\n".join(_Blocks(lines, depth=0).render()))
 
 
-def escape_text(text: str) -> SafeString:
-    """Plain text, escaped, for streaming deltas (shown with white-space: pre-wrap)."""
-    return mark_safe(html.escape(text, quote=True))
-
-
 def _normalize(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "\ufffd")
     return _PRIVATE.sub("\ufffd", text).expandtabs(4)

@@ -5,9 +5,10 @@ not open six EventSources: this follows all the calls' Redis streams through
 the web process's stream hub (fastpath/stream_hub.py), which reads them
 with the gateway's in one XREAD, and names each SSE event after its column:
 
-    text-<n>     the answer so far, escaped (replaces the column's body: the
-                 first text of a connection that did not resume)
-    delta-<n>    more answer text, escaped (appended)
+    text-<n>     the answer so far, rendered as markdown (replaces the
+                 column's body); sent at most every RENDER_SECONDS and more
+                 seldom as the answer grows, since each render is of the
+                 whole answer
     start-<n>    a model started answering (which one, for a route)
     final-<n>    the whole answer as rendered markdown (replaces the body)
     done-<n>     the column's figures, once its call succeeded
@@ -20,6 +21,12 @@ that reconnects with Last-Event-ID resumes each column where it was. When
 the last viewer of a run goes away before the end, every unfinished call is
 cancelled, after CANCEL_GRACE_SECONDS: a reload or a reconnect within that
 time keeps the run going.
+
+The answer is rendered on the server while it streams, by the renderer that
+draws the finished answer, so that markdown never shows raw (a half-open
+code fence renders as an open code block) and the finished answer looks as
+the streamed one did. A reconnecting browser gets the column's whole text
+again: its Redis stream holds it, read once at the reconnect.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import redis
 from django.conf import settings
 
 from fastpath.stream_hub import Entry
-from playground.render import escape_text
+from playground.render import render_markdown
 from routing.calls.events import Started, Text, decode, is_terminal
 from routing.calls.keys import stream_key
 from routing.calls.spec import CallSpec
@@ -49,6 +56,11 @@ _ENTRY_ID = re.compile(r"\d{1,20}-\d{1,20}")
 CANCEL_GRACE_SECONDS = 3.0
 # Browsers reconnect a dropped stream after this long (the default is about 3 s).
 RETRY_MS = 1000
+# A column's body is rendered again at most this often while it streams ...
+RENDER_SECONDS = 0.1
+# ... plus this long per character, so that rendering a long answer over and
+# over (each render reads all of it) costs the web process a bounded share.
+RENDER_SECONDS_PER_CHAR = 1e-5
 # Delayed cancellations still pending; held so that they are not garbage collected.
 _pending: set[asyncio.Task[None]] = set()
 
@@ -64,9 +76,21 @@ class Column:
     # Ended according to the database when the stream opened.
     ended: bool = False
     last_id: str = "0-0"
-    # Whether the body already holds this connection's text (else the next text replaces it).
-    has_text: bool = False
     closed: bool = False
+    # The answer so far, and whether the body shows all of it.
+    text: list[str] = field(default_factory=list)
+    chars: int = 0
+    shown: bool = True
+    rendered_at: float = 0.0
+
+    def add(self, text: str) -> None:
+        self.text.append(text)
+        self.chars += len(text)
+        self.shown = False
+
+    def render_due(self, now: float) -> float:
+        """When the body may next be rendered (time.monotonic())."""
+        return self.rendered_at + RENDER_SECONDS + self.chars * RENDER_SECONDS_PER_CHAR
 
 
 @dataclass(frozen=True)
@@ -145,7 +169,17 @@ class RunRelay:
         for column in self.columns:
             if column.position in cursor:
                 column.last_id = cursor[column.position]
-                column.has_text = column.last_id != "0-0"
+
+    async def _reread(self) -> None:
+        """The text a resumed column had before its cursor: its body is rendered whole again, at once."""
+        for column in self.columns:
+            if column.closed or column.last_id == "0-0":
+                continue
+            entries = await get_resp().execute("XRANGE", stream_key(column.call_id), "-", column.last_id)
+            for _, fields in entries or ():
+                event = decode(fields)
+                if isinstance(event, Text):
+                    column.add(event.text)
 
     def _id(self) -> str:
         return cursor_format(self.columns)
@@ -161,6 +195,7 @@ class RunRelay:
                     async for chunk in self._close(column):
                         yield chunk
             if any(not c.closed for c in self.columns):
+                await self._reread()
                 async for chunk in self._follow():
                     yield chunk
             yield sse_event("summary", await self.fragments.summary(), self._id())
@@ -179,14 +214,20 @@ class RunRelay:
                     async for chunk in self._time_out(open_columns):
                         yield chunk
                     return
-                entries = await follower.entries(timeout=min(STREAM_BLOCK_MS / 1000, remaining))
-                if not entries:
-                    yield b": keepalive\n\n"
-                    await self._watch_silent(open_columns)
-                    continue
+                waits = [remaining, STREAM_BLOCK_MS / 1000]
+                now = time.monotonic()
+                waits.extend(max(c.render_due(now) - now, 0.0) for c in open_columns if not c.shown)
+                entries = await follower.entries(timeout=min(waits))
                 for key, column_entries in _by_stream(entries).items():
                     async for chunk in self._relay(self._by_key[key], column_entries):
                         yield chunk
+                now = time.monotonic()
+                due = [c for c in self.columns if not c.closed and not c.shown and c.render_due(now) <= now]
+                for column in due:
+                    yield self._text(column, now)
+                if not entries and not due:
+                    yield b": keepalive\n\n"
+                    await self._watch_silent(open_columns)
 
     async def _watch_silent(self, columns: list[Column]) -> None:
         """Look for the calls that have published nothing yet: one whose task message was lost is pushed again or ended.
@@ -222,31 +263,26 @@ class RunRelay:
             task.add_done_callback(_pending.discard)
 
     async def _relay(self, column: Column, entries: list[tuple[bytes, list[bytes]]]) -> AsyncIterator[bytes]:
-        text: list[str] = []
         for entry_id, fields in entries:
             column.last_id = entry_id.decode()
             event = decode(fields)
             if isinstance(event, Text):
-                text.append(event.text)
+                column.add(event.text)
             elif isinstance(event, Started):
-                if text:
-                    yield self._text(column, text)
-                    text = []
                 started = await self.fragments.started(column.position, event)
                 yield sse_event(f"start-{column.position}", started, self._id())
             elif is_terminal(event):
-                if text:
-                    yield self._text(column, text)
+                # The ending renders the whole answer from the database.
                 async for chunk in self._close(column):
                     yield chunk
                 return
-        if text:
-            yield self._text(column, text)
 
-    def _text(self, column: Column, text: list[str]) -> bytes:
-        name = "delta" if column.has_text else "text"
-        column.has_text = True
-        return sse_event(f"{name}-{column.position}", escape_text("".join(text)), self._id())
+    def _text(self, column: Column, now: float) -> bytes:
+        column.shown = True
+        column.rendered_at = now
+        text = "".join(column.text)
+        column.text = [text]
+        return sse_event(f"text-{column.position}", render_markdown(text), self._id())
 
     async def _close(self, column: Column) -> AsyncIterator[bytes]:
         column.closed = True

@@ -20,7 +20,7 @@ from tests.playground.browser import PASSWORD, skip_without_chromium
 
 skip_without_chromium()
 
-from playwright.sync_api import Browser, Page  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -118,19 +118,58 @@ def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
-@pytest.fixture
-def nasty_model(upstream: FakeOpenAI, fake_openai: tuple[FakeOpenAI, str]) -> str:
-    provider = Provider.objects.create(name="fake", kind=Provider.Kind.OPENAI, base_url=f"{fake_openai[1]}/v1")
+def fake_model(public_id: str, fake_openai: tuple[FakeOpenAI, str]) -> str:
+    provider, _ = Provider.objects.get_or_create(
+        name="fake", defaults={"kind": Provider.Kind.OPENAI, "base_url": f"{fake_openai[1]}/v1"}
+    )
     provider.set_api_key("sk-fake")
     provider.save()
     model = LanguageModel.objects.create(
-        public_id="fake/echo",
+        public_id=public_id,
         provider=provider,
         upstream_name="gpt-4o-mini",
         context_window=16000,
         max_output_tokens=1000,
     )
     ModelPrice.objects.create(model=model, input_per_million="0.15", output_per_million="0.60")
+    return model.public_id
+
+
+@pytest.fixture
+def markdown_model(upstream: FakeOpenAI, fake_openai: tuple[FakeOpenAI, str]) -> str:
+    public_id = fake_model("fake/markdown", fake_openai)
+    pieces = [
+        _chunk({"role": "assistant", "content": ""}),
+        _chunk({"content": "Tides have **two** causes:\n\n"}),
+        _chunk({"content": "- the Moon\n- the Sun\n\n```py"}),
+        _chunk({"content": "thon\nprint('tide')\n"}),
+        *[_chunk({"content": " and more"}) for _ in range(8)],
+        _chunk({}, finish="stop"),
+        b"data: [DONE]\n\n",
+    ]
+    upstream.queue(Reply(headers=[(b"content-type", b"text/event-stream")], pieces=pieces, chunk_delay=0.4))
+    return public_id
+
+
+def test_an_answer_shows_as_markdown_while_it_streams(page: Page, markdown_model: str) -> None:
+    log_in(page)
+    choose(page, "Why are there tides?", markdown_model, "sim/quick")
+    page.click(".pg-run-button")
+    streaming = page.locator("#run-area .pg-panel").first.locator(".pg-answer.pg-streaming")
+    # Before the answer ends: bold, a list and a code block still open, never the raw marks.
+    expect(streaming.locator("strong")).to_have_text("two", timeout=20_000)
+    expect(streaming.locator("li")).to_have_count(2)
+    expect(streaming.locator("pre code")).to_contain_text("print('tide')")
+    assert "**" not in streaming.inner_text() and "```" not in streaming.inner_text()
+    page.wait_for_selector("#run-area [data-pg-total]", timeout=20_000)
+    answer = page.locator("#run-area .pg-panel").first.locator(".pg-answer.pg-rendered")
+    expect(answer.locator("strong")).to_have_text("two")
+    expect(answer.locator(".code-block .code-lang")).to_have_text("python")
+
+
+@pytest.fixture
+def nasty_model(upstream: FakeOpenAI, fake_openai: tuple[FakeOpenAI, str]) -> str:
+    public_id = fake_model("fake/echo", fake_openai)
     pieces = [
         _chunk({"role": "assistant", "content": ""}),
         _chunk({"content": "Markup in an answer: "}),
@@ -142,7 +181,7 @@ def nasty_model(upstream: FakeOpenAI, fake_openai: tuple[FakeOpenAI, str]) -> st
         b"data: [DONE]\n\n",
     ]
     upstream.queue(Reply(headers=[(b"content-type", b"text/event-stream")], pieces=pieces, chunk_delay=0.15))
-    return model.public_id
+    return public_id
 
 
 def test_markup_in_an_answer_is_shown_as_text_and_never_runs(page: Page, nasty_model: str) -> None:

@@ -175,7 +175,7 @@ def test_an_htmx_run_answers_with_its_columns_listening_to_one_stream(alice_clie
     assert page.count("sse-connect=") == 1
     assert f'sse-connect="/playground/runs/{run.pk}/events/"' in page and 'sse-close="done"' in page
     for position in (0, 1):
-        assert f'sse-swap="delta-{position}" hx-swap="beforeend"' in page
+        assert f'sse-swap="text-{position}" hx-swap="innerHTML"' in page
         assert f'sse-swap="final-{position}"' in page
         assert f'sse-swap="done-{position},error-{position}"' in page
 

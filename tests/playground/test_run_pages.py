@@ -77,6 +77,27 @@ def test_a_finished_run_shows_its_answers_and_figures_without_streaming(cast: di
     assert f'href="/playground/?again={run.pk}"' in page
 
 
+def test_a_route_column_stopped_while_its_second_model_answered_lists_only_the_first_as_tried(
+    cast: dict[str, Any],
+) -> None:
+    run = finished_run(cast["alice"])
+    RunPanel.objects.filter(run=run, position=1).update(
+        status=RunPanel.Status.CANCELLED,
+        model="sim/paced",
+        output="The tide",
+        error_kind="",
+        attempts=[
+            {"model": "sim/broken", "provider": "sim", "outcome": "unavailable", "status_code": 500},
+            {"model": "sim/paced", "provider": "sim", "outcome": "cancelled", "elapsed_ms": 900},
+        ],
+    )
+    page = client_for(cast["alice"]).get(f"/playground/runs/{run.pk}/").content.decode()
+    tried = page.split("Before it, the route tried:")[1].split("</ul>")[0]
+    assert "sim/broken: provider unavailable (HTTP 500)" in tried
+    assert "sim/paced" not in tried
+    assert "Answered by <code>sim/paced</code>" in page
+
+
 def test_a_blind_run_hides_the_names_until_its_vote(cast: dict[str, Any]) -> None:
     run = finished_run(cast["alice"], blind=True)
     page = client_for(cast["alice"]).get(f"/playground/runs/{run.pk}/").content.decode()

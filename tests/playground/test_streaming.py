@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from django.test import Client
 
 from billing.models import UsageRecord
 from playground.models import PlaygroundRun, RunPanel
+from playground.render import render_markdown
 from playground.streaming import Column, cursor_format, cursor_parse, sse_event
 from tests.playground.conftest import session_cookie
 
@@ -66,15 +66,15 @@ def stream(live: tuple[str, Client], run: PlaygroundRun, **headers: str) -> Any:
     )
 
 
-def text_of(events: list[Event], position: int) -> str:
-    """The answer as the browser assembles it from text (replace) and delta (append) events."""
-    text = ""
+def shown_lengths(events: list[Event], position: int, answer: str) -> list[int]:
+    """How much of the answer each text event of the column showed, rendered as the finished answer is."""
+    lengths = []
     for event in events:
         if event.name == f"text-{position}":
-            text = html.unescape(event.data)
-        elif event.name == f"delta-{position}":
-            text += html.unescape(event.data)
-    return text
+            shown = [k for k in range(len(answer) + 1) if render_markdown(answer[:k]) == event.data]
+            assert shown, f"column {position} showed what is no prefix of its answer: {event.data[:200]!r}"
+            lengths.append(shown[-1])
+    return lengths
 
 
 def wait_for_records(run: PlaygroundRun, timeout: float = 20) -> list[UsageRecord]:
@@ -103,9 +103,9 @@ def test_it_streams_every_column_and_ends_each_with_its_answer_and_figures(live:
     for panel in panels:
         n = panel.position
         assert panel.status == RunPanel.Status.OK
-        # Streamed in several pieces, which add up to the answer the worker recorded.
-        assert names.count(f"delta-{n}") >= 1
-        assert text_of(events, n) == panel.output
+        # Shown while it streamed, rendered, at growing lengths of the answer the worker recorded.
+        shown = shown_lengths(events, n, panel.output)
+        assert shown and shown == sorted(shown) and shown[-1] > 0
         final = next(e for e in events if e.name == f"final-{n}")
         done = next(e for e in events if e.name == f"done-{n}")
         assert names.index(f"final-{n}") < names.index(f"done-{n}") < names.index("summary")
@@ -131,7 +131,7 @@ def test_a_failing_model_ends_its_column_with_an_error_while_the_others_finish(l
         events = list(events_of(response))
     names = [e.name for e in events]
     assert "error-0" in names and "done-0" not in names
-    assert "done-1" in names and names.count("delta-1") >= 2
+    assert "done-1" in names and names.count("text-1") >= 2
     error = next(e for e in events if e.name == "error-0")
     assert "<strong>Failed:</strong> provider unavailable" in error.data
     assert "Traceback" not in error.data
@@ -149,7 +149,7 @@ def test_stop_ends_every_column_and_the_upstream_calls(live: tuple[str, Client])
         incoming = events_of(response)
         for event in incoming:
             events.append(event)
-            answering = {e.name.split("-")[1] for e in events if e.name.startswith(("text-", "delta-"))}
+            answering = {e.name.split("-")[1] for e in events if e.name.startswith("text-")}
             if len(answering) == 2:
                 stopped = live[1].post(f"/playground/runs/{run.pk}/stop/")
                 assert stopped.status_code == 200 and "Stopping" in stopped.content.decode()
@@ -170,7 +170,7 @@ def test_when_the_page_goes_away_the_calls_are_cancelled(live: tuple[str, Client
     run = start(live[1], "sim/slow", "sim/slower")
     with stream(live, run) as response:
         for event in events_of(response):
-            if event.name.startswith(("text-", "delta-")):
+            if event.name.startswith("text-"):
                 break
     records = wait_for_records(run, timeout=15)
     assert [r.status for r in records] == ["cancelled", "cancelled"]
@@ -183,15 +183,17 @@ def test_a_reconnect_resumes_each_column_where_it_was_and_the_run_goes_on(live: 
         first = []
         for event in events_of(response):
             first.append(event)
-            if event.name == "delta-0":
+            if event.name == "text-0":
                 break
     with stream(live, run, **{"Last-Event-ID": first[-1].id or ""}) as response:
         second = list(events_of(response))
     long_panel = RunPanel.objects.get(run=run, position=0)
     assert long_panel.status == RunPanel.Status.OK
-    # The second stream appends to what the first had shown: nothing lost, nothing twice.
-    assert not any(e.name == "text-0" for e in second)
-    assert text_of(first, 0) + text_of(second, 0) == long_panel.output
+    # The second stream starts with at least what the first had shown, and goes on from there.
+    before, after = shown_lengths(first, 0, long_panel.output), shown_lengths(second, 0, long_panel.output)
+    assert after and after[0] >= before[-1] and after == sorted(after)
+    final = next(e for e in second if e.name == "final-0")
+    assert render_markdown(long_panel.output) in final.data
 
 
 def test_reopening_a_finished_run_replays_its_endings_from_the_database(live: tuple[str, Client]) -> None:
@@ -206,8 +208,8 @@ def test_reopening_a_finished_run_replays_its_endings_from_the_database(live: tu
 
 def test_an_event_with_lines_gets_one_data_field_per_line() -> None:
     assert (
-        sse_event("delta-0", "a\r\nb\rc\n", "0=1-0")
-        == b"event: delta-0\nid: 0=1-0\ndata: a\ndata: b\ndata: c\ndata: \n\n"
+        sse_event("text-0", "a\r\nb\rc\n", "0=1-0")
+        == b"event: text-0\nid: 0=1-0\ndata: a\ndata: b\ndata: c\ndata: \n\n"
     )
 
 
