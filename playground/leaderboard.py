@@ -32,9 +32,18 @@ search (see _fit for why not Hunter's MM). Scores are on an Elo-like scale,
 BASE_SCORE + 400·log10(p): 1000 is the reference, and a 400-point gap means
 10:1 odds of winning.
 
-The interval is a 95% percentile bootstrap over votes (not comparisons, since
-the comparisons of one vote are not independent): BOOTSTRAP_SAMPLES resamples
-drawn with a seeded generator, so one set of votes always gives one answer.
+The interval is the wider of two 95% intervals, so that it is honest with
+few votes as with many:
+- a percentile bootstrap over votes (not comparisons, since the comparisons
+  of one vote are not independent): BOOTSTRAP_SAMPLES resamples drawn with a
+  seeded generator, so one set of votes always gives one answer. It follows
+  the data's own spread, but a few votes resample into nearly the same
+  votes: one vote alone gives an interval of zero width;
+- the posterior's normal approximation at the fitted strengths (Laplace):
+  score ± 1.96 standard errors of the model's strength against the mean of
+  all models, from the inverse of the log-posterior's curvature. It never
+  shrinks below what the prior games and the votes seen can tell, however
+  few they are, and narrows as 1/√votes.
 
 W/T/L count votes: in a "best" vote the winner's model gets a win and every
 other model a loss; in a tie or "all bad" every model gets a tie.
@@ -44,6 +53,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -151,21 +161,11 @@ def _fit(
     value = _log_posterior(theta, won, games, pairs, prior=prior)
     for _ in range(_MAX_ITERATIONS):
         slope = [w + prior / 2 - prior * _logistic(t) for w, t in zip(won, theta, strict=True)]
-        # Minus the Hessian: positive definite.
-        curvature = [[0.0] * len(theta) for _ in theta]
-        for i, t in enumerate(theta):
-            share = _logistic(t)
-            curvature[i][i] = prior * share * (1.0 - share)
         for (a, b), played in zip(pairs, games, strict=True):
             share = _logistic(theta[a] - theta[b])
             slope[a] -= played * share
             slope[b] -= played * (1.0 - share)
-            bend = played * share * (1.0 - share)
-            curvature[a][a] += bend
-            curvature[b][b] += bend
-            curvature[a][b] -= bend
-            curvature[b][a] -= bend
-        step = _solve(curvature, slope)
+        step = _solve(_curvature(theta, games, pairs, prior=prior), slope)
         largest = max(abs(d) for d in step)
         if largest < _TOLERANCE:
             break
@@ -182,6 +182,38 @@ def _fit(
             break
         theta, value = trial, trial_value
     return theta
+
+
+def _curvature(
+    theta: Sequence[float], games: Sequence[float], pairs: Sequence[tuple[int, int]], *, prior: float
+) -> list[list[float]]:
+    """Minus the Hessian of the log-posterior at `theta`: positive definite, thanks to the prior games."""
+    curvature = [[0.0] * len(theta) for _ in theta]
+    for i, t in enumerate(theta):
+        share = _logistic(t)
+        curvature[i][i] = prior * share * (1.0 - share)
+    for (a, b), played in zip(pairs, games, strict=True):
+        share = _logistic(theta[a] - theta[b])
+        bend = played * share * (1.0 - share)
+        curvature[a][a] += bend
+        curvature[b][b] += bend
+        curvature[a][b] -= bend
+        curvature[b][a] -= bend
+    return curvature
+
+
+def _standard_errors(curvature: Sequence[Sequence[float]]) -> list[float]:
+    """Each model's posterior standard deviation against the field's mean (the curvature's inverse is the covariance).
+
+    Against the mean, not the reference: the prior games pin the scale's
+    origin only loosely, and that looseness is shared by every model, so it
+    says nothing about how models compare.
+    """
+    size = len(curvature)
+    covariance = [_solve(curvature, [1.0 if j == i else 0.0 for j in range(size)]) for i in range(size)]
+    row_means = [sum(row) / size for row in covariance]
+    grand_mean = sum(row_means) / size
+    return [math.sqrt(max(covariance[i][i] - 2 * row_means[i] + grand_mean, 0.0)) for i in range(size)]
 
 
 def _log_posterior(
@@ -278,6 +310,7 @@ def rank(
 
     won, games = _tally(indexed, ((i, 1) for i in range(len(indexed))), **size)
     fitted = _fit(won, games, pairs, prior=prior)
+    errors = _standard_errors(_curvature(fitted, games, pairs, prior=prior))
 
     rng = random.Random(seed)
     resampled_scores: list[list[float]] = [[] for _ in models]
@@ -290,18 +323,19 @@ def rank(
 
     record = _record(per_ballot)
     tail = (1.0 - CONFIDENCE) / 2
+    z = statistics.NormalDist().inv_cdf(1.0 - tail)
     rankings = []
     for i, model in enumerate(models):
         score = _score(fitted[i])
         ordered = sorted(resampled_scores[i]) or [score]
+        half_width = z * SCALE * errors[i] / math.log(10)
         wins, ties, losses = record[model]
         rankings.append(
             Ranking(
                 model=model,
                 score=score,
-                # A skewed bootstrap can leave the estimate just outside the percentiles; widen rather than hide it.
-                ci_low=min(_percentile(ordered, tail), score),
-                ci_high=max(_percentile(ordered, 1.0 - tail), score),
+                ci_low=min(_percentile(ordered, tail), score - half_width),
+                ci_high=max(_percentile(ordered, 1.0 - tail), score + half_width),
                 votes=wins + ties + losses,
                 wins=wins,
                 ties=ties,
