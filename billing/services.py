@@ -123,7 +123,7 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
         provider=booking.model.provider_name if booking.model else "",
         attempts=booking.attempts,
         fell_back=tried_several(booking.attempts),
-        trace={"chain": list(spec.chain), "skipped": list(spec.skipped)},
+        trace={"chain": list(spec.chain), "skipped": list(spec.skipped), "routing": spec.routing},
         input_tokens=booking.input_tokens,
         output_tokens=booking.output_tokens,
         cached_input_tokens=booking.cached_input_tokens,

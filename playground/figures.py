@@ -84,6 +84,7 @@ class PanelView:
     requested: str
     is_route: bool
     chain: tuple[str, ...]
+    route_reason: str
     status: str
     status_label: str
     running: bool
@@ -141,6 +142,7 @@ def panel_view(panel: RunPanel, *, run: PlaygroundRun, chains: dict[str, tuple[s
         requested=panel.requested,
         is_route=is_route,
         chain=chains.get(panel.requested, ()),
+        route_reason=panel.route_reason if reveal else "",
         status=panel.status,
         status_label=panel.get_status_display(),
         running=running,

@@ -55,6 +55,9 @@ class RunPanel(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     # Filled by the worker when the call ends (see playground/signals.py).
     model = models.CharField(max_length=200, blank=True, help_text="The model that answered.")
+    route_reason = models.CharField(
+        max_length=500, blank=True, help_text="Why the route's strategy chose its models, in one line."
+    )
     output = models.TextField(blank=True)
     error_kind = models.CharField(max_length=30, blank=True)
     error_message = models.TextField(blank=True)

@@ -30,6 +30,7 @@ from routing.calls.start import (
 from routing.calls.stream import request_cancel
 from routing.catalog import get_catalog
 from routing.strategies.complexity import classify_prompt
+from routing.strategies.resolution import reasons
 
 MIN_PANELS = 2
 MAX_PANELS = 6
@@ -118,6 +119,7 @@ def _run_write(*, user_id: int, team: Team | None, request: RunRequest, admitted
                 label=blind_label(position) if request.blind else "",
                 requested=spec.requested,
                 call_id=spec.call_id,
+                route_reason=reasons(spec.routing)[:500],
             )
             for position, spec in enumerate(admitted.specs)
         )

@@ -300,12 +300,13 @@ def _chain_step_label(model: LanguageModel) -> str:
 class RouteAdmin(SortableAdminBase, admin.ModelAdmin[Route]):
     form = RouteAdminForm
     inlines = [RouteStepInline]
-    list_display = ("name", "short_description", "chain", "enabled", "soft_landing")
-    list_filter = ("enabled", "soft_landing")
+    list_display = ("name", "short_description", "strategy", "chain", "enabled", "soft_landing")
+    list_filter = ("enabled", "strategy", "soft_landing")
     search_fields = ("name", "description")
     readonly_fields = ("created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("name", "description", "enabled", "strategy", "soft_landing")}),
+        (None, {"fields": ("name", "description", "enabled", "soft_landing")}),
+        ("Strategy", {"fields": ("strategy", "settings")}),
         ("Default parameters", {"fields": ("temperature", "max_tokens", "system_prompt")}),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )

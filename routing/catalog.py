@@ -110,6 +110,8 @@ class CatalogRoute:
     chain: tuple[str, ...]
     created: dt.datetime
     soft_landing: bool = False
+    strategy: str = "fixed"
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,8 @@ def _load(version: int) -> Catalog:
         chains.setdefault(step.route_id, []).append(public_ids[step.model_id])
     from routing.models import Route
 
+    all_routes = list(Route.objects.all())
+    names = frozenset(models) | frozenset(r.name for r in all_routes)
     routes = {
         r.name: CatalogRoute(
             name=r.name,
@@ -175,10 +179,25 @@ def _load(version: int) -> Catalog:
             chain=tuple(chains.get(r.pk, ())),
             created=r.created_at,
             soft_landing=r.soft_landing,
+            **_strategy_of(r.strategy, r.settings or {}, names),
         )
-        for r in Route.objects.all()
+        for r in all_routes
     }
     return Catalog(version=version, models=models, routes=routes)
+
+
+def _strategy_of(name: str, settings: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    """A route's strategy and its settings, checked: a route saved without the admin's checks is refused, not run."""
+    from routing.strategies.base import SettingsError
+    from routing.strategies.registry import STRATEGIES
+
+    strategy = STRATEGIES.get(name)
+    if strategy is None:
+        return {"strategy": "", "settings": {"error": f"its strategy {name!r} is unknown"}}
+    try:
+        return {"strategy": name, "settings": strategy.check_settings(settings, names)}
+    except SettingsError as exc:
+        return {"strategy": "", "settings": {"error": f"its strategy settings are invalid ({exc})"}}
 
 
 _current: Catalog | None = None

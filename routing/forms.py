@@ -160,12 +160,16 @@ class RouteAdminForm(forms.ModelForm[Route]):
             "description",
             "enabled",
             "strategy",
+            "settings",
             "soft_landing",
             "temperature",
             "max_tokens",
             "system_prompt",
         ]
-        widgets = {"temperature": forms.NumberInput(attrs={"step": "0.1", "min": "0", "max": "2"})}
+        widgets = {
+            "temperature": forms.NumberInput(attrs={"step": "0.1", "min": "0", "max": "2"}),
+            "settings": forms.Textarea(attrs={"rows": 8, "cols": 80, "spellcheck": "false"}),
+        }
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -11,6 +11,9 @@ from django.db import models
 from django.utils import timezone
 
 from routing import secrets as secret_box
+from routing.strategies.base import SettingsError
+from routing.strategies.registry import CHOICES as STRATEGY_CHOICES
+from routing.strategies.registry import STRATEGIES
 
 
 class Capability(models.TextChoices):
@@ -181,16 +184,24 @@ class ModelPrice(models.Model):
 
 
 class Route(models.Model):
-    class Strategy(models.TextChoices):
-        FIXED = "fixed", "Fixed chain"
-
     name = models.SlugField(
         max_length=50,
         unique=True,
         help_text="What clients send as `model` to let Switchyard choose (auto, coding, cheap, …).",
     )
     description = models.TextField(blank=True)
-    strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.FIXED)
+    strategy = models.CharField(
+        max_length=20,
+        choices=STRATEGY_CHOICES,
+        default="fixed",
+        help_text="How the route chooses among its models for each call (routing/strategies/).",
+    )
+    settings = models.JSONField(
+        "strategy settings",
+        default=dict,
+        blank=True,
+        help_text="The strategy's settings as JSON; each strategy's are described in the README.",
+    )
     temperature = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0)])
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     system_prompt = models.TextField(blank=True)
@@ -210,6 +221,21 @@ class Route(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        names = frozenset(LanguageModel.objects.values_list("public_id", flat=True)) | frozenset(
+            Route.objects.values_list("name", flat=True)
+        )
+        try:
+            settings = {} if self.settings is None else self.settings
+            if not isinstance(settings, dict):
+                raise SettingsError('The settings must be a JSON object, such as {} or {"max_price": "0.01"}.')
+            self.settings = STRATEGIES[self.strategy].check_settings(settings, names)
+        except SettingsError as exc:
+            raise ValidationError({"settings": str(exc)}) from None
+        except KeyError:
+            raise ValidationError({"strategy": f"Unknown strategy {self.strategy!r}."}) from None
 
 
 class RouteStep(models.Model):

@@ -124,6 +124,19 @@ async def aestimate_request_tokens(request: ChatRequest) -> int:
     return await asyncio.to_thread(estimate_request_tokens, request)
 
 
+def request_tokens_at_once(request: ChatRequest) -> int:
+    """estimate_request_tokens where counting is quick; for a long prompt, an over-estimate that costs nothing.
+
+    For code that cannot wait (a routing decision on the event loop): a
+    long prompt is not tokenized there, and a token is taken to be three
+    UTF-8 bytes (English runs about four), to err on the side of more.
+    """
+    bound = request_tokens_upper_bound(request)
+    if bound <= _INLINE_CHARACTERS:
+        return estimate_request_tokens(request)
+    return bound // 3
+
+
 def _utf8_length(text: str) -> int:
     return len(text.encode())
 

@@ -42,6 +42,8 @@ class CallSpec:
     # The worst-case cost reserved against the caller's caps, in units of
     # 10^-10 USD (billing/caps/reservations.py); 0 for a caller with no cap.
     reserved_units: int = 0
+    # How the route's strategy chose the chain (resolution.Resolution.routing), for the trace.
+    routing: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = _plain(self)
@@ -64,6 +66,7 @@ class CallSpec:
             publish_deltas=data.get("publish_deltas", True),
             skipped=tuple(data.get("skipped", ())),
             reserved_units=data.get("reserved_units", 0),
+            routing=data.get("routing", {}),
         )
 
 

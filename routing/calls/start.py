@@ -28,7 +28,8 @@ from routing.calls.reservation import Unreservable, spec_for_capped_caller, spec
 from routing.calls.spec import CallSpec
 from routing.catalog import Catalog, aget_catalog
 from routing.providers.types import ChatRequest
-from routing.strategies.resolution import ModelNotFound, NoCapableModel, resolve
+from routing.strategies.base import Hints
+from routing.strategies.resolution import NO_HINTS, ModelNotFound, NoCapableModel, resolve
 
 CALL_ID_PREFIX = {"api": "chatcmpl-", "playground": "pg-"}
 
@@ -40,6 +41,11 @@ class Caller:
     user_id: int
     team_id: int | None = None
     api_key_id: int | None = None
+
+    @property
+    def sticky_key(self) -> str:
+        """Who calls, for a strategy that keeps a caller on one model: the API key, else the user."""
+        return f"key:{self.api_key_id}" if self.api_key_id is not None else f"user:{self.user_id}"
 
 
 class CallRefused(Exception):
@@ -73,7 +79,13 @@ class Admitted:
 
 
 async def calls_admit(
-    *, caller: Caller, requested: Sequence[str], request: ChatRequest, source: str, publish_deltas: bool = True
+    *,
+    caller: Caller,
+    requested: Sequence[str],
+    request: ChatRequest,
+    source: str,
+    publish_deltas: bool = True,
+    hints: Hints = NO_HINTS,
 ) -> Admitted:
     """One call per item of `requested` (a model id or a route name), all admitted or none (CallRefused)."""
     # Sent in the same turn of the event loop, so in one round trip to Redis.
@@ -92,6 +104,7 @@ async def calls_admit(
             call_id=f"{CALL_ID_PREFIX[source]}{uuid.uuid4().hex}",
             created_at=now,
             publish_deltas=publish_deltas,
+            hints=hints,
         )
         for name in requested
     )
@@ -147,10 +160,11 @@ def call_spec_for(
     call_id: str,
     created_at: dt.datetime,
     publish_deltas: bool = True,
+    hints: Hints = NO_HINTS,
 ) -> CallSpec:
     """The spec of one call: `requested` resolved into its chain. No cap is checked here (calls_admit does)."""
     try:
-        resolution = resolve(catalog, requested, request)
+        resolution = resolve(catalog, requested, request, hints=hints, caller=caller.sticky_key, now=created_at)
     except ModelNotFound as exc:
         raise CallRefused(str(exc), status=404, code="model_not_found", param="model") from None
     except NoCapableModel as exc:
@@ -168,6 +182,7 @@ def call_spec_for(
         api_key_id=caller.api_key_id,
         source=source,
         publish_deltas=publish_deltas,
+        routing=resolution.routing,
     )
 
 
@@ -198,11 +213,22 @@ async def calls_enqueue(specs: Sequence[CallSpec]) -> None:
 
 
 async def call_start(
-    *, caller: Caller, requested: str, request: ChatRequest, source: str, publish_deltas: bool = True
+    *,
+    caller: Caller,
+    requested: str,
+    request: ChatRequest,
+    source: str,
+    publish_deltas: bool = True,
+    hints: Hints = NO_HINTS,
 ) -> Admitted:
     """Admit one call and enqueue it; raises CallRefused when it may not start."""
     admitted = await calls_admit(
-        caller=caller, requested=[requested], request=request, source=source, publish_deltas=publish_deltas
+        caller=caller,
+        requested=[requested],
+        request=request,
+        source=source,
+        publish_deltas=publish_deltas,
+        hints=hints,
     )
     await calls_enqueue(admitted.specs)
     return admitted

@@ -19,6 +19,7 @@ from routing.calls.start import Caller, CallRefused, call_start
 from routing.calls.stream import read_events, request_cancel, stream_read_to_end
 from routing.calls.watchdog import CallLost, CallWatch, call_give_up
 from routing.catalog import Catalog, aget_catalog
+from routing.gateway.hints import hints_from
 from routing.gateway.http import BodyTooLarge, Request, Response, header_value, json_response, openai_error
 from routing.gateway.openai_request import InvalidRequest, parse_chat_body
 from routing.gateway.openai_response import completion_body
@@ -78,12 +79,18 @@ async def chat_completions(request: Request, principal: Principal) -> Response:
         return openai_error(413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large")
     try:
         parsed = parse_chat_body(raw)
+        hints = hints_from(parsed.metadata, request.headers)
     except InvalidRequest as exc:
         return openai_error(400, exc.message, param=exc.param, code=exc.code)
     caller = Caller(user_id=principal.user_id, team_id=principal.team_id, api_key_id=principal.key_id)
     try:
         admitted = await call_start(
-            caller=caller, requested=parsed.model, request=parsed.request, source="api", publish_deltas=parsed.stream
+            caller=caller,
+            requested=parsed.model,
+            request=parsed.request,
+            source="api",
+            publish_deltas=parsed.stream,
+            hints=hints,
         )
     except CallRefused as refused:
         return openai_error(

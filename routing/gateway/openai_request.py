@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from routing.providers.types import (
@@ -77,6 +77,8 @@ class ParsedRequest:
     request: ChatRequest
     stream: bool
     include_usage: bool
+    # OpenAI's `metadata`: string keys and values, read by Switchyard (routing/gateway/hints.py), not sent upstream.
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -154,7 +156,31 @@ def parse_chat_body(raw: bytes) -> ParsedRequest:
         reasoning_effort=_optional(body, "reasoning_effort", str),
         response_format=_response_format(body.get("response_format")),
     )
-    return ParsedRequest(model=model, request=request, stream=stream, include_usage=include_usage)
+    return ParsedRequest(
+        model=model, request=request, stream=stream, include_usage=include_usage, metadata=_metadata(body)
+    )
+
+
+# OpenAI's limits on `metadata`.
+METADATA_PAIRS = 16
+METADATA_KEY_CHARS = 64
+METADATA_VALUE_CHARS = 512
+
+
+def _metadata(body: dict[str, Any]) -> dict[str, str]:
+    metadata = _optional(body, "metadata", dict) or {}
+    if len(metadata) > METADATA_PAIRS:
+        raise _invalid_value("metadata", f"'metadata' may hold at most {METADATA_PAIRS} keys.")
+    for key, value in metadata.items():
+        if len(key) > METADATA_KEY_CHARS:
+            raise _invalid_value("metadata", f"A key of 'metadata' may be at most {METADATA_KEY_CHARS} characters.")
+        if not isinstance(value, str):
+            raise _invalid_type(f"metadata.{key}", "a string", value)
+        if len(value) > METADATA_VALUE_CHARS:
+            raise _invalid_value(
+                f"metadata.{key}", f"A value of 'metadata' may be at most {METADATA_VALUE_CHARS} characters."
+            )
+    return metadata
 
 
 _EXPECTED: dict[type, str] = {bool: "a boolean", int: "an integer", str: "a string", dict: "an object"}

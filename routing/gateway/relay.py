@@ -13,8 +13,9 @@ import redis
 from routing.calls.events import CallEvent, Done, Failed, Started, Text, ToolPiece
 from routing.calls.spec import CallSpec
 from routing.calls.stream import request_cancel, stream_read_to_end
-from routing.gateway.http import Response, openai_error
+from routing.gateway.http import Response, header_value, openai_error
 from routing.gateway.openai_response import ChunkWriter
+from routing.strategies.resolution import reasons
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ def call_headers(spec: CallSpec, event: CallEvent) -> dict[str, str]:
     headers = {"x-request-id": spec.call_id}
     if spec.route:
         headers["x-switchyard-route"] = spec.route
+    if spec.routing:
+        # A header carries ASCII only.
+        headers["x-switchyard-route-reason"] = header_value(reasons(spec.routing).replace("→", "->"))
     if isinstance(event, Started):
         headers["x-switchyard-model"] = event.model
         so_far = [*event.attempts, {"model": event.model, "outcome": ANSWERING}]

@@ -1,13 +1,25 @@
-"""From what a client asked for (a model id or a route name) to the chain a call walks."""
+"""From what a client asked for (a model id or a route name) to the chain a call walks.
+
+A route's chain is first narrowed to the models that are enabled and can take
+the request; the route's strategy (routing/strategies/base.py) then chooses
+among them, or sends the call to another route, at most MAX_HOPS deep.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
 
-from routing.catalog import Catalog
+from routing.catalog import Catalog, CatalogRoute
 from routing.providers.types import ChatRequest
+from routing.strategies.base import Hints, NoChoice, Situation
 from routing.strategies.capabilities import needed_capabilities
+from routing.strategies.registry import STRATEGIES
+
+MAX_HOPS = 3
+NO_HINTS = Hints()
 
 
 class ModelNotFound(Exception):
@@ -38,9 +50,19 @@ class Resolution:
     chain: tuple[str, ...]
     skipped: tuple[dict[str, str], ...]
     request: ChatRequest
+    # How the route's strategy chose (strategy, reason, inputs, and the next route's under "then"); {} for a model.
+    routing: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve(catalog: Catalog, requested: str, request: ChatRequest) -> Resolution:
+def resolve(
+    catalog: Catalog,
+    requested: str,
+    request: ChatRequest,
+    *,
+    hints: Hints = NO_HINTS,
+    caller: str = "",
+    now: dt.datetime | None = None,
+) -> Resolution:
     model = catalog.models.get(requested)
     if model is not None:
         if not model.usable:
@@ -60,9 +82,23 @@ def resolve(catalog: Catalog, requested: str, request: ChatRequest) -> Resolutio
     route = catalog.routes.get(requested)
     if route is None or not route.enabled:
         raise ModelNotFound(f"The model `{requested}` does not exist or you do not have access to it.")
+    when = now or dt.datetime.now(dt.UTC)
+    return _resolve_route(catalog, route, request, hints=hints, caller=caller, now=when, hops=())
+
+
+def _resolve_route(
+    catalog: Catalog,
+    route: CatalogRoute,
+    request: ChatRequest,
+    *,
+    hints: Hints,
+    caller: str,
+    now: dt.datetime,
+    hops: tuple[str, ...],
+) -> Resolution:
     request = _with_route_defaults(request, route.temperature, route.max_tokens, route.system_prompt)
     needed = needed_capabilities(request)
-    chain: list[str] = []
+    candidates: list[str] = []
     skipped: list[dict[str, str]] = []
     for model_id in route.chain:
         candidate = catalog.models.get(model_id)
@@ -71,13 +107,80 @@ def resolve(catalog: Catalog, requested: str, request: ChatRequest) -> Resolutio
         elif missing := needed - candidate.capabilities:
             skipped.append({"model": model_id, "reason": "lacks " + ", ".join(sorted(missing))})
         else:
-            chain.append(model_id)
-    if not chain:
+            candidates.append(model_id)
+    strategy = STRATEGIES.get(route.strategy)
+    if strategy is None:
+        raise NoCapableModel(
+            f"Route `{route.name}` cannot be used: {route.settings.get('error', 'it has no strategy')}. "
+            "An admin can correct its strategy settings.",
+            "model",
+            "route_misconfigured",
+        )
+    if not candidates and route.strategy != "rules":
         what = ", ".join(sorted(needed)) or "an enabled model"
         raise NoCapableModel(
-            f"No model of route `{requested}` can take this request (it needs {what}).", "model", "model_not_supported"
+            f"No model of route `{route.name}` can take this request (it needs {what}).", "model", "model_not_supported"
         )
-    return Resolution(route=route.name, chain=tuple(chain), skipped=tuple(skipped), request=request)
+    situation = Situation(
+        catalog=catalog,
+        route=route,
+        request=request,
+        hints=hints,
+        candidates=tuple(candidates),
+        caller=caller,
+        now=now,
+    )
+    try:
+        decision = strategy.decide(situation, route.settings)
+    except NoChoice as exc:
+        raise NoCapableModel(str(exc), "model", "model_not_supported") from None
+    routing: dict[str, Any] = {
+        "route": route.name,
+        "strategy": strategy.name,
+        "reason": decision.reason,
+        "inputs": decision.inputs,
+    }
+    skipped.extend(decision.skipped)
+    if not decision.route:
+        if not decision.chain:
+            raise NoCapableModel(
+                f"No model of route `{route.name}` can take this request.", "model", "model_not_supported"
+            )
+        return Resolution(
+            route=route.name, chain=decision.chain, skipped=tuple(skipped), request=request, routing=routing
+        )
+    visited = (*hops, route.name)
+    target = catalog.routes.get(decision.route)
+    if target is None or not target.enabled:
+        raise NoCapableModel(
+            f"Route `{route.name}` sends this call to route `{decision.route}`, which is disabled.",
+            "model",
+            "model_not_supported",
+        )
+    if decision.route in visited or len(visited) > MAX_HOPS:
+        raise NoCapableModel(
+            f"Routes send this call round in a loop or too deep ({' → '.join((*visited, decision.route))}). "
+            "An admin can correct their rules.",
+            "model",
+            "route_misconfigured",
+        )
+    then = _resolve_route(catalog, target, request, hints=hints, caller=caller, now=now, hops=visited)
+    return Resolution(
+        route=route.name,
+        chain=then.chain,
+        skipped=(*skipped, *then.skipped),
+        request=then.request,
+        routing={**routing, "then": then.routing},
+    )
+
+
+def reasons(routing: dict[str, Any]) -> str:
+    """The strategies' reasons along the routes a call went through, in one line."""
+    parts = []
+    while routing:
+        parts.append(f"{routing['route']}: {routing['reason']}")
+        routing = routing.get("then", {})
+    return "; ".join(parts)
 
 
 def _with_route_defaults(

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from billing.models import SpendCap, UsageRecord
 from playground.models import PlaygroundRun, RunPanel
+from routing.models import Route
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sim")]
 
@@ -178,6 +179,21 @@ def test_an_htmx_run_answers_with_its_columns_listening_to_one_stream(alice_clie
         assert f'sse-swap="text-{position}" hx-swap="innerHTML"' in page
         assert f'sse-swap="final-{position}"' in page
         assert f'sse-swap="done-{position},error-{position}"' in page
+
+
+def test_a_route_column_names_its_strategys_reason_in_one_line(alice_client: Client) -> None:
+    route = Route.objects.get(name="fallback")
+    route.strategy = "rules"
+    route.settings = {"rules": [{"name": "tides", "when": {"keywords": ["tides"]}, "to": "sim/quick"}]}
+    route.full_clean()
+    route.save()
+    response = post(alice_client, htmx=True, prompt="Explain tides.", models=["fallback", "sim/paced"])
+    page = response.content.decode()
+    assert (
+        '<p class="pg-reason small muted" data-testid="route-reason">fallback: rule &#x27;tides&#x27; → sim/quick</p>'
+        in page
+    )
+    assert page.count('data-testid="route-reason"') == 1
 
 
 def test_the_picker_lists_enabled_models_and_routes_with_prices_and_chains(alice_client: Client) -> None:

@@ -1,0 +1,102 @@
+"""Routing strategies through /v1 with the OpenAI SDK: hints in `metadata` or headers, the reason header, the trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from billing.models import UsageRecord
+from routing.models import Route
+from tests.usage_records import booked
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HELLO = [{"role": "user", "content": "Hello!"}]
+
+
+@pytest.fixture
+def budget_route(registry: dict[str, Any]) -> Route:
+    route: Route = registry["routes"]["auto"]
+    route.strategy = "budget"
+    route.settings = {"output_tokens": 1000}
+    route.full_clean()
+    route.save()
+    return route
+
+
+def test_a_price_ceiling_in_metadata_picks_the_model_that_fits_and_the_answer_says_why(
+    client: openai.OpenAI, budget_route: Route
+) -> None:
+    # 1,000 output tokens: gpt-4o-mini about $0.0006, gpt-4o about $0.01.
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=HELLO, metadata={"max_price": "0.005"}
+    )
+    assert raw.headers["x-switchyard-model"] == "up/gpt-4o-mini"
+    assert raw.headers["x-switchyard-route-reason"] == "auto: cheapest under $0.005 -> up/gpt-4o-mini (about $0.000601)"
+    trace = booked(raw.headers["x-request-id"]).trace
+    assert trace["chain"] == ["up/gpt-4o-mini"]
+    assert trace["skipped"][0]["model"] == "up2/gpt-4o"
+    assert trace["routing"]["strategy"] == "budget" and trace["routing"]["inputs"]["ceiling_usd"] == "0.005"
+
+
+def test_a_streamed_answer_carries_the_reason_too_and_a_header_gives_the_ceiling(
+    client: openai.OpenAI, budget_route: Route
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=HELLO, stream=True, extra_headers={"x-switchyard-max-price": "1"}
+    )
+    assert raw.headers["x-switchyard-route-reason"].startswith("auto: cheapest under $1.00 -> up/gpt-4o-mini")
+    list(raw.parse())
+
+
+def test_a_ceiling_no_model_fits_is_a_400_in_openais_shape_and_nothing_is_booked(
+    client: openai.OpenAI, budget_route: Route
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="auto", messages=HELLO, metadata={"max_price": "0.0000001"})
+    assert caught.value.code == "model_not_supported"
+    assert "No model of route `auto` is expected to cost at most" in caught.value.body["message"]
+    assert UsageRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("metadata", "headers", "param"),
+    [
+        ({"max_price": "cheap"}, {}, "metadata.max_price"),
+        ({"max_price": "-1"}, {}, "metadata.max_price"),
+        ({}, {"x-switchyard-max-price": "NaN"}, "x-switchyard-max-price"),
+        ({"k": 1}, {}, "metadata.k"),
+        ({f"k{n}": "v" for n in range(17)}, {}, "metadata"),
+        ({"session_id": "s" * 201}, {}, "metadata.session_id"),
+        ({"tags": ",".join(f"t{n}" for n in range(17))}, {}, "metadata.tags"),
+    ],
+)
+def test_bad_hints_are_refused_naming_the_field(
+    client: openai.OpenAI, budget_route: Route, metadata: dict[str, Any], headers: dict[str, str], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.post(
+            "/chat/completions",
+            body={"model": "auto", "messages": HELLO, "metadata": metadata},
+            cast_to=object,
+            options={"headers": headers},
+        )
+    assert caught.value.body["param"] == param
+    assert caught.value.type == "invalid_request_error"
+
+
+def test_a_session_stays_on_one_model_of_a_weighted_split(client: openai.OpenAI, registry: dict[str, Any]) -> None:
+    route: Route = registry["routes"]["auto"]
+    route.strategy = "weighted"
+    route.settings = {"weights": {"up/gpt-4o-mini": 1, "up2/gpt-4o": 1}}
+    route.full_clean()
+    route.save()
+    answered = {
+        client.chat.completions.with_raw_response.create(
+            model="auto", messages=HELLO, metadata={"session_id": "conversation-42"}
+        ).headers["x-switchyard-model"]
+        for _ in range(4)
+    }
+    assert len(answered) == 1
