@@ -36,7 +36,13 @@ from routing.strategies.base import Hints  # noqa: E402
 from routing.strategies.resolution import resolve  # noqa: E402
 
 NOW = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
-PRICES = {"mini": ("0.10", "0.40"), "mid": ("1.00", "4.00"), "pro": ("10", "40"), "coder": ("0.5", "2"), "x": ("3", "15")}
+PRICES = {
+    "mini": ("0.10", "0.40"),
+    "mid": ("1.00", "4.00"),
+    "pro": ("10", "40"),
+    "coder": ("0.5", "2"),
+    "x": ("3", "15"),
+}
 SETTINGS = {
     "fixed": {},
     "rules": {

@@ -57,12 +57,12 @@ def _warn_about_broken_chains(request: HttpRequest, what: str, routes: list[Rout
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin[Provider]):
     form = ProviderAdminForm
-    list_display = ("name", "display_name", "kind", "base_url", "key_status", "enabled", "model_count")
+    list_display = ("name", "display_name", "kind", "base_url", "key_status", "enabled", "keeps_no_data", "model_count")
     list_filter = ("kind", "enabled")
     search_fields = ("name", "display_name")
     readonly_fields = ("key_status", "created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("name", "display_name", "kind", "base_url", "enabled")}),
+        (None, {"fields": ("name", "display_name", "kind", "base_url", "enabled", "keeps_no_data")}),
         ("API key", {"fields": ("api_key_env", "key_status", "api_key", "clear_api_key")}),
         ("Connection", {"fields": ("timeout_seconds", "connect_timeout_seconds", "options")}),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),

@@ -65,6 +65,7 @@ class CatalogModel:
     options: dict[str, Any]
     created: dt.datetime
     free: bool = False
+    provider_keeps_no_data: bool = False
     # Newest first.
     prices: tuple[PriceRow, ...] = ()
 
@@ -159,6 +160,7 @@ def _load(version: int) -> Catalog:
             options={**(p.options or {}), **(m.options or {})},
             created=m.created_at,
             free=m.free,
+            provider_keeps_no_data=p.keeps_no_data,
             prices=tuple(prices.get(m.pk, ())),
         )
     chains: dict[int, list[str]] = {}

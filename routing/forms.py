@@ -57,6 +57,7 @@ class ProviderAdminForm(forms.ModelForm[Provider]):
             "kind",
             "base_url",
             "enabled",
+            "keeps_no_data",
             "api_key_env",
             "timeout_seconds",
             "connect_timeout_seconds",

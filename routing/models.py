@@ -58,6 +58,13 @@ class Provider(models.Model):
     connect_timeout_seconds = models.FloatField(default=5.0, validators=[MinValueValidator(0.1)])
     options = models.JSONField(default=dict, blank=True, help_text="Adapter options (extra headers, …).")
     enabled = models.BooleanField(default=True)
+    keeps_no_data = models.BooleanField(
+        "keeps no data",
+        default=False,
+        help_text="The provider keeps no prompts or answers (zero data retention, by contract). Requests with "
+        "personal data, or tagged sensitive, go through a route only to such providers and to local ones "
+        "(Ollama, the simulator).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

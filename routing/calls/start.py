@@ -30,6 +30,7 @@ from routing.catalog import Catalog, aget_catalog
 from routing.providers.types import ChatRequest
 from routing.strategies.base import Hints
 from routing.strategies.resolution import NO_HINTS, ModelNotFound, NoCapableModel, resolve
+from routing.strategies.sensitivity import afind_personal_data
 
 CALL_ID_PREFIX = {"api": "chatcmpl-", "playground": "pg-"}
 
@@ -93,6 +94,9 @@ async def calls_admit(
         aget_catalog(),
         cap_check(user_id=caller.user_id, team_id=caller.team_id, api_key_id=caller.api_key_id),
     )
+    # Only a route chooses a provider, so only a call to a route is read for personal data.
+    routed = any(name in catalog.routes for name in requested)
+    personal_data = await afind_personal_data(request) if routed else ()
     now = timezone.now()
     specs = tuple(
         call_spec_for(
@@ -105,6 +109,7 @@ async def calls_admit(
             created_at=now,
             publish_deltas=publish_deltas,
             hints=hints,
+            personal_data=personal_data,
         )
         for name in requested
     )
@@ -161,10 +166,19 @@ def call_spec_for(
     created_at: dt.datetime,
     publish_deltas: bool = True,
     hints: Hints = NO_HINTS,
+    personal_data: tuple[str, ...] | None = None,
 ) -> CallSpec:
     """The spec of one call: `requested` resolved into its chain. No cap is checked here (calls_admit does)."""
     try:
-        resolution = resolve(catalog, requested, request, hints=hints, caller=caller.sticky_key, now=created_at)
+        resolution = resolve(
+            catalog,
+            requested,
+            request,
+            hints=hints,
+            caller=caller.sticky_key,
+            now=created_at,
+            personal_data=personal_data,
+        )
     except ModelNotFound as exc:
         raise CallRefused(str(exc), status=404, code="model_not_found", param="model") from None
     except NoCapableModel as exc:

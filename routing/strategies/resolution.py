@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +18,28 @@ from routing.providers.types import ChatRequest
 from routing.strategies.base import Hints, NoChoice, Situation
 from routing.strategies.capabilities import needed_capabilities
 from routing.strategies.registry import STRATEGIES
+from routing.strategies.sensitivity import SENSITIVE_TAG, find_personal_data, keeps_no_data, request_texts
+
+logger = logging.getLogger(__name__)
 
 MAX_HOPS = 3
 NO_HINTS = Hints()
+
+
+@dataclass(frozen=True, slots=True)
+class Sensitivity:
+    """Why a call may go only to providers that keep no data: the personal data found, the caller's tag."""
+
+    found: tuple[str, ...] = ()
+    tagged: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.found) or self.tagged
+
+    def words(self) -> str:
+        if self.found:
+            return f"holds personal data ({', '.join(kind.replace('_', ' ') for kind in self.found)})"
+        return "is tagged sensitive"
 
 
 class ModelNotFound(Exception):
@@ -62,7 +82,9 @@ def resolve(
     hints: Hints = NO_HINTS,
     caller: str = "",
     now: dt.datetime | None = None,
+    personal_data: tuple[str, ...] | None = None,
 ) -> Resolution:
+    """`personal_data`: what sensitivity.find_personal_data found in the request, when the caller looked already."""
     model = catalog.models.get(requested)
     if model is not None:
         if not model.usable:
@@ -78,12 +100,34 @@ def resolve(
                 param,
                 "unsupported_parameter",
             )
+        if SENSITIVE_TAG in hints.tags and not keeps_no_data(model):
+            raise NoCapableModel(
+                f"This request is tagged sensitive, and the provider of `{requested}` is not marked as keeping no "
+                "data: it was not sent. Ask for a model of a provider that keeps no data, or a local one.",
+                "model",
+                "sensitive_data",
+            )
         return Resolution(route="", chain=(requested,), skipped=(), request=request)
     route = catalog.routes.get(requested)
     if route is None or not route.enabled:
         raise ModelNotFound(f"The model `{requested}` does not exist or you do not have access to it.")
     when = now or dt.datetime.now(dt.UTC)
-    return _resolve_route(catalog, route, request, hints=hints, caller=caller, now=when, hops=())
+    if personal_data is None:
+        personal_data = find_personal_data(request_texts(request))
+    sensitivity = Sensitivity(personal_data, SENSITIVE_TAG in hints.tags)
+    resolution = _resolve_route(
+        catalog, route, request, hints=hints, caller=caller, now=when, hops=(), sensitivity=sensitivity
+    )
+    if sensitivity:
+        logger.info(
+            "route %s: the request %s; sent only to providers that keep no data", route.name, sensitivity.words()
+        )
+        routing = {
+            **resolution.routing,
+            "sensitivity": {"found": list(sensitivity.found), "tagged": sensitivity.tagged},
+        }
+        return dataclasses.replace(resolution, routing=routing)
+    return resolution
 
 
 def _resolve_route(
@@ -95,6 +139,7 @@ def _resolve_route(
     caller: str,
     now: dt.datetime,
     hops: tuple[str, ...],
+    sensitivity: Sensitivity,
 ) -> Resolution:
     request = _with_route_defaults(request, route.temperature, route.max_tokens, route.system_prompt)
     needed = needed_capabilities(request)
@@ -142,13 +187,23 @@ def _resolve_route(
     }
     skipped.extend(decision.skipped)
     if not decision.route:
-        if not decision.chain:
+        chain = decision.chain
+        if sensitivity:
+            chain = tuple(m for m in decision.chain if keeps_no_data(catalog.models[m]))
+            reason = f"the request {sensitivity.words()}: its provider may keep data"
+            skipped.extend({"model": m, "reason": reason} for m in decision.chain if m not in chain)
+            if decision.chain and not chain:
+                raise NoCapableModel(
+                    f"This request {sensitivity.words()}, and no model that route `{route.name}` would use runs on "
+                    "a provider that keeps no data or locally: it was not sent anywhere.",
+                    "model",
+                    "sensitive_data",
+                )
+        if not chain:
             raise NoCapableModel(
                 f"No model of route `{route.name}` can take this request.", "model", "model_not_supported"
             )
-        return Resolution(
-            route=route.name, chain=decision.chain, skipped=tuple(skipped), request=request, routing=routing
-        )
+        return Resolution(route=route.name, chain=chain, skipped=tuple(skipped), request=request, routing=routing)
     visited = (*hops, route.name)
     target = catalog.routes.get(decision.route)
     if target is None or not target.enabled:
@@ -164,7 +219,9 @@ def _resolve_route(
             "model",
             "route_misconfigured",
         )
-    then = _resolve_route(catalog, target, request, hints=hints, caller=caller, now=now, hops=visited)
+    then = _resolve_route(
+        catalog, target, request, hints=hints, caller=caller, now=now, hops=visited, sensitivity=sensitivity
+    )
     return Resolution(
         route=route.name,
         chain=then.chain,

@@ -8,7 +8,8 @@ import openai
 import pytest
 
 from billing.models import UsageRecord
-from routing.models import Route
+from routing.models import Route, RouteStep
+from tests.fakes.openai import FakeOpenAI
 from tests.usage_records import booked
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -100,3 +101,24 @@ def test_a_session_stays_on_one_model_of_a_weighted_split(client: openai.OpenAI,
         for _ in range(4)
     }
     assert len(answered) == 1
+
+
+def test_a_prompt_with_an_email_address_never_reaches_a_provider_that_may_keep_it(
+    client: openai.OpenAI, registry: dict[str, Any], upstream: FakeOpenAI
+) -> None:
+    private = Route.objects.create(name="private")
+    RouteStep.objects.create(route=private, model=registry["models"]["gpt"], position=0)
+    RouteStep.objects.create(route=private, model=registry["models"]["sim"], position=1)
+    mail = [{"role": "user", "content": "Draft a reply to jane.doe@example.com"}]
+
+    raw = client.chat.completions.with_raw_response.create(model="private", messages=mail)
+
+    assert raw.headers["x-switchyard-model"] == "sim/swift"
+    assert upstream.requests == []
+    trace = booked(raw.headers["x-request-id"]).trace
+    assert trace["routing"]["sensitivity"] == {"found": ["email"], "tagged": False}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="auto", messages=mail)
+    assert caught.value.code == "sensitive_data"
+    assert "jane.doe@example.com" not in caught.value.body["message"]
+    assert upstream.requests == []
