@@ -55,6 +55,23 @@ SETTINGS = {
     },
     "budget": {"max_price": "0.01", "output_tokens": 600},
     "weighted": {"weights": {"b/mini": 80, "b/mid": 20}, "sticky": "session"},
+    "fastest": {"by": "ttft", "min_calls": 20},
+}
+# What routing/model_health.py measures, for the fastest strategy.
+HEALTH = {
+    "at": NOW.isoformat(),
+    "windows": {
+        "1": {
+            f"b/{name}": {
+                "answered": 100,
+                "latency_p50": 900.0 - 100 * i,
+                "ttft_p50": 300.0 - 50 * i,
+                "tried": 110,
+                "failed": i,
+            }
+            for i, name in enumerate(PRICES)
+        }
+    },
 }
 PROMPTS = {
     "short": "How do tides work? Explain briefly.",
@@ -117,7 +134,7 @@ def main() -> int:
             timings = []
             for _ in range(args.calls):
                 started = time.perf_counter_ns()
-                resolve(registry, strategy, request, hints=hints, caller="user:1", now=NOW)
+                resolve(registry, strategy, request, hints=hints, caller="user:1", now=NOW, health=HEALTH)
                 timings.append((time.perf_counter_ns() - started) / 1000)
             timings.sort()
             p99 = timings[int(len(timings) * 0.99)]

@@ -120,6 +120,8 @@ class Catalog:
     version: int
     models: dict[str, CatalogModel] = field(default_factory=dict)
     routes: dict[str, CatalogRoute] = field(default_factory=dict)
+    # The strategies some route uses: a call fetches what a strategy reads only when one uses it.
+    strategies: frozenset[str] = frozenset()
 
 
 def _load(version: int) -> Catalog:
@@ -185,7 +187,8 @@ def _load(version: int) -> Catalog:
         )
         for r in all_routes
     }
-    return Catalog(version=version, models=models, routes=routes)
+    strategies = frozenset(route.strategy for route in routes.values())
+    return Catalog(version=version, models=models, routes=routes, strategies=strategies)
 
 
 def _strategy_of(name: str, settings: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:

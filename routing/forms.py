@@ -23,6 +23,7 @@ from routing.models import (
     Route,
     RouteStep,
 )
+from routing.strategies.registry import CHOICES as STRATEGY_CHOICES
 
 
 def https_by_default(db_field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
@@ -154,6 +155,11 @@ class ModelPriceInlineFormSet(BaseInlineFormSet[ModelPrice, LanguageModel, forms
 
 
 class RouteAdminForm(forms.ModelForm[Route]):
+    strategy = forms.ChoiceField(
+        choices=STRATEGY_CHOICES,
+        help_text="How the route chooses among its models for each call; its settings are described in the README.",
+    )
+
     class Meta:
         model = Route
         fields = [

@@ -25,6 +25,14 @@ def run_calls_task(self: Task, specs: list[dict[str, Any]]) -> None:
         raise Reject(exc, requeue=True) from exc
 
 
+@shared_task(name="routing.measure_model_health", ignore_result=True)
+def measure_model_health_task() -> None:
+    """Measure how each model has been doing lately, for the strategies that read it (every minute)."""
+    from routing.model_health import model_health_measure, model_health_store
+
+    model_health_store(model_health_measure())
+
+
 @worker_ready.connect
 def prepare_for_calls(**_: Any) -> None:
     """Load the token ranks (~0.5 s) before the first call, not during it; then settle the heap."""

@@ -192,6 +192,12 @@ CELERY_BEAT_SCHEDULE = {
         # A run that waited longer than the next one would is dropped, not queued behind it.
         "options": {"expires": env.float("SWITCHYARD_RECONCILE_SECONDS", default=60.0)},
     },
+    # For routes whose strategy orders models by recent latency or failures (routing/model_health.py).
+    "measure-model-health": {
+        "task": "routing.measure_model_health",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
 }
 # Celery's Django fix-up closes the thread's database connection after every
 # task unless told otherwise. On SQLite that is a reconnect per call (~1 ms):

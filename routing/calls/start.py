@@ -14,10 +14,13 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import redis
 from django.utils import timezone
 
 from billing.caps.check import CapBlock, CapCheck, CapsUnavailable, cap_check, caps_reserve
@@ -27,12 +30,17 @@ from routing.calls.dispatch import call_enqueue
 from routing.calls.reservation import Unreservable, spec_for_capped_caller, spec_landed
 from routing.calls.spec import CallSpec
 from routing.catalog import Catalog, aget_catalog
+from routing.model_health import model_health_read
 from routing.providers.types import ChatRequest
 from routing.strategies.base import Hints
+from routing.strategies.fastest import Fastest
 from routing.strategies.resolution import NO_HINTS, ModelNotFound, NoCapableModel, resolve
 from routing.strategies.sensitivity import afind_personal_data
 
 CALL_ID_PREFIX = {"api": "chatcmpl-", "playground": "pg-"}
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +105,7 @@ async def calls_admit(
     # Only a route chooses a provider, so only a call to a route is read for personal data.
     routed = any(name in catalog.routes for name in requested)
     personal_data = await afind_personal_data(request) if routed else ()
+    health = await _model_health(catalog) if routed else {}
     now = timezone.now()
     specs = tuple(
         call_spec_for(
@@ -110,6 +119,7 @@ async def calls_admit(
             publish_deltas=publish_deltas,
             hints=hints,
             personal_data=personal_data,
+            health=health,
         )
         for name in requested
     )
@@ -132,6 +142,17 @@ async def calls_admit(
     if caps.block is not None:
         raise _cap_refusal(caps.block)
     return Admitted(specs, caps)
+
+
+async def _model_health(catalog: Catalog) -> Mapping[str, Any]:
+    """The models' recent measurements, read only when some route's strategy uses them; {} while Redis is away."""
+    if Fastest.name not in catalog.strategies:
+        return {}
+    try:
+        return await model_health_read()
+    except redis.RedisError:
+        logger.warning("could not read the models' measurements; the routes that use them keep their order")
+        return {}
 
 
 def _soft_landed(catalog: Catalog, specs: Sequence[CallSpec], block: CapBlock) -> tuple[CallSpec, ...] | None:
@@ -167,6 +188,7 @@ def call_spec_for(
     publish_deltas: bool = True,
     hints: Hints = NO_HINTS,
     personal_data: tuple[str, ...] | None = None,
+    health: Mapping[str, Any] | None = None,
 ) -> CallSpec:
     """The spec of one call: `requested` resolved into its chain. No cap is checked here (calls_admit does)."""
     try:
@@ -178,6 +200,7 @@ def call_spec_for(
             caller=caller.sticky_key,
             now=created_at,
             personal_data=personal_data,
+            health=health,
         )
     except ModelNotFound as exc:
         raise CallRefused(str(exc), status=404, code="model_not_found", param="model") from None

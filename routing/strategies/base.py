@@ -25,6 +25,7 @@ in its turn with its own strategy.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -63,6 +64,8 @@ class Situation:
     # Who calls ("user:7", "team:3", "key:12"): a split's stickiness falls back to it.
     caller: str
     now: dt.datetime
+    # How models have been doing lately (routing/model_health.py), when a route's strategy reads it.
+    health: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

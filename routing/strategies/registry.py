@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from routing.strategies.base import Strategy
 from routing.strategies.budget import Budget
+from routing.strategies.fastest import Fastest
 from routing.strategies.fixed import Fixed
 from routing.strategies.rules import Rules
 from routing.strategies.weighted import Weighted
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (Fixed(), Rules(), Budget(), Weighted())}
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (Fixed(), Rules(), Budget(), Weighted(), Fastest())}
 CHOICES = [(s.name, s.label) for s in STRATEGIES.values()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,8 +84,12 @@ def resolve(
     caller: str = "",
     now: dt.datetime | None = None,
     personal_data: tuple[str, ...] | None = None,
+    health: Mapping[str, Any] | None = None,
 ) -> Resolution:
-    """`personal_data`: what sensitivity.find_personal_data found in the request, when the caller looked already."""
+    """`personal_data`: what sensitivity.find_personal_data found in the request, when the caller looked already.
+
+    `health`: the models' recent measurements (routing/model_health.py), for the strategies that read them.
+    """
     model = catalog.models.get(requested)
     if model is not None:
         if not model.usable:
@@ -116,7 +121,15 @@ def resolve(
         personal_data = find_personal_data(request_texts(request))
     sensitivity = Sensitivity(personal_data, SENSITIVE_TAG in hints.tags)
     resolution = _resolve_route(
-        catalog, route, request, hints=hints, caller=caller, now=when, hops=(), sensitivity=sensitivity
+        catalog,
+        route,
+        request,
+        hints=hints,
+        caller=caller,
+        now=when,
+        hops=(),
+        sensitivity=sensitivity,
+        health=health or {},
     )
     if sensitivity:
         logger.info(
@@ -140,6 +153,7 @@ def _resolve_route(
     now: dt.datetime,
     hops: tuple[str, ...],
     sensitivity: Sensitivity,
+    health: Mapping[str, Any],
 ) -> Resolution:
     request = _with_route_defaults(request, route.temperature, route.max_tokens, route.system_prompt)
     needed = needed_capabilities(request)
@@ -174,6 +188,7 @@ def _resolve_route(
         candidates=tuple(candidates),
         caller=caller,
         now=now,
+        health=health,
     )
     try:
         decision = strategy.decide(situation, route.settings)
@@ -220,7 +235,15 @@ def _resolve_route(
             "route_misconfigured",
         )
     then = _resolve_route(
-        catalog, target, request, hints=hints, caller=caller, now=now, hops=visited, sensitivity=sensitivity
+        catalog,
+        target,
+        request,
+        hints=hints,
+        caller=caller,
+        now=now,
+        hops=visited,
+        sensitivity=sensitivity,
+        health=health,
     )
     return Resolution(
         route=route.name,

@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from billing.models import UsageRecord
+from routing.model_health import KEY, model_health_store
 from routing.models import Route, RouteStep
 from tests.fakes.openai import FakeOpenAI
 from tests.usage_records import booked
@@ -122,3 +123,37 @@ def test_a_prompt_with_an_email_address_never_reaches_a_provider_that_may_keep_i
     assert caught.value.code == "sensitive_data"
     assert "jane.doe@example.com" not in caught.value.body["message"]
     assert upstream.requests == []
+
+
+def test_a_fastest_route_answers_with_the_model_measured_fastest_in_every_process(
+    client: openai.OpenAI, registry: dict[str, Any], redis_client: Any
+) -> None:
+    route: Route = registry["routes"]["auto"]
+    route.strategy = "fastest"
+    route.settings = {"by": "ttft", "min_calls": 1}
+    route.full_clean()
+    route.save()
+    redis_client.delete(KEY)
+    try:
+        first = client.chat.completions.with_raw_response.create(model="auto", messages=HELLO)
+        assert first.headers["x-switchyard-model"] == "up/gpt-4o-mini"
+        assert first.headers["x-switchyard-route-reason"] == "auto: no measurements yet: the route's order"
+        figures = {"answered": 5, "latency_p50": 0, "tried": 5, "failed": 0}
+        model_health_store(
+            {
+                "at": "2026-12-05T12:00:00+00:00",
+                "windows": {
+                    "1": {
+                        "up/gpt-4o-mini": figures | {"ttft_p50": 700.0},
+                        "up2/gpt-4o": figures | {"ttft_p50": 120.0},
+                    }
+                },
+            }
+        )
+        raw = client.chat.completions.with_raw_response.create(model="auto", messages=HELLO)
+        assert raw.headers["x-switchyard-model"] == "up2/gpt-4o"
+        assert (
+            raw.headers["x-switchyard-route-reason"] == "auto: fastest first token (p50 120 ms) over 1 h -> up2/gpt-4o"
+        )
+    finally:
+        redis_client.delete(KEY)
