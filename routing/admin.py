@@ -39,6 +39,7 @@ from routing.models import (
     Route,
     RouteStep,
 )
+from routing.strategies.registry import CHOICES as STRATEGY_CHOICES
 
 if TYPE_CHECKING:
     from routing.selectors import CountedProvider, PricedModel
@@ -296,12 +297,25 @@ def _chain_step_label(model: LanguageModel) -> str:
     return model.public_id if model.is_usable else f"{model.public_id} (disabled)"
 
 
+class StrategyFilter(admin.SimpleListFilter):
+    """The registry's strategies (Route.strategy has no choices of its own: routing/models.py)."""
+
+    title = "strategy"
+    parameter_name = "strategy"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return STRATEGY_CHOICES
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(strategy=self.value()) if self.value() else queryset
+
+
 @admin.register(Route)
 class RouteAdmin(SortableAdminBase, admin.ModelAdmin[Route]):
     form = RouteAdminForm
     inlines = [RouteStepInline]
     list_display = ("name", "short_description", "strategy", "chain", "enabled", "soft_landing")
-    list_filter = ("enabled", "strategy", "soft_landing")
+    list_filter = ("enabled", StrategyFilter, "soft_landing")
     search_fields = ("name", "description")
     readonly_fields = ("created_at", "updated_at")
     fieldsets = (
