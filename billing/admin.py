@@ -375,6 +375,7 @@ class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
     # do the filters' counts.
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
+    readonly_fields = ("why",)
 
     def get_urls(self) -> list[URLPattern]:
         export = path("export/", self.admin_site.admin_view(self.export_view), name="billing_usagerecord_export")
@@ -408,6 +409,15 @@ class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
 
     def has_delete_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
         return False
+
+    @admin.display(description="why this model")
+    def why(self, obj: UsageRecord) -> str:
+        """A link to the call's page, which reads its trace (only a team's calls have one)."""
+        if obj.team_id is None:
+            return "–"
+        return format_html(
+            '<a href="{}">the routing trace, on the call\'s page</a>', reverse("call-record", args=[obj.request_id])
+        )
 
     @admin.display(description="created at / request id", ordering="created_at")
     def call(self, obj: UsageRecord) -> str:

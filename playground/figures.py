@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
@@ -85,6 +86,8 @@ class PanelView:
     is_route: bool
     chain: tuple[str, ...]
     route_reason: str
+    # The call's record page (its trace), once the call has ended: a team's records have pages.
+    record_url: str
     status: str
     status_label: str
     running: bool
@@ -143,6 +146,7 @@ def panel_view(panel: RunPanel, *, run: PlaygroundRun, chains: dict[str, tuple[s
         is_route=is_route,
         chain=chains.get(panel.requested, ()),
         route_reason=panel.route_reason if reveal else "",
+        record_url=reverse("call-record", args=[panel.call_id]) if run.team_id and reveal and not running else "",
         status=panel.status,
         status_label=panel.get_status_display(),
         running=running,

@@ -5,6 +5,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic.base import RedirectView
 
+from billing.dashboards import views as dashboard_views
 from switchyard import views
 
 admin.site.site_header = "Switchyard"
@@ -19,6 +20,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("keys/", include("billing.urls")),
     path("teams/", include("billing.dashboards.urls")),
+    path("calls/<str:request_id>/", dashboard_views.call_record, name="call-record"),
     path("playground/", include("playground.urls")),
     path("playground/", include("playground.leaderboard_urls")),
 ]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.http import Http404
+from django.urls import reverse
 
 from billing.models import ApiKey, Team, TeamMembership, UsageRecord, UsageRollup
 
@@ -63,6 +64,17 @@ def team_access(viewer: User, slug: str) -> TeamAccess:
     if viewer.is_staff:
         return TeamAccess(team=team, viewer=viewer, role="", sees_members=True)
     raise Http404("No such team.")
+
+
+def record_page(viewer: User, request_id: str) -> str:
+    """The page of the call `request_id` that the viewer may read; Http404 when there is none."""
+    record = UsageRecord.objects.filter(request_id=request_id).select_related("team").first()
+    if record is None or record.team is None:
+        raise Http404("No such call.")
+    access = team_access(viewer, record.team.slug)
+    if not access.records().filter(pk=record.pk).exists():
+        raise Http404("No such call.")
+    return reverse("billing-team-record", args=[record.team.slug, request_id])
 
 
 def teams_of(viewer: User) -> QuerySet[Team]:

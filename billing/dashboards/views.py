@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from billing.dashboards import selectors
-from billing.dashboards.access import TeamAccess, team_access, teams_of
+from billing.dashboards.access import TeamAccess, record_page, team_access, teams_of
 from billing.dashboards.filters import Filters, FiltersForm
 from billing.dashboards.overview import chart_figures, charts_for
 from routing.selectors import model_and_route_names
+from routing.trace import trace_view
 
 if TYPE_CHECKING:
     from switchyard.request_types import AuthenticatedHttpRequest
@@ -90,9 +91,17 @@ def team_chart(request: AuthenticatedHttpRequest, slug: str, chart: str) -> Http
 
 @require_GET
 @login_required
+def call_record(request: AuthenticatedHttpRequest, request_id: str) -> HttpResponse:
+    """One stable address for a call's record (the playground links to it): its page, where the viewer may read it."""
+    return redirect(record_page(request.user, request_id))
+
+
+@require_GET
+@login_required
 def team_record(request: AuthenticatedHttpRequest, slug: str, request_id: str) -> HttpResponse:
     """One call's record: what it cost, at which prices, which models were tried and why."""
     access = team_access(request.user, slug)
     record = get_object_or_404(access.records().select_related("user", "api_key"), request_id=request_id)
     back = reverse("billing-team", args=[access.team.slug])
-    return render(request, "billing/team/record.html", {"access": access, "record": record, "back": back, "tab": ""})
+    context = {"access": access, "record": record, "back": back, "tab": "", "trace": trace_view(record.trace)}
+    return render(request, "billing/team/record.html", context)

@@ -213,3 +213,54 @@ def test_cap_usage_with_its_month_end_forecast(ledger: Cast) -> None:
 def test_a_page_opened_without_a_period_shows_the_period_it_sums_chosen(ledger: Cast) -> None:
     html = page(ledger.olivia).content.decode()
     assert '<option value="30d" selected>Last 30 days</option>' in html
+
+
+def test_a_calls_record_says_why_its_model_was_chosen(ledger: Cast) -> None:
+    trace = {
+        "chain": ["zdr/safe", "box/llama"],
+        "skipped": [
+            {"model": "up/gpt-4o", "reason": "the request holds personal data (email): its provider may keep data"}
+        ],
+        "routing": {
+            "route": "auto",
+            "strategy": "rules",
+            "reason": "rule 'code' → route coding",
+            "inputs": {"rule": "code", "passed_over": []},
+            "then": {
+                "route": "coding",
+                "strategy": "budget",
+                "reason": "cheapest → zdr/safe",
+                "inputs": {"ceiling_usd": None},
+            },
+            "sensitivity": {"found": ["email", "national_id"], "tagged": False},
+        },
+    }
+    [record] = book(
+        usage_record(at=AN_HOUR_AGO, model="zdr/safe", route="auto", user=ledger.olivia, team=ledger.acme, trace=trace)
+    )
+
+    body = (
+        logged_in(ledger.olivia).get(reverse("billing-team-record", args=["acme", record.request_id])).content.decode()
+    )
+
+    why = body.split('data-testid="trace"')[1].split("</section>")[0]
+    assert "Route <code>auto</code>, strategy <strong>rules</strong>: rule &#x27;code&#x27; → route coding" in why
+    assert "Route <code>coding</code>, strategy <strong>budget</strong>: cheapest → zdr/safe" in why
+    assert "&quot;rule&quot;: &quot;code&quot;" in why
+    assert "Personal data found: email, national id. Sent only to providers that keep no data." in why
+    assert "<li><code>zdr/safe</code></li><li><code>box/llama</code></li>" in why
+    assert "<code>up/gpt-4o</code>: the request holds personal data (email)" in why
+    # A call that named its model says so.
+    plain = UsageRecord.objects.filter(user=ledger.olivia, trace={}).first()
+    assert plain is not None
+    body = (
+        logged_in(ledger.olivia).get(reverse("billing-team-record", args=["acme", plain.request_id])).content.decode()
+    )
+    assert "The call named its model: no route chose it." in body
+
+
+def test_the_admins_record_links_to_the_calls_page(ledger: Cast, admin_client: Client) -> None:
+    record = UsageRecord.objects.filter(team=ledger.acme).first()
+    assert record is not None
+    page = admin_client.get(reverse("admin:billing_usagerecord_change", args=[record.pk])).content.decode()
+    assert f'<a href="/calls/{record.request_id}/">the routing trace, on the call\'s page</a>' in page

@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 
 from playground.models import PlaygroundRun, RunPanel
+from tests.usage_ledger import book, usage_record
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sim")]
 
@@ -163,3 +164,25 @@ def test_the_site_links_to_the_playground(cast: dict[str, Any]) -> None:
     assert 'href="/playground/"' in home and "Open the playground" in home
     page = client.get("/playground/").content.decode()
     assert '<a href="/playground/" aria-current="page">Playground</a>' in page
+
+
+def test_a_team_runs_columns_link_to_their_calls_records(cast: dict[str, Any]) -> None:
+    run = finished_run(cast["alice"], team=cast["acme"])
+    ok = run.panels.get(position=0)
+    book(
+        usage_record(at=run.created_at, request_id=ok.call_id, model="sim/paced", user=cast["alice"], team=cast["acme"])
+    )
+    client = client_for(cast["alice"])
+    page = client.get(f"/playground/runs/{run.pk}/").content.decode()
+    assert page.count('data-testid="call-record"') == 2
+    assert f'href="/calls/{ok.call_id}/"' in page
+
+    landed = client.get(f"/calls/{ok.call_id}/")
+    assert landed.status_code == 302 and landed.url == f"/teams/acme/records/{ok.call_id}/"
+    assert 'data-testid="trace"' in client.get(landed.url).content.decode()
+    # Another user, or a call that was never booked: no such call.
+    assert client_for(cast["carol"]).get(f"/calls/{ok.call_id}/").status_code == 404
+    assert client.get("/calls/chatcmpl-unknown/").status_code == 404
+    # A personal run's columns have no team page to link to.
+    personal = finished_run(cast["alice"]).pk
+    assert 'data-testid="call-record"' not in client.get(f"/playground/runs/{personal}/").content.decode()
