@@ -29,7 +29,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from billing.admin_export import usage_csv_response
 from billing.caps.counters import COST_UNITS, cap_spent
-from billing.models import UNPRICED, ApiKey, SpendCap, Team, TeamMembership, UsageRecord
+from billing.models import UNPRICED, ApiKey, RateLimit, SpendCap, Team, TeamMembership, UsageRecord
 from billing.money import format_usd, from_units
 from billing.periods import period_bounds
 from billing.services import api_key_revoke
@@ -160,6 +160,24 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         for key in active:
             api_key_revoke(key=key)
         self.message_user(request, f"Revoked {len(active)} API key(s); they stop working at once.", messages.SUCCESS)
+
+
+@admin.register(RateLimit)
+class RateLimitAdmin(admin.ModelAdmin[RateLimit]):
+    list_display = ("applies_to", "requests_per_minute", "tokens_per_minute", "enabled")
+    list_filter = ("enabled", "per_key")
+    list_select_related = ("user", "team", "api_key")
+    search_fields = ("user__username", "team__name", "team__slug", "api_key__name", "api_key__prefix")
+    autocomplete_fields = ("user", "team", "api_key")
+    readonly_fields = ("created_at",)
+    fieldsets = (
+        ("Applies to", {"fields": ("user", "team", "per_key", "api_key"), "description": "Exactly one of them."}),
+        (None, {"fields": ("requests_per_minute", "tokens_per_minute", "enabled", "created_at")}),
+    )
+
+    @admin.display(description="applies to")
+    def applies_to(self, obj: RateLimit) -> str:
+        return obj.subject_label
 
 
 @admin.register(SpendCap)

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from billing.rollups.buckets import LATENCY_COLUMNS, TTFT_COLUMNS
@@ -185,6 +186,17 @@ for _column in (*LATENCY_COLUMNS, *TTFT_COLUMNS):
     models.IntegerField(default=0).contribute_to_class(UsageRollup, _column)
 
 
+def subject_label(limited: SpendCap | RateLimit) -> str:
+    """Who a cap or a rate limit applies to, in words: "team acme", "API key sy-ab12…", "user alice"."""
+    if limited.team is not None:
+        return f"team {limited.team.slug}"
+    if limited.api_key is not None:
+        return f"API key {limited.api_key.prefix}…"
+    if limited.user is not None:
+        return f"user {limited.user.get_username()}"
+    return "nobody"
+
+
 class SpendCap(models.Model):
     """A spending limit in USD per UTC calendar day or month, on exactly one user, team or API key.
 
@@ -243,13 +255,69 @@ class SpendCap(models.Model):
 
     @property
     def subject_label(self) -> str:
-        if self.team_id is not None:
-            assert self.team is not None
-            return f"team {self.team.slug}"
-        if self.api_key_id is not None:
-            assert self.api_key is not None
-            return f"API key {self.api_key.prefix}…"
-        if self.user_id is not None:
-            assert self.user is not None
-            return f"user {self.user.get_username()}"
-        return "nobody"
+        return subject_label(self)
+
+
+class RateLimit(models.Model):
+    """Requests and tokens per minute for one user, team or API key, enforced in Redis (billing/ratelimits/).
+
+    A team's limit is the team's total, or, with `per_key`, each of the
+    team's API keys' own unless the key has a limit of its own.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="rate_limits"
+    )
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, null=True, blank=True, related_name="rate_limits")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, null=True, blank=True, related_name="rate_limits")
+    per_key = models.BooleanField(
+        "for each of its keys",
+        default=False,
+        help_text="A team's limit for each of its API keys (a key's own limit overrides it), not the team's total.",
+    )
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Counted at admission: the prompt's tokens and the request's max_tokens.",
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(user__isnull=False, team__isnull=True, api_key__isnull=True)
+                    | models.Q(user__isnull=True, team__isnull=False, api_key__isnull=True)
+                    | models.Q(user__isnull=True, team__isnull=True, api_key__isnull=False)
+                ),
+                name="rate_limit_one_subject",
+                violation_error_message="A rate limit applies to exactly one of: a user, a team, an API key.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(requests_per_minute__isnull=False) | models.Q(tokens_per_minute__isnull=False),
+                name="rate_limit_requests_or_tokens",
+                violation_error_message="Give requests per minute, tokens per minute, or both.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(per_key=False) | models.Q(team__isnull=False),
+                name="rate_limit_per_key_on_a_team",
+                violation_error_message="'For each of its keys' applies to a team's limit only.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        parts = []
+        if self.requests_per_minute:
+            parts.append(f"{self.requests_per_minute} requests")
+        if self.tokens_per_minute:
+            parts.append(f"{self.tokens_per_minute} tokens")
+        return f"{' and '.join(parts)} per minute on {self.subject_label}"
+
+    @property
+    def subject_label(self) -> str:
+        label = subject_label(self)
+        return f"each API key of {label}" if self.per_key else label

@@ -10,7 +10,8 @@ from django.db.models.signals import post_delete, post_save, pre_delete
 
 from billing import api_auth
 from billing.caps.rules import caps_changed
-from billing.models import ApiKey, SpendCap, Team
+from billing.models import ApiKey, RateLimit, SpendCap, Team
+from billing.ratelimits.config import rate_limits_changed
 from billing.rollups.maintain import rollups_orphan
 
 
@@ -51,6 +52,8 @@ def connect() -> None:
     post_save.connect(user_changed, sender=settings.AUTH_USER_MODEL, dispatch_uid="billing-user-save")
     post_save.connect(caps_changed, sender=SpendCap, dispatch_uid="billing-spendcap-save")
     post_delete.connect(caps_changed, sender=SpendCap, dispatch_uid="billing-spendcap-delete")
+    post_save.connect(rate_limits_changed, sender=RateLimit, dispatch_uid="billing-ratelimit-save")
+    post_delete.connect(rate_limits_changed, sender=RateLimit, dispatch_uid="billing-ratelimit-delete")
     pre_delete.connect(user_deleted, sender=settings.AUTH_USER_MODEL, dispatch_uid="billing-user-delete")
     pre_delete.connect(key_deleted, sender=ApiKey, dispatch_uid="billing-apikey-pre-delete")
     pre_delete.connect(team_deleted, sender=Team, dispatch_uid="billing-team-delete")

@@ -90,7 +90,7 @@ def playground_run_start(*, user_id: int, request: RunRequest) -> PlaygroundRun:
             source=UsageRecord.Source.PLAYGROUND,
         )
     except CallRefused as refused:
-        prefix = "Nothing was run: " if refused.code == "insufficient_quota" else ""
+        prefix = "Nothing was run: " if refused.code in ("insufficient_quota", "rate_limit_exceeded") else ""
         raise RunRefused(prefix + refused.message) from None
     try:
         return _run_write(user_id=user_id, team=team, request=request, admitted=admitted)

@@ -15,9 +15,10 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import math
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -25,6 +26,7 @@ from django.utils import timezone
 
 from billing.caps.check import CapBlock, CapCheck, CapsUnavailable, cap_check, caps_reserve
 from billing.money import to_units
+from billing.ratelimits.limiter import RateCheck, rate_limits_take
 from billing.services import spend_release
 from routing.calls.dispatch import call_enqueue
 from routing.calls.reservation import Unreservable, spec_for_capped_caller, spec_landed
@@ -36,6 +38,7 @@ from routing.strategies.base import Hints
 from routing.strategies.fastest import Fastest
 from routing.strategies.resolution import NO_HINTS, ModelNotFound, NoCapableModel, resolve
 from routing.strategies.sensitivity import afind_personal_data
+from routing.tokens import aestimate_request_tokens
 
 CALL_ID_PREFIX = {"api": "chatcmpl-", "playground": "pg-"}
 
@@ -85,6 +88,8 @@ class Admitted:
 
     specs: tuple[CallSpec, ...]
     caps: CapCheck
+    # The caller's rate limits as OpenAI's x-ratelimit-* headers (billing/ratelimits/), for the answer.
+    rate_headers: dict[str, str] = field(default_factory=dict)
 
 
 async def calls_admit(
@@ -123,6 +128,7 @@ async def calls_admit(
         )
         for name in requested
     )
+    rates = await _rate_limits_take(caller, request, len(specs))
     if caps.capped:
         try:
             specs = tuple(spec_for_capped_caller(catalog, spec) for spec in specs)
@@ -130,7 +136,7 @@ async def calls_admit(
             raise CallRefused(str(exc), status=400, code="model_not_priced", param="model") from None
         if not any(spec.reserved_units for spec in specs):
             # Calls that can only reach free models cost nothing: a spend cap, even used up, has no say.
-            return Admitted(specs, dataclasses.replace(caps, block=None))
+            return Admitted(specs, dataclasses.replace(caps, block=None), rates.headers)
         try:
             reserved = await caps_reserve(caps, [(spec.call_id, spec.reserved_units) for spec in specs])
             if reserved.block is not None and (landed := _soft_landed(catalog, specs, reserved.block)):
@@ -141,7 +147,25 @@ async def calls_admit(
             raise CallRefused(str(exc), status=503, code="caps_unavailable", error_type="api_error") from None
     if caps.block is not None:
         raise _cap_refusal(caps.block)
-    return Admitted(specs, caps)
+    return Admitted(specs, caps, rates.headers)
+
+
+async def _rate_limits_take(caller: Caller, request: ChatRequest, calls: int) -> RateCheck:
+    """The calls counted against the caller's rate limits; CallRefused (429, as OpenAI's) when one has no room."""
+
+    async def tokens() -> int:
+        # What OpenAI counts toward tokens per minute at admission: the prompt and max_tokens.
+        return calls * (await aestimate_request_tokens(request) + (request.max_tokens or 0))
+
+    rates = await rate_limits_take(
+        user_id=caller.user_id, team_id=caller.team_id, api_key_id=caller.api_key_id, requests=calls, tokens=tokens
+    )
+    if (refusal := rates.refusal) is None:
+        return rates
+    headers = {"retry-after": str(max(1, math.ceil(refusal.retry_after_ms / 1000)))}
+    if refusal.hopeless:
+        headers = {"x-should-retry": "false"}
+    raise CallRefused(refusal.message, status=429, code="rate_limit_exceeded", error_type=refusal.kind, headers=headers)
 
 
 async def _model_health(catalog: Catalog) -> Mapping[str, Any]:

@@ -103,6 +103,7 @@ async def chat_completions(request: Request, principal: Principal) -> Response:
         )
     [spec] = admitted.specs
     response = await _answer(spec, parsed.include_usage)
+    response.headers.update(admitted.rate_headers)
     if warning := admitted.caps.warning_text:
         response.headers["x-switchyard-cap-warning"] = header_value(warning)
     if landed := landed_models(spec):

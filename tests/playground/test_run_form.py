@@ -11,7 +11,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from billing.models import SpendCap, UsageRecord
+from billing.models import RateLimit, SpendCap, UsageRecord
+from billing.ratelimits.config import rate_limits_publish
 from playground.models import PlaygroundRun, RunPanel
 from routing.models import Route
 
@@ -107,6 +108,26 @@ def test_it_refuses_a_user_over_the_spend_cap(
     assert PlaygroundRun.objects.count() == 0
     assert UsageRecord.objects.count() == 1
     assert callbacks == []
+
+
+def test_a_run_over_the_users_rate_limit_is_refused_in_words(
+    alice_client: Client, cast: dict[str, Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    # Each column is a request: a two-column run needs 2 of the minute's 3.
+    RateLimit.objects.create(user=cast["alice"], requests_per_minute=3)
+    # As the commit of the admin's change would (this test's transaction never commits).
+    rate_limits_publish()
+    try:
+        post(alice_client, models=["sim/quick", "sim/paced"])
+        PlaygroundRun.objects.all().delete()
+        with django_capture_on_commit_callbacks() as callbacks:
+            response = post(alice_client, models=["sim/quick", "sim/paced"])
+        page = response.content.decode()
+        assert "Nothing was run: Rate limit reached for the user: 3 requests per minute. Please try again in" in page
+        assert PlaygroundRun.objects.count() == 0 and callbacks == []
+    finally:
+        RateLimit.objects.all().delete()
+        rate_limits_publish()
 
 
 def test_an_htmx_refusal_comes_back_as_the_form_in_place_of_the_form(alice_client: Client) -> None:
