@@ -24,6 +24,7 @@ from routing.models import (
     RouteStep,
 )
 from routing.strategies.registry import CHOICES as STRATEGY_CHOICES
+from routing.strategies.registry import EXAMPLES
 
 
 def https_by_default(db_field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
@@ -173,6 +174,9 @@ class RouteAdminForm(forms.ModelForm[Route]):
             "max_tokens",
             "system_prompt",
         ]
+        help_texts = {
+            "settings": f"The strategy's settings as JSON (the README describes each). For example: {EXAMPLES}."
+        }
         widgets = {
             "temperature": forms.NumberInput(attrs={"step": "0.1", "min": "0", "max": "2"}),
             "settings": forms.Textarea(attrs={"rows": 8, "cols": 80, "spellcheck": "false"}),

@@ -10,6 +10,7 @@ and in which order. The call still falls back along what it returns.
 A strategy is one object with:
 
 - `name` and `label`: its key in `Route.strategy` and its name in the admin;
+- `example`: settings it takes, shown in the admin as a starting point;
 - `check_settings(settings, names)`: the settings in canonical form, or
   SettingsError saying what is wrong, in words for the admin's form (`names`
   are the models and routes that exist, for settings that name them);
@@ -85,6 +86,8 @@ class Decision:
 class Strategy(Protocol):
     name: str
     label: str
+    # Settings that work, shown to the admin beside the settings field.
+    example: dict[str, Any]
 
     def check_settings(self, settings: dict[str, Any], names: frozenset[str]) -> dict[str, Any]: ...
 

@@ -37,6 +37,7 @@ DEFAULT_OUTPUT_TOKENS = 500
 class Budget:
     name = "budget"
     label = "Budget (cheapest first, under a price ceiling)"
+    example: dict[str, Any] = {"max_price": "0.002", "output_tokens": 600}
 
     def check_settings(self, settings: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
         if unknown := set(settings) - {"max_price", "output_tokens"}:

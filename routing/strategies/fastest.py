@@ -31,6 +31,7 @@ DEFAULT_MIN_CALLS = 20
 class Fastest:
     name = "fastest"
     label = "Fastest or most reliable (measured lately)"
+    example: dict[str, Any] = {"by": "ttft", "hours": 1, "min_calls": 20}
 
     def check_settings(self, settings: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
         if unknown := set(settings) - {"by", "hours", "min_calls"}:

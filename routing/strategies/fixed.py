@@ -10,6 +10,7 @@ from routing.strategies.base import Decision, SettingsError, Situation
 class Fixed:
     name = "fixed"
     label = "Fixed chain"
+    example: dict[str, Any] = {}
 
     def check_settings(self, settings: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
         if settings:

@@ -49,6 +49,7 @@ _CONDITIONS = (*_LIST_CONDITIONS, "regex", *_INT_CONDITIONS, *_BOOL_CONDITIONS)
 class Rules:
     name = "rules"
     label = "Rules (keywords, tags, task type, length, code, images, tools)"
+    example: dict[str, Any] = {"rules": [{"name": "code", "when": {"code": True}, "to": "coding"}]}
 
     def check_settings(self, settings: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
         if set(settings) - {"rules"}:

@@ -32,6 +32,7 @@ STICKY = ("session", "caller", "none")
 class Weighted:
     name = "weighted"
     label = "Weighted split (A/B), sticky per session"
+    example: dict[str, Any] = {"weights": {"sim/atlas": 80, "sim/sage-pro": 20}, "sticky": "session"}
 
     def check_settings(self, settings: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
         if unknown := set(settings) - {"weights", "sticky"}:

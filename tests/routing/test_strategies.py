@@ -16,6 +16,7 @@ from routing.catalog import get_catalog
 from routing.models import LanguageModel, Route
 from routing.providers.types import ChatRequest, Message
 from routing.strategies.base import Hints
+from routing.strategies.registry import STRATEGIES
 from routing.strategies.resolution import NoCapableModel, Resolution, reasons, resolve
 
 pytestmark = pytest.mark.django_db
@@ -245,3 +246,11 @@ def test_the_admin_edits_a_routes_strategy_and_shows_a_settings_error_in_the_for
     route.refresh_from_db()
     assert (route.strategy, route.settings) == ("budget", {"max_price": "0.02"})
     assert route_to("auto", ask("Hi")).routing["strategy"] == "budget"
+
+
+def test_every_strategys_example_in_the_admin_is_settings_it_takes(superuser_client: Client) -> None:
+    names = frozenset({"coding", "sim/atlas", "sim/sage-pro"})
+    for strategy in STRATEGIES.values():
+        assert strategy.check_settings(strategy.example, names) is not None
+    page = superuser_client.get("/admin/routing/route/add/").content.decode()
+    assert 'budget: {"max_price": "0.002", "output_tokens": 600}' in page
