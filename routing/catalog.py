@@ -67,6 +67,10 @@ class CatalogModel:
     free: bool = False
     # Newest first.
     prices: tuple[PriceRow, ...] = ()
+    # The provider's circuit breaker settings (routing/resilience/circuits.py).
+    circuit_failures: int = 3
+    circuit_window_seconds: float = 60.0
+    circuit_cooldown_seconds: float = 30.0
 
     @property
     def usable(self) -> bool:
@@ -158,6 +162,9 @@ def _load(version: int) -> Catalog:
             created=m.created_at,
             free=m.free,
             prices=tuple(prices.get(m.pk, ())),
+            circuit_failures=p.circuit_failures,
+            circuit_window_seconds=p.circuit_window_seconds,
+            circuit_cooldown_seconds=p.circuit_cooldown_seconds,
         )
     chains: dict[int, list[str]] = {}
     for step in RouteStep.objects.order_by("route_id", "position", "pk"):

@@ -61,6 +61,9 @@ class ProviderAdminForm(forms.ModelForm[Provider]):
             "timeout_seconds",
             "connect_timeout_seconds",
             "options",
+            "circuit_failures",
+            "circuit_window_seconds",
+            "circuit_cooldown_seconds",
         ]
 
     def clean(self) -> dict[str, Any]:

@@ -54,6 +54,26 @@ class Provider(models.Model):
     )
     connect_timeout_seconds = models.FloatField(default=5.0, validators=[MinValueValidator(0.1)])
     options = models.JSONField(default=dict, blank=True, help_text="Adapter options (extra headers, …).")
+    circuit_failures = models.PositiveSmallIntegerField(
+        "failures that open a circuit",
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text="Retryable failures (429, 5xx, overloaded, timeouts, streams cut short) within the window "
+        "that open a model's circuit: it is skipped by every route and worker until its cooldown ends.",
+    )
+    circuit_window_seconds = models.FloatField(
+        "failure window (seconds)",
+        default=60.0,
+        validators=[MinValueValidator(0.1)],
+        help_text="How far back failures count towards opening a circuit.",
+    )
+    circuit_cooldown_seconds = models.FloatField(
+        "circuit cooldown (seconds)",
+        default=30.0,
+        validators=[MinValueValidator(0.1)],
+        help_text="How long an open circuit stays open (longer when the provider's retry-after says so); "
+        "then one probe call decides whether it closes or opens again.",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

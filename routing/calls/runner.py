@@ -10,6 +10,9 @@ The rules of the chain:
 - After the first token the model is kept: a failure then ends the stream
   with an error event, and is booked as such. Text that reached the client
   is never silently continued by another model.
+- A model whose circuit is open (routing/resilience/circuits.py) is not
+  called: it is skipped as after a retryable failure, and the trace says
+  until when. Every attempt's outcome is counted by its circuits.
 - Whatever fails in the worker itself (a bug, a request an adapter cannot
   take), the call still ends with a terminal error event and a record.
 """
@@ -45,6 +48,7 @@ from routing.providers.types import (
     ToolCallDelta,
     Usage,
 )
+from routing.resilience.circuits import CircuitOpen, Passage, circuit_pass
 
 logger = logging.getLogger(__name__)
 
@@ -127,21 +131,32 @@ class CallRunner:
                 self.attempts.append(Attempt(model_id, model.provider_name, "skipped", error.message))
                 last_error = error
                 continue
+            try:
+                passage = await circuit_pass(model, self.spec.call_id)
+            except CircuitOpen as skip:
+                self.attempts.append(
+                    Attempt(model_id, model.provider_name, skip.kind.value, skip.message, retry_after=skip.retry_after)
+                )
+                last_error = skip
+                continue
             attempt_started = time.monotonic()
             result = AttemptResult()
             self._current = (model, result)
-            await self._attempt(model, request, result)
+            await self._attempt(model, request, result, passage)
             self._current = None
             elapsed = int((time.monotonic() - attempt_started) * 1000)
             if result.cancelled:
+                await passage.ended()
                 self.attempts.append(Attempt(model_id, model.provider_name, "cancelled", elapsed_ms=elapsed))
                 await self._book(model, result, status="cancelled")
                 return
             if result.error is None:
+                await passage.answered()
                 self.attempts.append(Attempt(model_id, model.provider_name, "ok", elapsed_ms=elapsed))
                 await self._book(model, result, status="ok")
                 return
             error = result.error
+            await passage.failed(error)
             self.attempts.append(
                 Attempt(
                     model_id,
@@ -176,12 +191,14 @@ class CallRunner:
         max_tokens = min(wanted, model.max_output_tokens, room)
         return dataclasses.replace(request, max_tokens=max_tokens, seed=request.seed or self.spec.call_id)
 
-    async def _attempt(self, model: CatalogModel, request: ChatRequest, result: AttemptResult) -> None:
+    async def _attempt(
+        self, model: CatalogModel, request: ChatRequest, result: AttemptResult, passage: Passage
+    ) -> None:
         events = adapter_for(model.config()).stream(request)
         try:
             # The deadline bounds the whole stream, not only each wait for a chunk.
             async with asyncio.timeout(self.deadline - time.monotonic()):
-                await self._relay(model, events, result)
+                await self._relay(model, events, result, passage)
         except TimeoutError:
             result.error = _deadline_error()
         finally:
@@ -189,7 +206,9 @@ class CallRunner:
         if result.cancelled or result.usage is None:
             result.usage = await _estimated_usage(request, result)
 
-    async def _relay(self, model: CatalogModel, events: AsyncIterator[Event], result: AttemptResult) -> None:
+    async def _relay(
+        self, model: CatalogModel, events: AsyncIterator[Event], result: AttemptResult, passage: Passage
+    ) -> None:
         """Record the model's events in `result` and publish them as they come, until the end or a cancel."""
         publish = self.spec.publish_deltas
         async for event in events:
@@ -205,6 +224,7 @@ class CallRunner:
                     # The first text goes out with the start, in the same round trip.
                     first_text = event.text if isinstance(event, TextDelta) else ""
                     await self.publisher.publish(start, text=first_text)
+                await passage.answered()
             if isinstance(event, TextDelta):
                 result.text.append(event.text)
                 if publish and not first:
@@ -317,6 +337,6 @@ def client_status_for(error: ProviderError) -> int:
     """The HTTP status an OpenAI client expects for a call that ended with `error`."""
     if error.kind in (ErrorKind.BAD_REQUEST, ErrorKind.CONTENT_FILTERED, ErrorKind.CONTEXT_TOO_LONG):
         return 400
-    if error.kind in (ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED):
+    if error.kind in (ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.CIRCUIT_OPEN):
         return 503
     return 502
