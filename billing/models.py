@@ -72,7 +72,8 @@ NOT_TRIED = frozenset({"skipped", ErrorKind.CIRCUIT_OPEN.value})
 
 def tried_several(attempts: list[dict[str, Any]]) -> bool:
     """Whether a call's attempts tried more than one model (skipped ones were not tried): it fell back."""
-    return sum(1 for attempt in attempts if attempt.get("outcome") not in NOT_TRIED) > 1
+    # A model tried again (a route's retries) is still one model.
+    return len({attempt.get("model") for attempt in attempts if attempt.get("outcome") not in NOT_TRIED}) > 1
 
 
 class UsageRecord(models.Model):

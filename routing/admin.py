@@ -390,6 +390,7 @@ class RouteAdmin(SortableAdminBase, admin.ModelAdmin[Route]):
     fieldsets = (
         (None, {"fields": ("name", "description", "enabled", "strategy", "soft_landing")}),
         ("Default parameters", {"fields": ("temperature", "max_tokens", "system_prompt")}),
+        ("Retries", {"fields": ("retry_attempts", "retry_base_delay_seconds")}),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 

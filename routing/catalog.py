@@ -114,6 +114,8 @@ class CatalogRoute:
     chain: tuple[str, ...]
     created: dt.datetime
     soft_landing: bool = False
+    retry_attempts: int = 0
+    retry_base_delay_seconds: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +184,8 @@ def _load(version: int) -> Catalog:
             chain=tuple(chains.get(r.pk, ())),
             created=r.created_at,
             soft_landing=r.soft_landing,
+            retry_attempts=r.retry_attempts,
+            retry_base_delay_seconds=r.retry_base_delay_seconds,
         )
         for r in Route.objects.all()
     }

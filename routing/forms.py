@@ -167,6 +167,8 @@ class RouteAdminForm(forms.ModelForm[Route]):
             "temperature",
             "max_tokens",
             "system_prompt",
+            "retry_attempts",
+            "retry_base_delay_seconds",
         ]
         widgets = {"temperature": forms.NumberInput(attrs={"step": "0.1", "min": "0", "max": "2"})}
 

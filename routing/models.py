@@ -6,7 +6,7 @@ import os
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -221,6 +221,20 @@ class Route(models.Model):
         help_text="When a caller's spend cap has too little left to hold a call's worst case on every model of "
         "this route, leave out the models it cannot carry (the call is answered by a cheaper one, and says so) "
         "instead of refusing the call.",
+    )
+    retry_attempts = models.PositiveSmallIntegerField(
+        "retries per model",
+        default=0,
+        validators=[MaxValueValidator(5)],
+        help_text="How many times a model that failed before its first token (rate limited, overloaded, timed "
+        "out, unavailable) is tried again before the call moves down the chain; 0: never.",
+    )
+    retry_base_delay_seconds = models.FloatField(
+        "retry base delay (seconds)",
+        default=0.5,
+        validators=[MinValueValidator(0.0)],
+        help_text="Retry n waits a random time up to this × 2^(n-1) (and at least the provider's retry-after), "
+        "always within the call's deadline.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
