@@ -10,6 +10,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from billing.rollups.buckets import LATENCY_COLUMNS, TTFT_COLUMNS
+from routing.providers.errors import ErrorKind
 
 
 class Team(models.Model):
@@ -66,9 +67,14 @@ class ApiKey(models.Model):
         return self.revoked_at is None
 
 
+# Outcomes of models a call left out without calling them.
+NOT_TRIED = frozenset({"skipped", ErrorKind.CIRCUIT_OPEN.value})
+
+
 def tried_several(attempts: list[dict[str, Any]]) -> bool:
     """Whether a call's attempts tried more than one model (skipped ones were not tried): it fell back."""
-    return sum(1 for attempt in attempts if attempt.get("outcome") != "skipped") > 1
+    # A model tried again (a route's retries) is still one model.
+    return len({attempt.get("model") for attempt in attempts if attempt.get("outcome") not in NOT_TRIED}) > 1
 
 
 class UsageRecord(models.Model):

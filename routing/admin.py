@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import redis
 from adminsortable2.admin import SortableAdminBase, SortableTabularInline
 from django.contrib import admin, messages
 from django.db.models import Field, ForeignKey, QuerySet, URLField
@@ -18,6 +19,8 @@ from django.forms import Field as FormField
 from django.forms import Form, ModelChoiceField, ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 from django.views.decorators.debug import sensitive_post_parameters
 
@@ -39,6 +42,7 @@ from routing.models import (
     Route,
     RouteStep,
 )
+from routing.resilience.circuits import CircuitState, Scope, circuit_reset, circuit_states, circuit_trip
 from routing.strategies.registry import CHOICES as STRATEGY_CHOICES
 
 if TYPE_CHECKING:
@@ -58,14 +62,34 @@ def _warn_about_broken_chains(request: HttpRequest, what: str, routes: list[Rout
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin[Provider]):
     form = ProviderAdminForm
-    list_display = ("name", "display_name", "kind", "base_url", "key_status", "enabled", "keeps_no_data", "model_count")
+    list_display = (
+        "name",
+        "display_name",
+        "kind",
+        "base_url",
+        "key_status",
+        "enabled",
+        "keeps_no_data",
+        "model_count",
+        "circuit",
+    )
     list_filter = ("kind", "enabled")
     search_fields = ("name", "display_name")
-    readonly_fields = ("key_status", "created_at", "updated_at")
+    readonly_fields = ("key_status", "circuit_now", "created_at", "updated_at")
+    actions = ("trip_circuits", "reset_circuits")
     fieldsets = (
         (None, {"fields": ("name", "display_name", "kind", "base_url", "enabled", "keeps_no_data")}),
         ("API key", {"fields": ("api_key_env", "key_status", "api_key", "clear_api_key")}),
         ("Connection", {"fields": ("timeout_seconds", "connect_timeout_seconds", "options")}),
+        (
+            "Circuit breaker",
+            {
+                "fields": ("circuit_failures", "circuit_window_seconds", "circuit_cooldown_seconds", "circuit_now"),
+                "description": "A model that fails this often within the window is skipped by every route until "
+                "its cooldown ends; the provider's own circuit opens when such failures come from more than one "
+                "of its models, and skips them all.",
+            },
+        ),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
@@ -84,6 +108,22 @@ class ProviderAdmin(admin.ModelAdmin[Provider]):
     @admin.display(description="models", ordering="model_count")
     def model_count(self, obj: CountedProvider) -> int:
         return obj.model_count
+
+    @admin.display(description="circuit")
+    def circuit(self, obj: Provider) -> str:
+        return _provider_circuit(obj).summary()
+
+    @admin.display(description="circuit now")
+    def circuit_now(self, obj: Provider) -> str:
+        return _circuit_details(_provider_circuit(obj)) if obj.pk else "closed"
+
+    @admin.action(description="Trip the circuits of the selected providers (skip them for their cooldown)")
+    def trip_circuits(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        _circuits_change(request, Scope.PROVIDER, [(p.name, p.circuit_cooldown_seconds) for p in queryset], trip=True)
+
+    @admin.action(description="Reset the circuits of the selected providers (close them)")
+    def reset_circuits(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        _circuits_change(request, Scope.PROVIDER, [(p.name, 0) for p in queryset], trip=False)
 
     # The key must not appear in Django's error reports either.
     @method_decorator(sensitive_post_parameters("api_key"))
@@ -109,6 +149,39 @@ class ProviderAdmin(admin.ModelAdmin[Provider]):
             _warn_about_broken_chains(
                 request, f"Provider {obj.name} is disabled; at least one of its models", _routes_of_provider(obj)
             )
+
+
+def _provider_circuit(provider: Provider) -> CircuitState:
+    [state] = circuit_states([(Scope.PROVIDER, provider.name)], window_seconds=[provider.circuit_window_seconds])
+    return state
+
+
+def _model_circuit(model: LanguageModel) -> CircuitState:
+    window = model.provider.circuit_window_seconds
+    [state] = circuit_states([(Scope.MODEL, model.public_id)], window_seconds=[window])
+    return state
+
+
+def _circuit_details(state: CircuitState) -> str:
+    """The state in a line, then the failures within the window, newest first."""
+    lines = [(state.summary(),)]
+    lines += [(f"{failure.at:%H:%M:%S} UTC {failure.model}: {failure.kind}",) for failure in state.failures]
+    return format_html_join(mark_safe("<br>"), "{}", lines)
+
+
+def _circuits_change(request: HttpRequest, scope: Scope, circuits: list[tuple[str, float]], *, trip: bool) -> None:
+    """Trip each (name, cooldown) circuit of `scope`, or reset it, and say so."""
+    done = "tripped" if trip else "reset"
+    try:
+        for name, cooldown in circuits:
+            if trip:
+                circuit_trip(scope=scope, name=name, cooldown_seconds=cooldown)
+            else:
+                circuit_reset(scope=scope, name=name)
+    except redis.RedisError as exc:
+        messages.error(request, f"Redis did not answer, so not every circuit was {done}: {exc}")
+        return
+    messages.success(request, f"{len(circuits)} circuit{'' if len(circuits) == 1 else 's'} {done}.")
 
 
 def _routes_of_provider(provider: Provider) -> list[Route]:
@@ -168,14 +241,17 @@ class LanguageModelAdmin(admin.ModelAdmin[LanguageModel]):
         "price",
         "capability_list",
         "enabled",
+        "circuit",
     )
     list_filter = ("provider", "provider__kind", "enabled", "free", CapabilityFilter)
     search_fields = ("public_id", "upstream_name", "display_name")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("circuit_now", "created_at", "updated_at")
+    actions = ("trip_circuits", "reset_circuits")
     fieldsets = (
         (None, {"fields": ("public_id", "provider", "upstream_name", "display_name", "enabled", "free")}),
         ("Limits and capabilities", {"fields": ("context_window", "max_output_tokens", "capabilities")}),
         ("Adapter options", {"fields": ("options",)}),
+        ("Circuit breaker (its settings are the provider's)", {"fields": ("circuit_now",)}),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
@@ -197,6 +273,23 @@ class LanguageModelAdmin(admin.ModelAdmin[LanguageModel]):
     @admin.display(description="capabilities")
     def capability_list(self, obj: LanguageModel) -> str:
         return ", ".join(obj.capabilities or [])
+
+    @admin.display(description="circuit")
+    def circuit(self, obj: LanguageModel) -> str:
+        return _model_circuit(obj).summary()
+
+    @admin.display(description="circuit now")
+    def circuit_now(self, obj: LanguageModel) -> str:
+        return _circuit_details(_model_circuit(obj)) if obj.pk else "closed"
+
+    @admin.action(description="Trip the circuits of the selected models (skip them for their cooldown)")
+    def trip_circuits(self, request: HttpRequest, queryset: QuerySet[LanguageModel]) -> None:
+        circuits = [(m.public_id, m.provider.circuit_cooldown_seconds) for m in queryset.select_related("provider")]
+        _circuits_change(request, Scope.MODEL, circuits, trip=True)
+
+    @admin.action(description="Reset the circuits of the selected models (close them)")
+    def reset_circuits(self, request: HttpRequest, queryset: QuerySet[LanguageModel]) -> None:
+        _circuits_change(request, Scope.MODEL, [(m.public_id, 0) for m in queryset], trip=False)
 
     def save_model(self, request: HttpRequest, obj: LanguageModel, form: Form, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -322,6 +415,7 @@ class RouteAdmin(SortableAdminBase, admin.ModelAdmin[Route]):
         (None, {"fields": ("name", "description", "enabled", "soft_landing")}),
         ("Strategy", {"fields": ("strategy", "settings")}),
         ("Default parameters", {"fields": ("temperature", "max_tokens", "system_prompt")}),
+        ("Retries", {"fields": ("retry_attempts", "retry_base_delay_seconds")}),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 

@@ -68,6 +68,10 @@ class CatalogModel:
     provider_keeps_no_data: bool = False
     # Newest first.
     prices: tuple[PriceRow, ...] = ()
+    # The provider's circuit breaker settings (routing/resilience/circuits.py).
+    circuit_failures: int = 3
+    circuit_window_seconds: float = 60.0
+    circuit_cooldown_seconds: float = 30.0
 
     @property
     def usable(self) -> bool:
@@ -113,6 +117,8 @@ class CatalogRoute:
     soft_landing: bool = False
     strategy: str = "fixed"
     settings: dict[str, Any] = field(default_factory=dict)
+    retry_attempts: int = 0
+    retry_base_delay_seconds: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +170,9 @@ def _load(version: int) -> Catalog:
             free=m.free,
             provider_keeps_no_data=p.keeps_no_data,
             prices=tuple(prices.get(m.pk, ())),
+            circuit_failures=p.circuit_failures,
+            circuit_window_seconds=p.circuit_window_seconds,
+            circuit_cooldown_seconds=p.circuit_cooldown_seconds,
         )
     chains: dict[int, list[str]] = {}
     for step in RouteStep.objects.order_by("route_id", "position", "pk"):
@@ -184,6 +193,8 @@ def _load(version: int) -> Catalog:
             created=r.created_at,
             soft_landing=r.soft_landing,
             **_strategy_of(r.strategy, r.settings or {}, names),
+            retry_attempts=r.retry_attempts,
+            retry_base_delay_seconds=r.retry_base_delay_seconds,
         )
         for r in all_routes
     }

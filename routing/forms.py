@@ -64,6 +64,9 @@ class ProviderAdminForm(forms.ModelForm[Provider]):
             "timeout_seconds",
             "connect_timeout_seconds",
             "options",
+            "circuit_failures",
+            "circuit_window_seconds",
+            "circuit_cooldown_seconds",
         ]
 
     def clean(self) -> dict[str, Any]:
@@ -173,6 +176,8 @@ class RouteAdminForm(forms.ModelForm[Route]):
             "temperature",
             "max_tokens",
             "system_prompt",
+            "retry_attempts",
+            "retry_base_delay_seconds",
         ]
         help_texts = {
             "settings": f"The strategy's settings as JSON (the README describes each). For example: {EXAMPLES}."

@@ -32,12 +32,15 @@ from django.utils import timezone
 from billing.models import UsageRecord, UsageRollup
 from billing.periods import hour_of
 from billing.rollups.buckets import LATENCY_COLUMNS, TTFT_COLUMNS, percentile
+from routing.providers.errors import ErrorKind
 from switchyard.redis_clients import get_redis, get_resp
 
 KEY = "sy:model-health"
 WINDOWS_HOURS = (1, 6, 24)
 MAX_RECORDS = 50_000
 FAILURES = frozenset({"rate_limited", "overloaded", "timeout", "unavailable", "auth"})
+# Attempts that never reached the model: left out of the chain, or passed over while its circuit was open.
+NOT_TRIED = frozenset({"skipped", ErrorKind.CIRCUIT_OPEN.value})
 
 _parsed: tuple[bytes, dict[str, Any]] | None = None
 
@@ -96,7 +99,7 @@ def _attempts(since: dt.datetime) -> dict[str, tuple[int, int]]:
     for attempts in records.values_list("attempts", flat=True)[:MAX_RECORDS]:
         for attempt in attempts or ():
             model, outcome = attempt.get("model"), attempt.get("outcome")
-            if not model or outcome == "skipped":
+            if not model or outcome in NOT_TRIED:
                 continue
             tried[model] += 1
             if outcome in FAILURES:

@@ -6,7 +6,7 @@ import os
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -56,6 +56,26 @@ class Provider(models.Model):
     )
     connect_timeout_seconds = models.FloatField(default=5.0, validators=[MinValueValidator(0.1)])
     options = models.JSONField(default=dict, blank=True, help_text="Adapter options (extra headers, …).")
+    circuit_failures = models.PositiveSmallIntegerField(
+        "failures that open a circuit",
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text="Retryable failures (429, 5xx, overloaded, timeouts, streams cut short) within the window "
+        "that open a model's circuit: it is skipped by every route and worker until its cooldown ends.",
+    )
+    circuit_window_seconds = models.FloatField(
+        "failure window (seconds)",
+        default=60.0,
+        validators=[MinValueValidator(0.1)],
+        help_text="How far back failures count towards opening a circuit.",
+    )
+    circuit_cooldown_seconds = models.FloatField(
+        "circuit cooldown (seconds)",
+        default=30.0,
+        validators=[MinValueValidator(0.1)],
+        help_text="How long an open circuit stays open (longer when the provider's retry-after says so); "
+        "then one probe call decides whether it closes or opens again.",
+    )
     enabled = models.BooleanField(default=True)
     keeps_no_data = models.BooleanField(
         "keeps no data",
@@ -219,6 +239,20 @@ class Route(models.Model):
         help_text="When a caller's spend cap has too little left to hold a call's worst case on every model of "
         "this route, leave out the models it cannot carry (the call is answered by a cheaper one, and says so) "
         "instead of refusing the call.",
+    )
+    retry_attempts = models.PositiveSmallIntegerField(
+        "retries per model",
+        default=0,
+        validators=[MaxValueValidator(5)],
+        help_text="How many times a model that failed before its first token (rate limited, overloaded, timed "
+        "out, unavailable) is tried again before the call moves down the chain; 0: never.",
+    )
+    retry_base_delay_seconds = models.FloatField(
+        "retry base delay (seconds)",
+        default=0.5,
+        validators=[MinValueValidator(0.0)],
+        help_text="Retry n waits a random time up to this × 2^(n-1) (and at least the provider's retry-after), "
+        "always within the call's deadline.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

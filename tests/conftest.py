@@ -20,6 +20,7 @@ from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import connections
 
+from routing.resilience.circuits import CIRCUIT_PREFIX
 from switchyard.celery import app as celery_app
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import serve
@@ -56,6 +57,26 @@ def redis_client(redis_url: str, redis_prefix: str) -> Iterator[redis.Redis]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(scope="session")
+def circuit_databases(redis_url: str) -> Iterator[list[redis.Redis]]:
+    """The test Redis database and the one tests/stack.py's processes use: both hold circuits."""
+    from tests.stack import other_redis_db
+
+    clients = [redis.Redis.from_url(url) for url in (redis_url, other_redis_db())]
+    yield clients
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def circuits_closed(circuit_databases: list[redis.Redis]) -> None:
+    """Every test starts with every circuit closed: one that an earlier test opened would skip its models."""
+    for client in circuit_databases:
+        keys = list(client.scan_iter(match=f"{CIRCUIT_PREFIX}*", count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 @pytest.fixture(scope="session")

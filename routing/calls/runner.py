@@ -10,6 +10,12 @@ The rules of the chain:
 - After the first token the model is kept: a failure then ends the stream
   with an error event, and is booked as such. Text that reached the client
   is never silently continued by another model.
+- A model whose circuit is open (routing/resilience/circuits.py) is not
+  called: it is skipped as after a retryable failure, and the trace says
+  until when. Every attempt's outcome is counted by its circuits.
+- A route may try a model again after such a failure before moving on
+  (routing/resilience/retries.py): with backoff, within the deadline, and
+  never once text has reached the client. Each try is an attempt.
 - Whatever fails in the worker itself (a bug, a request an adapter cannot
   take), the call still ends with a terminal error event and a record.
 """
@@ -45,6 +51,8 @@ from routing.providers.types import (
     ToolCallDelta,
     Usage,
 )
+from routing.resilience.circuits import CircuitOpen, Passage, circuit_pass
+from routing.resilience.retries import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +118,8 @@ class CallRunner:
     async def _walk_chain(self) -> None:
         failed_providers: set[str] = set()
         last_error: ProviderError | None = None
+        route = self.catalog.routes.get(self.spec.route)
+        retries = RetryPolicy(route.retry_attempts, route.retry_base_delay_seconds) if route else RetryPolicy()
         for model_id in self.spec.chain:
             model = self.catalog.models.get(model_id)
             if model is None or not model.usable:
@@ -127,41 +137,78 @@ class CallRunner:
                 self.attempts.append(Attempt(model_id, model.provider_name, "skipped", error.message))
                 last_error = error
                 continue
-            attempt_started = time.monotonic()
-            result = AttemptResult()
-            self._current = (model, result)
-            await self._attempt(model, request, result)
-            self._current = None
-            elapsed = int((time.monotonic() - attempt_started) * 1000)
-            if result.cancelled:
-                self.attempts.append(Attempt(model_id, model.provider_name, "cancelled", elapsed_ms=elapsed))
-                await self._book(model, result, status="cancelled")
+            last_error = await self._try_model(model, request, retries)
+            if last_error is None:
                 return
-            if result.error is None:
-                self.attempts.append(Attempt(model_id, model.provider_name, "ok", elapsed_ms=elapsed))
-                await self._book(model, result, status="ok")
-                return
-            error = result.error
-            self.attempts.append(
-                Attempt(
-                    model_id,
-                    model.provider_name,
-                    error.kind.value,
-                    error.message,
-                    error.status_code,
-                    error.retry_after,
-                    elapsed,
-                )
-            )
-            if result.answered:
-                await self._book(model, result, status="error")
-                return
-            last_error = error
-            if error.kind is ErrorKind.AUTH:
+            if last_error.kind is ErrorKind.AUTH:
                 failed_providers.add(model.provider_name)
-            elif not error.retryable:
+            elif not last_error.retryable:
                 break
         await self._fail(last_error or ProviderError(ErrorKind.UNAVAILABLE, "no model of the chain is available"))
+
+    async def _try_model(self, model: CatalogModel, request: ChatRequest, retries: RetryPolicy) -> ProviderError | None:
+        """Call `model`, again after a failure as the route's retries allow; its last error, or None: the call ended."""
+        retry = 0
+        while True:
+            try:
+                passage = await circuit_pass(model, self.spec.call_id)
+            except CircuitOpen as skip:
+                self.attempts.append(
+                    Attempt(
+                        model.public_id,
+                        model.provider_name,
+                        skip.kind.value,
+                        skip.message,
+                        retry_after=skip.retry_after,
+                    )
+                )
+                return skip
+            error = await self._attempt_once(model, request, passage)
+            if error is None:
+                return None
+            retry += 1
+            delay = retries.delay(retry, error)
+            if delay is None or time.monotonic() + delay >= self.deadline:
+                return error
+            await asyncio.sleep(delay)
+
+    async def _attempt_once(self, model: CatalogModel, request: ChatRequest, passage: Passage) -> ProviderError | None:
+        """One try of `model`: its error, or None once the call ended (answered, cancelled, failed after text)."""
+        model_id = model.public_id
+        attempt_started = time.monotonic()
+        result = AttemptResult()
+        self._current = (model, result)
+        await self._attempt(model, request, result, passage)
+        self._current = None
+        elapsed = int((time.monotonic() - attempt_started) * 1000)
+        if result.cancelled:
+            await passage.ended()
+            self.attempts.append(Attempt(model_id, model.provider_name, "cancelled", elapsed_ms=elapsed))
+            await self._book(model, result, status="cancelled")
+            return None
+        if result.error is None:
+            await passage.answered()
+            self.attempts.append(Attempt(model_id, model.provider_name, "ok", elapsed_ms=elapsed))
+            await self._book(model, result, status="ok")
+            return None
+        error = result.error
+        await passage.failed(error)
+        self.attempts.append(
+            Attempt(
+                model_id,
+                model.provider_name,
+                error.kind.value,
+                error.message,
+                error.status_code,
+                error.retry_after,
+                elapsed,
+            )
+        )
+        if result.answered:
+            # Text reached the client: never retried, never continued by another model.
+            await self._book(model, result, status="error")
+            return None
+        return error
 
     async def _fit(self, model: CatalogModel) -> ChatRequest | None:
         """The request as this model can take it: max_tokens within its limits, or None if it cannot fit."""
@@ -176,12 +223,14 @@ class CallRunner:
         max_tokens = min(wanted, model.max_output_tokens, room)
         return dataclasses.replace(request, max_tokens=max_tokens, seed=request.seed or self.spec.call_id)
 
-    async def _attempt(self, model: CatalogModel, request: ChatRequest, result: AttemptResult) -> None:
+    async def _attempt(
+        self, model: CatalogModel, request: ChatRequest, result: AttemptResult, passage: Passage
+    ) -> None:
         events = adapter_for(model.config()).stream(request)
         try:
             # The deadline bounds the whole stream, not only each wait for a chunk.
             async with asyncio.timeout(self.deadline - time.monotonic()):
-                await self._relay(model, events, result)
+                await self._relay(model, events, result, passage)
         except TimeoutError:
             result.error = _deadline_error()
         finally:
@@ -189,7 +238,9 @@ class CallRunner:
         if result.cancelled or result.usage is None:
             result.usage = await _estimated_usage(request, result)
 
-    async def _relay(self, model: CatalogModel, events: AsyncIterator[Event], result: AttemptResult) -> None:
+    async def _relay(
+        self, model: CatalogModel, events: AsyncIterator[Event], result: AttemptResult, passage: Passage
+    ) -> None:
         """Record the model's events in `result` and publish them as they come, until the end or a cancel."""
         publish = self.spec.publish_deltas
         async for event in events:
@@ -205,6 +256,7 @@ class CallRunner:
                     # The first text goes out with the start, in the same round trip.
                     first_text = event.text if isinstance(event, TextDelta) else ""
                     await self.publisher.publish(start, text=first_text)
+                await passage.answered()
             if isinstance(event, TextDelta):
                 result.text.append(event.text)
                 if publish and not first:
@@ -317,6 +369,6 @@ def client_status_for(error: ProviderError) -> int:
     """The HTTP status an OpenAI client expects for a call that ended with `error`."""
     if error.kind in (ErrorKind.BAD_REQUEST, ErrorKind.CONTENT_FILTERED, ErrorKind.CONTEXT_TOO_LONG):
         return 400
-    if error.kind in (ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED):
+    if error.kind in (ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.CIRCUIT_OPEN):
         return 503
     return 502

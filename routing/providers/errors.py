@@ -9,7 +9,9 @@ failures into a ProviderError of one of these kinds:
     │   ├── overloaded        503 "overloaded", Anthropic 529, overloaded_error
     │   ├── timeout           connect timeout, no byte within the read timeout
     │   ├── unavailable       other 5xx, connection refused or cut, malformed stream
-    │   └── context_too_long  the prompt does not fit: a larger window may
+    │   ├── context_too_long  the prompt does not fit: a larger window may
+    │   └── circuit_open      not sent: the model's or its provider's circuit is
+    │                         open (routing/resilience/circuits.py); carries retry_after
     └── permanent: trying another model would fail the same way, or the
         │          provider refuses this account
         ├── bad_request       400 / INVALID_ARGUMENT that is not about length
@@ -37,6 +39,7 @@ class ErrorKind(enum.StrEnum):
     BAD_REQUEST = "bad_request"
     AUTH = "auth"
     CONTENT_FILTERED = "content_filtered"
+    CIRCUIT_OPEN = "circuit_open"
 
     @property
     def retryable(self) -> bool:
@@ -54,6 +57,7 @@ _RETRYABLE = frozenset(
         ErrorKind.TIMEOUT,
         ErrorKind.UNAVAILABLE,
         ErrorKind.CONTEXT_TOO_LONG,
+        ErrorKind.CIRCUIT_OPEN,
     }
 )
 
@@ -66,6 +70,7 @@ _LABELS = {
     ErrorKind.BAD_REQUEST: "request refused by the provider",
     ErrorKind.AUTH: "provider refused our credentials",
     ErrorKind.CONTENT_FILTERED: "blocked by the provider's content filter",
+    ErrorKind.CIRCUIT_OPEN: "skipped: its circuit is open",
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -54,9 +53,12 @@ def test_it_measures_latency_from_the_rollups_and_failures_from_the_attempts() -
             )
             for _ in range(2)
         ),
-        # A refused request is the caller's fault, a skip no attempt: neither counts against the model.
+        # A refused request is the caller's fault, a skip or an open circuit no attempt: none counts against the model.
         usage_record(
-            at=at, model="", status="error", attempts=[attempt("sim/a", "bad_request"), attempt("sim/c", "skipped")]
+            at=at,
+            model="",
+            status="error",
+            attempts=[attempt("sim/a", "bad_request"), attempt("sim/c", "skipped"), attempt("sim/d", "circuit_open")],
         ),
         # Five hours ago: in the 6- and 24-hour windows only.
         usage_record(
@@ -74,7 +76,7 @@ def test_it_measures_latency_from_the_rollups_and_failures_from_the_attempts() -
     assert hour["sim/a"]["answered"] == 3 and hour["sim/a"]["tried"] == 6 and hour["sim/a"]["failed"] == 2
     assert hour["sim/b"]["answered"] == 2 and (hour["sim/b"]["tried"], hour["sim/b"]["failed"]) == (2, 0)
     assert hour["sim/b"]["ttft_p50"] < 100 < hour["sim/a"]["ttft_p50"] <= 500
-    assert "sim/c" not in hour
+    assert "sim/c" not in hour and "sim/d" not in hour
     assert measured["windows"]["6"]["sim/b"]["answered"] == 3
     assert measured["at"] == "2026-12-05T12:30:00+00:00"
 
@@ -147,15 +149,11 @@ def test_settings_it_cannot_use_are_refused(route: Route, settings: dict[str, An
         route.full_clean()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_beat_task_measures_and_shares_through_redis(celery_worker: Any, redis_client: redis.Redis) -> None:
+def test_the_beat_task_measures_and_shares_through_redis(redis_client: redis.Redis) -> None:
     book(usage_record(at=dt.datetime.now(dt.UTC), model="sim/a", attempts=[attempt("sim/a", "ok")]))
-    assert "measure-model-health" in settings.CELERY_BEAT_SCHEDULE
+    assert settings.CELERY_BEAT_SCHEDULE["measure-model-health"]["task"] == measure_model_health_task.name
 
-    measure_model_health_task.delay()
-    deadline = time.monotonic() + 20
-    while not redis_client.exists(KEY) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    measure_model_health_task.apply()
 
     stored = json.loads(redis_client.get(KEY) or b"{}")
     assert stored["windows"]["1"]["sim/a"]["answered"] == 1
