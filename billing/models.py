@@ -192,6 +192,14 @@ for _column in (*LATENCY_COLUMNS, *TTFT_COLUMNS):
     models.IntegerField(default=0).contribute_to_class(UsageRollup, _column)
 
 
+# A spend cap or a rate limit applies to exactly one of a user, a team, an API key.
+ONE_SUBJECT = (
+    models.Q(user__isnull=False, team__isnull=True, api_key__isnull=True)
+    | models.Q(user__isnull=True, team__isnull=False, api_key__isnull=True)
+    | models.Q(user__isnull=True, team__isnull=True, api_key__isnull=False)
+)
+
+
 def subject_label(limited: SpendCap | RateLimit) -> str:
     """Who a cap or a rate limit applies to, in words: "team acme", "API key sy-ab12…", "user alice"."""
     if limited.team is not None:
@@ -236,11 +244,7 @@ class SpendCap(models.Model):
         verbose_name = "spend cap"
         constraints = [
             models.CheckConstraint(
-                condition=(
-                    models.Q(user__isnull=False, team__isnull=True, api_key__isnull=True)
-                    | models.Q(user__isnull=True, team__isnull=False, api_key__isnull=True)
-                    | models.Q(user__isnull=True, team__isnull=True, api_key__isnull=False)
-                ),
+                condition=ONE_SUBJECT,
                 name="spend_cap_one_subject",
                 violation_error_message="A cap applies to exactly one of: a user, a team, an API key.",
             ),
@@ -295,11 +299,7 @@ class RateLimit(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=(
-                    models.Q(user__isnull=False, team__isnull=True, api_key__isnull=True)
-                    | models.Q(user__isnull=True, team__isnull=False, api_key__isnull=True)
-                    | models.Q(user__isnull=True, team__isnull=True, api_key__isnull=False)
-                ),
+                condition=ONE_SUBJECT,
                 name="rate_limit_one_subject",
                 violation_error_message="A rate limit applies to exactly one of: a user, a team, an API key.",
             ),

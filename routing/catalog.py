@@ -192,7 +192,7 @@ def _load(version: int) -> Catalog:
             chain=tuple(chains.get(r.pk, ())),
             created=r.created_at,
             soft_landing=r.soft_landing,
-            **_strategy_of(r.strategy, r.settings or {}, names),
+            **_strategy_of(r.strategy, r.settings, names),
             retry_attempts=r.retry_attempts,
             retry_base_delay_seconds=r.retry_base_delay_seconds,
         )
@@ -202,16 +202,15 @@ def _load(version: int) -> Catalog:
     return Catalog(version=version, models=models, routes=routes, strategies=strategies)
 
 
-def _strategy_of(name: str, settings: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
+def _strategy_of(name: str, settings: Any, names: frozenset[str]) -> dict[str, Any]:
     """A route's strategy and its settings, checked: a route saved without the admin's checks is refused, not run."""
     from routing.strategies.base import SettingsError
-    from routing.strategies.registry import STRATEGIES
+    from routing.strategies.registry import UnknownStrategy, settings_checked
 
-    strategy = STRATEGIES.get(name)
-    if strategy is None:
-        return {"strategy": "", "settings": {"error": f"its strategy {name!r} is unknown"}}
     try:
-        return {"strategy": name, "settings": strategy.check_settings(settings, names)}
+        return {"strategy": name, "settings": settings_checked(name, settings, names)}
+    except UnknownStrategy:
+        return {"strategy": "", "settings": {"error": f"its strategy {name!r} is unknown"}}
     except SettingsError as exc:
         return {"strategy": "", "settings": {"error": f"its strategy settings are invalid ({exc})"}}
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from routing import secrets as secret_box
 from routing.strategies.base import SettingsError
-from routing.strategies.registry import STRATEGIES
+from routing.strategies.registry import UnknownStrategy, settings_checked
 
 
 class Capability(models.TextChoices):
@@ -269,14 +269,11 @@ class Route(models.Model):
             Route.objects.values_list("name", flat=True)
         )
         try:
-            settings = {} if self.settings is None else self.settings
-            if not isinstance(settings, dict):
-                raise SettingsError('The settings must be a JSON object, such as {} or {"max_price": "0.01"}.')
-            self.settings = STRATEGIES[self.strategy].check_settings(settings, names)
+            self.settings = settings_checked(self.strategy, self.settings, names)
+        except UnknownStrategy as exc:
+            raise ValidationError({"strategy": str(exc)}) from None
         except SettingsError as exc:
             raise ValidationError({"settings": str(exc)}) from None
-        except KeyError:
-            raise ValidationError({"strategy": f"Unknown strategy {self.strategy!r}."}) from None
 
 
 class RouteStep(models.Model):
