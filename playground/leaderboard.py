@@ -365,7 +365,7 @@ def _record(per_ballot: Iterable[list[Comparison]]) -> dict[str, tuple[int, int,
 # Selectors: the ORM side, for the leaderboard page and for routing.
 
 
-def _votes_for(*, team_id: int | None, user_id: int | None, category: str | None) -> QuerySet[Vote]:
+def votes_for(*, team_id: int | None, user_id: int | None, category: str | None) -> QuerySet[Vote]:
     votes = Vote.objects.all()
     if team_id is not None:
         votes = votes.filter(team_id=team_id)
@@ -382,7 +382,7 @@ def ballots_for(*, team_id: int | None, user_id: int | None = None, category: st
     Oldest first, so the bootstrap sees a stable order. Raises ValueError when
     neither a team nor a user is given: teamless votes of everyone are never mixed.
     """
-    votes = _votes_for(team_id=team_id, user_id=user_id, category=category)
+    votes = votes_for(team_id=team_id, user_id=user_id, category=category)
     return [_ballot(vote) for vote in votes.order_by("created_at", "pk").prefetch_related("run__panels")]
 
 
@@ -402,7 +402,7 @@ def leaderboard_for(*, team_id: int | None, user_id: int | None = None, category
     under the state of those votes (how many, the newest), so it is computed
     again only after a vote is added or removed.
     """
-    votes = _votes_for(team_id=team_id, user_id=user_id, category=category)
+    votes = votes_for(team_id=team_id, user_id=user_id, category=category)
     state = votes.aggregate(count=Count("pk"), last_pk=Max("pk"), last_at=Max("created_at"))
     if not state["count"]:
         return []

@@ -198,6 +198,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    # For routes whose strategy reads the arena's votes (routing/strategies/quality.py); after a flushed Redis too.
+    "publish-arena-standings": {
+        "task": "playground.publish_standings",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
 }
 # Celery's Django fix-up closes the thread's database connection after every
 # task unless told otherwise. On SQLite that is a reconnect per call (~1 ms):

@@ -28,6 +28,7 @@ from billing.caps.check import CapBlock, CapCheck, CapsUnavailable, cap_check, c
 from billing.money import to_units
 from billing.ratelimits.limiter import RateCheck, rate_limits_take
 from billing.services import spend_release
+from routing.arena_standings import arena_standings_read, standings_scope
 from routing.calls.dispatch import call_enqueue
 from routing.calls.reservation import Unreservable, spec_for_capped_caller, spec_landed
 from routing.calls.spec import CallSpec
@@ -36,6 +37,7 @@ from routing.model_health import model_health_read
 from routing.providers.types import ChatRequest
 from routing.strategies.base import Hints
 from routing.strategies.fastest import Fastest
+from routing.strategies.quality import Quality
 from routing.strategies.resolution import NO_HINTS, ModelNotFound, NoCapableModel, resolve
 from routing.strategies.sensitivity import afind_personal_data
 from routing.tokens import aestimate_request_tokens
@@ -110,7 +112,9 @@ async def calls_admit(
     # Only a route chooses a provider, so only a call to a route is read for personal data.
     routed = any(name in catalog.routes for name in requested)
     personal_data = await afind_personal_data(request) if routed else ()
-    health = await _model_health(catalog) if routed else {}
+    health, standings = (
+        await asyncio.gather(_model_health(catalog), _arena_standings(catalog, caller)) if routed else ({}, {})
+    )
     now = timezone.now()
     specs = tuple(
         call_spec_for(
@@ -125,6 +129,7 @@ async def calls_admit(
             hints=hints,
             personal_data=personal_data,
             health=health,
+            standings=standings,
         )
         for name in requested
     )
@@ -179,6 +184,17 @@ async def _model_health(catalog: Catalog) -> Mapping[str, Any]:
         return {}
 
 
+async def _arena_standings(catalog: Catalog, caller: Caller) -> Mapping[str, Any]:
+    """The caller's arena standings, read only when some route's strategy uses them; {} while Redis is away."""
+    if Quality.name not in catalog.strategies:
+        return {}
+    try:
+        return await arena_standings_read(standings_scope(team_id=caller.team_id, user_id=caller.user_id))
+    except redis.RedisError:
+        logger.warning("could not read the arena standings; the routes that use them take their default model")
+        return {}
+
+
 def _soft_landed(catalog: Catalog, specs: Sequence[CallSpec], block: CapBlock) -> tuple[CallSpec, ...] | None:
     """The specs again, those of soft-landing routes without the models the cap's room cannot carry; None if none."""
     if block.used_up:
@@ -213,6 +229,7 @@ def call_spec_for(
     hints: Hints = NO_HINTS,
     personal_data: tuple[str, ...] | None = None,
     health: Mapping[str, Any] | None = None,
+    standings: Mapping[str, Any] | None = None,
 ) -> CallSpec:
     """The spec of one call: `requested` resolved into its chain. No cap is checked here (calls_admit does)."""
     try:
@@ -225,6 +242,7 @@ def call_spec_for(
             now=created_at,
             personal_data=personal_data,
             health=health,
+            standings=standings,
         )
     except ModelNotFound as exc:
         raise CallRefused(str(exc), status=404, code="model_not_found", param="model") from None

@@ -67,6 +67,8 @@ class Situation:
     now: dt.datetime
     # How models have been doing lately (routing/model_health.py), when a route's strategy reads it.
     health: Mapping[str, Any] = field(default_factory=dict)
+    # The caller's arena standings by prompt category (routing/arena_standings.py), when a route's strategy reads them.
+    standings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

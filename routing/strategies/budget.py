@@ -22,6 +22,7 @@ costs nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -61,7 +62,7 @@ class Budget:
         output = situation.request.max_tokens or settings.get("output_tokens", DEFAULT_OUTPUT_TOKENS)
         costs: dict[str, Decimal | None] = {}
         for model_id in situation.candidates:
-            costs[model_id] = _expected_cost(situation.catalog.models[model_id], situation, input_tokens, output)
+            costs[model_id] = expected_cost(situation.catalog.models[model_id], situation.now, input_tokens, output)
         fits = [m for m in situation.candidates if _fits(costs[m], ceiling)]
         skipped = tuple({"model": m, "reason": _over(costs[m], ceiling)} for m in situation.candidates if m not in fits)
         inputs = {
@@ -97,10 +98,11 @@ def parse_price(value: Any, name: str, error: Callable[[str], Exception]) -> Dec
     return price
 
 
-def _expected_cost(model: CatalogModel, situation: Situation, input_tokens: int, output: int) -> Decimal | None:
+def expected_cost(model: CatalogModel, now: dt.datetime, input_tokens: int, output: int) -> Decimal | None:
+    """What a call of `input_tokens` and about `output` tokens of answer would cost on `model` at `now`'s prices."""
     if model.free:
         return Decimal(0)
-    price = model.price_at(situation.now)
+    price = model.price_at(now)
     if price is None:
         return None
     return usage_cost(

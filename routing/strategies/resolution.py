@@ -85,10 +85,12 @@ def resolve(
     now: dt.datetime | None = None,
     personal_data: tuple[str, ...] | None = None,
     health: Mapping[str, Any] | None = None,
+    standings: Mapping[str, Any] | None = None,
 ) -> Resolution:
     """`personal_data`: what sensitivity.find_personal_data found in the request, when the caller looked already.
 
-    `health`: the models' recent measurements (routing/model_health.py), for the strategies that read them.
+    `health`: the models' recent measurements (routing/model_health.py), for the strategies that read them;
+    `standings`: the caller's arena standings (routing/arena_standings.py), likewise.
     """
     model = catalog.models.get(requested)
     if model is not None:
@@ -130,6 +132,7 @@ def resolve(
         hops=(),
         sensitivity=sensitivity,
         health=health or {},
+        standings=standings or {},
     )
     if sensitivity:
         logger.info(
@@ -154,6 +157,7 @@ def _resolve_route(
     hops: tuple[str, ...],
     sensitivity: Sensitivity,
     health: Mapping[str, Any],
+    standings: Mapping[str, Any],
 ) -> Resolution:
     request = _with_route_defaults(request, route.temperature, route.max_tokens, route.system_prompt)
     needed = needed_capabilities(request)
@@ -189,6 +193,7 @@ def _resolve_route(
         caller=caller,
         now=now,
         health=health,
+        standings=standings,
     )
     try:
         decision = strategy.decide(situation, route.settings)
@@ -244,6 +249,7 @@ def _resolve_route(
         hops=visited,
         sensitivity=sensitivity,
         health=health,
+        standings=standings,
     )
     return Resolution(
         route=route.name,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 import openai
 import pytest
 
 from billing.models import UsageRecord
+from playground.models import PlaygroundRun, RunPanel
+from playground.votes import vote_cast
+from routing.arena_standings import KEY as STANDINGS_KEY
 from routing.model_health import KEY, model_health_store
 from routing.models import Route, RouteStep
 from tests.fakes.openai import FakeOpenAI
@@ -157,3 +162,49 @@ def test_a_fastest_route_answers_with_the_model_measured_fastest_in_every_proces
         )
     finally:
         redis_client.delete(KEY)
+
+
+def test_a_quality_route_follows_the_callers_own_votes_once_they_are_enough(
+    client: openai.OpenAI, registry: dict[str, Any], alice: Any, redis_client: Any
+) -> None:
+    route: Route = registry["routes"]["auto"]
+    route.strategy = "quality"
+    route.settings = {"default": "up/gpt-4o-mini", "margin": 50, "min_votes": 3}
+    route.full_clean()
+    route.save()
+    coding = [{"role": "user", "content": "Write a Python function that fixes this traceback"}]
+    scope = f"user:{alice.pk}"
+    redis_client.hdel(STANDINGS_KEY, scope)
+    try:
+        first = client.chat.completions.with_raw_response.create(model="auto", messages=coding)
+        assert first.headers["x-switchyard-model"] == "up/gpt-4o-mini"
+        assert (
+            first.headers["x-switchyard-route-reason"]
+            == "auto: coding: 0 votes, too few: the default -> up/gpt-4o-mini"
+        )
+
+        # Alice's blind votes: the dearer model won every coding duel. Each vote is published by the worker.
+        for _ in range(3):
+            run = PlaygroundRun.objects.create(user=alice, prompt=coding[0]["content"], blind=True)
+            for position, model in enumerate(("up2/gpt-4o", "up/gpt-4o-mini")):
+                RunPanel.objects.create(
+                    run=run,
+                    position=position,
+                    label=f"Model {position}",
+                    requested=model,
+                    model=model,
+                    status="ok",
+                    call_id=uuid.uuid4().hex,
+                )
+            vote_cast(run=run, user=alice, outcome="best", winner_panel=run.panels.get(position=0))
+        deadline = time.monotonic() + 30
+        while b'"votes":3' not in (redis_client.hget(STANDINGS_KEY, scope) or b"") and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        raw = client.chat.completions.with_raw_response.create(model="auto", messages=coding)
+        assert raw.headers["x-switchyard-model"] == "up2/gpt-4o"
+        assert raw.headers["x-switchyard-route-reason"].startswith("auto: coding: up2/gpt-4o is the best (")
+        trace = booked(raw.headers["x-request-id"]).trace
+        assert trace["routing"]["inputs"]["votes"] == 3 and trace["routing"]["inputs"]["best"] == "up2/gpt-4o"
+    finally:
+        redis_client.hdel(STANDINGS_KEY, scope)
