@@ -56,6 +56,7 @@ SETTINGS = {
     "budget": {"max_price": "0.01", "output_tokens": 600},
     "weighted": {"weights": {"b/mini": 80, "b/mid": 20}, "sticky": "session"},
     "fastest": {"by": "ttft", "min_calls": 20},
+    "quality": {"default": "b/pro", "margin": 50, "min_votes": 10},
 }
 # What routing/model_health.py measures, for the fastest strategy.
 HEALTH = {
@@ -72,6 +73,18 @@ HEALTH = {
             for i, name in enumerate(PRICES)
         }
     },
+}
+# What the playground publishes for the quality strategy (routing/arena_standings.py): every category ranked.
+STANDINGS = {
+    "categories": {
+        category: {
+            "votes": 40,
+            "models": {
+                f"b/{name}": {"score": 900.0 + 60 * i, "low": 850.0, "high": 1200.0} for i, name in enumerate(PRICES)
+            },
+        }
+        for category in ("coding", "reasoning", "writing", "quick")
+    }
 }
 PROMPTS = {
     "short": "How do tides work? Explain briefly.",
@@ -134,7 +147,16 @@ def main() -> int:
             timings = []
             for _ in range(args.calls):
                 started = time.perf_counter_ns()
-                resolve(registry, strategy, request, hints=hints, caller="user:1", now=NOW, health=HEALTH)
+                resolve(
+                    registry,
+                    strategy,
+                    request,
+                    hints=hints,
+                    caller="user:1",
+                    now=NOW,
+                    health=HEALTH,
+                    standings=STANDINGS,
+                )
                 timings.append((time.perf_counter_ns() - started) / 1000)
             timings.sort()
             p99 = timings[int(len(timings) * 0.99)]
