@@ -57,6 +57,9 @@ SETTINGS = {
     "weighted": {"weights": {"b/mini": 80, "b/mid": 20}, "sticky": "session"},
     "fastest": {"by": "ttft", "min_calls": 20},
     "quality": {"default": "b/pro", "margin": 50, "min_votes": 10},
+    "cascade": {"min_chars": 20},
+    # Without its model's answer (made before resolving, routing/calls/classify.py): the local scorer's path.
+    "classifier": {"model": "b/mini", "categories": {"quick": "b/mini", "coding": "b/coder", "reasoning": "b/pro"}},
 }
 # What routing/model_health.py measures, for the fastest strategy.
 HEALTH = {

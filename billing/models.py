@@ -125,6 +125,15 @@ class UsageRecord(models.Model):
     cost_usd = models.DecimalField(
         max_digits=18, decimal_places=10, null=True, blank=True, help_text="Empty when no price was known."
     )
+    escalations = models.PositiveSmallIntegerField(
+        default=0, help_text="Answers a cascade route held back for failing a check, then asked a dearer model."
+    )
+    extra_cost_usd = models.DecimalField(
+        max_digits=18,
+        decimal_places=10,
+        default=0,
+        help_text="What the call paid beyond its answer (escalated answers, a classifier's call): a part of cost_usd.",
+    )
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices)
@@ -136,6 +145,8 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["user", "created_at"]),
             models.Index(fields=["team", "created_at"]),
+            # A route's newest calls: its escalation rate on its admin page.
+            models.Index(fields=["route", "created_at"]),
         ]
 
     def __str__(self) -> str:

@@ -70,6 +70,10 @@ class UsageBooking:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    # Answers a cascade held back for failing a check (routing/strategies/cascade.py).
+    escalations: int = 0
+    # What the call paid beyond its answer: those answers, a classifier's call (routing/calls/classify.py).
+    extra_cost: Decimal = Decimal(0)
 
     @classmethod
     def never_ran(cls, spec: CallSpec, error_kind: str, *, latency_ms: int = 0) -> UsageBooking:
@@ -95,20 +99,19 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
     Reads no database: the prices come with the booking's catalog model.
     """
     spec = booking.spec
-    price = booking.model.price_at(spec.created_at) if booking.model else None
-    if booking.model is not None and booking.model.free:
-        price = FREE
-    cost = None
+    price = price_of(booking.model, spec.created_at) if booking.model else None
+    # A call that no model answered still pays for what it asked on the way (a classifier).
+    cost = booking.extra_cost if booking.model is None and booking.extra_cost else None
     if price is not None:
-        cost = usage_cost(
-            input_tokens=booking.input_tokens,
-            output_tokens=booking.output_tokens,
-            cached_input_tokens=booking.cached_input_tokens,
-            cache_write_tokens=booking.cache_write_tokens,
-            input_per_million=price.input_per_million,
-            output_per_million=price.output_per_million,
-            cached_input_per_million=price.cached_input_price,
-            cache_write_per_million=price.cache_write_price,
+        cost = (
+            tokens_cost(
+                price,
+                input_tokens=booking.input_tokens,
+                output_tokens=booking.output_tokens,
+                cached_input_tokens=booking.cached_input_tokens,
+                cache_write_tokens=booking.cache_write_tokens,
+            )
+            + booking.extra_cost
         )
     return UsageRecord(
         request_id=spec.call_id,
@@ -140,6 +143,28 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
         status=booking.status,
         error_kind=booking.error_kind,
         finish_reason=booking.finish_reason,
+        escalations=booking.escalations,
+        extra_cost_usd=booking.extra_cost,
+    )
+
+
+def price_of(model: CatalogModel, at: dt.datetime) -> PriceRow | None:
+    """The price a call to `model` made at `at` is booked at: free for a model marked free, None when unpriced."""
+    return FREE if model.free else model.price_at(at)
+
+
+def tokens_cost(
+    price: PriceRow, *, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0, cache_write_tokens: int = 0
+) -> Decimal:
+    return usage_cost(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_input_tokens=cached_input_tokens,
+        cache_write_tokens=cache_write_tokens,
+        input_per_million=price.input_per_million,
+        output_per_million=price.output_per_million,
+        cached_input_per_million=price.cached_input_price,
+        cache_write_per_million=price.cache_write_price,
     )
 
 

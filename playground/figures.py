@@ -31,6 +31,8 @@ def outcome_in_words(outcome: str, message: str = "") -> str:
     """An attempt's or a call's outcome as a person would say it (never a traceback)."""
     if outcome == "skipped":
         return f"skipped ({message})" if message else "skipped"
+    if outcome == "escalated":
+        return f"escalated ({message})" if message else "escalated"
     if outcome == ErrorKind.CIRCUIT_OPEN and message:
         # "skipped: circuit open until 12:03:41 UTC" says more than the kind's label.
         return message

@@ -25,6 +25,7 @@ from django.utils.text import Truncator
 from django.views.decorators.debug import sensitive_post_parameters
 
 from billing.money import format_usd
+from billing.selectors import ESCALATION_WINDOW_DAYS, route_escalations
 from routing import selectors, services
 from routing.forms import (
     LanguageModelAdminForm,
@@ -410,10 +411,10 @@ class RouteAdmin(SortableAdminBase, admin.ModelAdmin[Route]):
     list_display = ("name", "short_description", "strategy", "chain", "enabled", "soft_landing")
     list_filter = ("enabled", StrategyFilter, "soft_landing")
     search_fields = ("name", "description")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "escalation_rate")
     fieldsets = (
         (None, {"fields": ("name", "description", "enabled", "soft_landing")}),
-        ("Strategy", {"fields": ("strategy", "settings")}),
+        ("Strategy", {"fields": ("strategy", "settings", "escalation_rate")}),
         ("Default parameters", {"fields": ("temperature", "max_tokens", "system_prompt")}),
         ("Retries", {"fields": ("retry_attempts", "retry_base_delay_seconds")}),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
@@ -425,6 +426,18 @@ class RouteAdmin(SortableAdminBase, admin.ModelAdmin[Route]):
     @admin.display(description="description")
     def short_description(self, obj: Route) -> str:
         return Truncator(obj.description).chars(80)
+
+    @admin.display(description="escalations")
+    def escalation_rate(self, obj: Route) -> str:
+        if obj.pk is None:
+            return "—"
+        seen = route_escalations(route=obj.name)
+        if not seen.calls:
+            return f"No calls in the last {ESCALATION_WINDOW_DAYS} days."
+        return (
+            f"{seen.rate:.1%} of the last {seen.calls:,} calls ({seen.escalated:,}) were escalated by a cascade's "
+            f"check (within {ESCALATION_WINDOW_DAYS} days)."
+        )
 
     @admin.display(description="fallback chain")
     def chain(self, obj: Route) -> str:

@@ -11,6 +11,9 @@ token may be written to the cache. A model with no price cannot be
 reserved for, so a capped caller's chain leaves it out, unless an admin
 marked it free.
 
+A cascade (routing/strategies/cascade.py) may pay for every tier's answer,
+so it reserves the sum of their worst cases.
+
 A route with soft landing, refused a reservation, leaves out the models
 whose worst case is more than the cap has left, and tries once more.
 """
@@ -21,7 +24,7 @@ import dataclasses
 
 from billing.money import format_usd, from_units, to_units, usage_cost
 from routing import tokens
-from routing.calls.spec import CallSpec
+from routing.calls.spec import CallSpec, spec_extra_cost
 from routing.catalog import Catalog, CatalogModel
 from routing.providers.types import ChatRequest
 
@@ -56,8 +59,7 @@ def spec_for_capped_caller(catalog: Catalog, spec: CallSpec) -> CallSpec:
             "with a spend cap must have one: its cost could not be held against the cap. An admin can add a "
             "price, or mark a local model free."
         )
-    input_bound = _input_bound(spec.request)
-    units = max(_worst_case_units(catalog.models[m], spec, input_bound) for m in chain)
+    units = _chain_units(catalog, spec, chain)
     return dataclasses.replace(spec, chain=tuple(chain), skipped=tuple(skipped), reserved_units=units)
 
 
@@ -83,13 +85,23 @@ def spec_landed(catalog: Catalog, spec: CallSpec, room_units: int, cap: str) -> 
             skipped.append({"model": model_id, "reason": reason})
     if not kept or len(kept) == len(spec.chain):
         return None
-    units = max(_worst_case_units(catalog.models[m], spec, input_bound) for m in kept)
+    units = _chain_units(catalog, spec, kept)
     return dataclasses.replace(spec, chain=tuple(kept), skipped=tuple(skipped), reserved_units=units)
 
 
 def landed_models(spec: CallSpec) -> list[str]:
     """The models a soft landing left out of `spec`'s chain."""
     return [s["model"] for s in spec.skipped if s["reason"].startswith(LANDED)]
+
+
+def _chain_units(catalog: Catalog, spec: CallSpec, chain: list[str]) -> int:
+    """The most a call along `chain` may cost: its dearest model's worst case, or for a cascade every tier's."""
+    input_bound = _input_bound(spec.request)
+    worst = [_worst_case_units(catalog.models[m], spec, input_bound) for m in chain]
+    # A cascade pays for each answer it escalates from; a fallback pays only for the one that answered.
+    answers = sum(worst) if spec.checks else max(worst)
+    # What was paid before the call ran (a classifier) is booked with it, so it is held as well.
+    return answers + to_units(spec_extra_cost(spec))
 
 
 def _input_bound(request: ChatRequest) -> int:

@@ -13,9 +13,20 @@ The rules of the chain:
 - A model whose circuit is open (routing/resilience/circuits.py) is not
   called: it is skipped as after a retryable failure, and the trace says
   until when. Every attempt's outcome is counted by its circuits.
+- A call that allows waiting (its `circuit_wait`) waits for the circuit of
+  its chain's last model, when it would let the call through within that
+  wait and the deadline, rather than fail at once: with nothing left to
+  fall back to, a short wait beats a 503.
 - A route may try a model again after such a failure before moving on
   (routing/resilience/retries.py): with backoff, within the deadline, and
   never once text has reached the client. Each try is an attempt.
+- A cascade (routing/strategies/cascade.py) holds each answer but the last
+  model's until it ended and passed the route's checks (answer_checks.py):
+  then it is sent; else it is escalated, booked with the call (its cost
+  added), and the next model answers. Until an answer is sent nothing has
+  reached the client, so a held answer's failure falls back like any. If
+  every model after an escalated answer fails, the last escalated answer is
+  sent after all: an answer that failed a check beats no answer.
 - Whatever fails in the worker itself (a bug, a request an adapter cannot
   take), the call still ends with a terminal error event and a record.
 """
@@ -28,16 +39,18 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 
 from billing.models import UsageRecord
-from billing.services import UsageBooking, usage_record_new
+from billing.services import UsageBooking, price_of, tokens_cost, usage_record_new
 from routing import tokens
+from routing.calls.answer_checks import answer_failure
 from routing.calls.booking import call_book, figures_of
 from routing.calls.events import CANCELLED_STATUS, Done, Failed, Figures, Started, Terminal, ToolPiece
-from routing.calls.spec import CallSpec
+from routing.calls.spec import CallSpec, spec_extra_cost
 from routing.calls.stream import CallPublisher
 from routing.catalog import Catalog, CatalogModel
 from routing.providers.errors import ErrorKind, ProviderError
@@ -60,6 +73,9 @@ logger = logging.getLogger(__name__)
 # treated as too long for it rather than sent with a useless budget.
 MIN_OUTPUT_TOKENS = 16
 INTERNAL_ERROR = "internal_error"
+CIRCUIT_WAIT_MARGIN_SECONDS = 0.05
+# The outcome of a cascade's answer that failed a check and was not sent.
+ESCALATED = "escalated"
 
 
 @dataclass
@@ -71,6 +87,10 @@ class Attempt:
     status_code: int | None = None
     retry_after: float | None = None
     elapsed_ms: int = 0
+    # An escalated answer's tokens and cost (USD, as a string), booked with the call.
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, "")}
@@ -85,6 +105,8 @@ class AttemptResult:
     error: ProviderError | None = None
     finish: str = ""
     usage: Usage | None = None
+    # A token arrived; `answered` is whether it reached the client (a cascade holds answers back).
+    produced: bool = False
     text: list[str] = field(default_factory=list)
     tool_calls: dict[int, dict[str, str]] = field(default_factory=dict)
     ttft_ms: int | None = None
@@ -101,9 +123,13 @@ class CallRunner:
         ]
         self.started = time.monotonic()
         self.deadline = self.started + settings.CALL_DEADLINE_SECONDS
+        self.circuit_wait_left = spec.circuit_wait
         # The model being tried and what it did so far, for a failure of the worker's own.
         self._current: tuple[CatalogModel, AttemptResult] | None = None
         self._ended = False
+        # A cascade's answer that ended and waits for its checks, then those that failed them.
+        self._held: tuple[CatalogModel, AttemptResult, int] | None = None
+        self._escalated: list[tuple[CatalogModel, AttemptResult, Decimal]] = []
 
     async def run(self) -> None:
         """Run the call to its terminal event and record; an exception of the worker's own ends it as an error."""
@@ -120,7 +146,7 @@ class CallRunner:
         last_error: ProviderError | None = None
         route = self.catalog.routes.get(self.spec.route)
         retries = RetryPolicy(route.retry_attempts, route.retry_base_delay_seconds) if route else RetryPolicy()
-        for model_id in self.spec.chain:
+        for position, model_id in enumerate(self.spec.chain):
             model = self.catalog.models.get(model_id)
             if model is None or not model.usable:
                 self.attempts.append(Attempt(model_id, "", "skipped", "disabled"))
@@ -137,33 +163,109 @@ class CallRunner:
                 self.attempts.append(Attempt(model_id, model.provider_name, "skipped", error.message))
                 last_error = error
                 continue
-            last_error = await self._try_model(model, request, retries)
+            last = position == len(self.spec.chain) - 1
+            last_error = await self._try_model(
+                model, request, retries, hold=bool(self.spec.checks) and not last, last=last
+            )
             if last_error is None:
-                return
+                if self._held is None:
+                    return
+                if await self._passed_or_escalated(request):
+                    return
+                continue
             if last_error.kind is ErrorKind.AUTH:
                 failed_providers.add(model.provider_name)
             elif not last_error.retryable:
                 break
+        if self._escalated:
+            await self._send_escalated()
+            return
         await self._fail(last_error or ProviderError(ErrorKind.UNAVAILABLE, "no model of the chain is available"))
 
-    async def _try_model(self, model: CatalogModel, request: ChatRequest, retries: RetryPolicy) -> ProviderError | None:
-        """Call `model`, again after a failure as the route's retries allow; its last error, or None: the call ended."""
+    async def _passed_or_escalated(self, request: ChatRequest) -> bool:
+        """Send the held answer if it passes the cascade's checks (True); else escalate it (False)."""
+        assert self._held is not None
+        (model, result, elapsed), self._held = self._held, None
+        failure = (
+            "" if result.tool_calls else answer_failure(request, "".join(result.text), result.finish, self.spec.checks)
+        )
+        if not failure:
+            await self._send(model, result)
+            return True
+        usage = result.usage or Usage(0, 0, estimated=True)
+        price = price_of(model, self.spec.created_at)
+        cost = (
+            tokens_cost(
+                price,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cached_input_tokens=usage.cached_input_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+            )
+            if price is not None
+            else None
+        )
+        self._escalated.append((model, result, cost or Decimal(0)))
+        self.attempts.append(
+            Attempt(
+                model.public_id,
+                model.provider_name,
+                ESCALATED,
+                failure,
+                elapsed_ms=elapsed,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=None if cost is None else str(cost),
+            )
+        )
+        return False
+
+    async def _send_escalated(self) -> None:
+        """Every model after the escalated answers failed: send the last of them after all, booked once."""
+        model, result, _ = self._escalated.pop()
+        self.attempts.append(
+            Attempt(model.public_id, model.provider_name, "ok", "sent after all: no model after it answered")
+        )
+        await self._send(model, result, counted=False)
+
+    async def _send(self, model: CatalogModel, result: AttemptResult, *, counted: bool = True) -> None:
+        """Send a held answer to the client now, whole, then book the call."""
+        result.answered = True
+        result.ttft_ms = int((time.monotonic() - self.started) * 1000)
+        if self.spec.publish_deltas:
+            start = Started(model.public_id, model.provider_name, tuple(a.as_json() for a in self.attempts))
+            await self.publisher.publish(start, text="".join(result.text))
+            for index in sorted(result.tool_calls):
+                call = result.tool_calls[index]
+                await self.publisher.publish(ToolPiece(index, call["id"], call["name"], call["arguments"]))
+        if counted:
+            self.attempts.append(Attempt(model.public_id, model.provider_name, "ok"))
+        await self._book(model, result, status="ok")
+
+    async def _try_model(
+        self, model: CatalogModel, request: ChatRequest, retries: RetryPolicy, *, hold: bool = False, last: bool = False
+    ) -> ProviderError | None:
+        """Call `model`, again after a failure as the route's retries allow; its last error, or None: it answered.
+
+        Its answer ended the call, unless it is held (`hold`, a cascade's): then it waits in `_held`.
+        """
         retry = 0
         while True:
             try:
                 passage = await circuit_pass(model, self.spec.call_id)
             except CircuitOpen as skip:
+                wait = self._circuit_wait(skip) if last else None
+                message = skip.message if wait is None else f"{skip.message}; waited {wait:.1f} s"
                 self.attempts.append(
                     Attempt(
-                        model.public_id,
-                        model.provider_name,
-                        skip.kind.value,
-                        skip.message,
-                        retry_after=skip.retry_after,
+                        model.public_id, model.provider_name, skip.kind.value, message, retry_after=skip.retry_after
                     )
                 )
-                return skip
-            error = await self._attempt_once(model, request, passage)
+                if wait is None:
+                    return skip
+                await asyncio.sleep(wait)
+                continue
+            error = await self._attempt_once(model, request, passage, hold=hold)
             if error is None:
                 return None
             retry += 1
@@ -172,13 +274,29 @@ class CallRunner:
                 return error
             await asyncio.sleep(delay)
 
-    async def _attempt_once(self, model: CatalogModel, request: ChatRequest, passage: Passage) -> ProviderError | None:
-        """One try of `model`: its error, or None once the call ended (answered, cancelled, failed after text)."""
+    def _circuit_wait(self, skip: CircuitOpen) -> float | None:
+        """How long to wait for an open circuit before asking it again; None when the call may not wait that long."""
+        if skip.retry_after is None:
+            return None
+        # A hair past the reopening, so that the circuit is half-open when asked again.
+        wait = skip.retry_after + CIRCUIT_WAIT_MARGIN_SECONDS
+        if wait > self.circuit_wait_left or time.monotonic() + wait >= self.deadline:
+            return None
+        self.circuit_wait_left -= wait
+        return wait
+
+    async def _attempt_once(
+        self, model: CatalogModel, request: ChatRequest, passage: Passage, *, hold: bool = False
+    ) -> ProviderError | None:
+        """One try of `model`: its error, or None once the call ended (answered, cancelled, failed after text).
+
+        A held answer that ended well does not end the call: it waits in `_held` for the cascade's checks.
+        """
         model_id = model.public_id
         attempt_started = time.monotonic()
         result = AttemptResult()
         self._current = (model, result)
-        await self._attempt(model, request, result, passage)
+        await self._attempt(model, request, result, passage, hold=hold)
         self._current = None
         elapsed = int((time.monotonic() - attempt_started) * 1000)
         if result.cancelled:
@@ -188,6 +306,9 @@ class CallRunner:
             return None
         if result.error is None:
             await passage.answered()
+            if hold:
+                self._held = (model, result, elapsed)
+                return None
             self.attempts.append(Attempt(model_id, model.provider_name, "ok", elapsed_ms=elapsed))
             await self._book(model, result, status="ok")
             return None
@@ -224,13 +345,13 @@ class CallRunner:
         return dataclasses.replace(request, max_tokens=max_tokens, seed=request.seed or self.spec.call_id)
 
     async def _attempt(
-        self, model: CatalogModel, request: ChatRequest, result: AttemptResult, passage: Passage
+        self, model: CatalogModel, request: ChatRequest, result: AttemptResult, passage: Passage, *, hold: bool
     ) -> None:
         events = adapter_for(model.config()).stream(request)
         try:
             # The deadline bounds the whole stream, not only each wait for a chunk.
             async with asyncio.timeout(self.deadline - time.monotonic()):
-                await self._relay(model, events, result, passage)
+                await self._relay(model, events, result, passage, hold=hold)
         except TimeoutError:
             result.error = _deadline_error()
         finally:
@@ -239,18 +360,20 @@ class CallRunner:
             result.usage = await _estimated_usage(request, result)
 
     async def _relay(
-        self, model: CatalogModel, events: AsyncIterator[Event], result: AttemptResult, passage: Passage
+        self, model: CatalogModel, events: AsyncIterator[Event], result: AttemptResult, passage: Passage, *, hold: bool
     ) -> None:
-        """Record the model's events in `result` and publish them as they come, until the end or a cancel."""
-        publish = self.spec.publish_deltas
+        """Record the model's events in `result` and publish them as they come (unless held), to the end or a cancel."""
+        publish = self.spec.publish_deltas and not hold
         async for event in events:
             if await self.publisher.cancelled():
                 result.cancelled = True
                 break
-            first = isinstance(event, TextDelta | ToolCallDelta) and not result.answered
+            first = isinstance(event, TextDelta | ToolCallDelta) and not result.produced
             if first:
-                result.answered = True
-                result.ttft_ms = int((time.monotonic() - self.started) * 1000)
+                result.produced = True
+                if not hold:
+                    result.answered = True
+                    result.ttft_ms = int((time.monotonic() - self.started) * 1000)
                 if publish:
                     start = Started(model.public_id, model.provider_name, tuple(a.as_json() for a in self.attempts))
                     # The first text goes out with the start, in the same round trip.
@@ -295,6 +418,8 @@ class CallRunner:
             ttft_ms=result.ttft_ms if result else None,
             error_kind=error.kind.value if error else "",
             finish_reason=result.finish if result else "",
+            escalations=len(self._escalated),
+            extra_cost=sum((cost for _, _, cost in self._escalated), spec_extra_cost(self.spec)),
         )
 
     async def _book(self, model: CatalogModel, result: AttemptResult, *, status: str) -> None:

@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import functools
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from routing.providers.types import (
@@ -44,6 +45,12 @@ class CallSpec:
     reserved_units: int = 0
     # How the route's strategy chose the chain (resolution.Resolution.routing), for the trace.
     routing: dict[str, Any] = field(default_factory=dict)
+    # A cascade's checks (routing/calls/answer_checks.py): every answer but the last model's is held until it passes.
+    checks: dict[str, Any] = field(default_factory=dict)
+    # How long the call may wait for the circuit of its chain's last model (Hints.circuit_wait), in seconds.
+    circuit_wait: float = 0.0
+    # What the call paid before it ran, booked with it: a classifier's call (routing/calls/classify.py).
+    extra_costs: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = _plain(self)
@@ -67,7 +74,15 @@ class CallSpec:
             skipped=tuple(data.get("skipped", ())),
             reserved_units=data.get("reserved_units", 0),
             routing=data.get("routing", {}),
+            checks=data.get("checks", {}),
+            circuit_wait=data.get("circuit_wait", 0.0),
+            extra_costs=tuple(data.get("extra_costs", ())),
         )
+
+
+def spec_extra_cost(spec: CallSpec) -> Decimal:
+    """What the call paid before it ran, in USD (an unpriced classifier's call counts nothing)."""
+    return sum((Decimal(c["cost_usd"]) for c in spec.extra_costs if c.get("cost_usd")), Decimal(0))
 
 
 def chat_request_from_json(data: dict[str, Any]) -> ChatRequest:

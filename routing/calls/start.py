@@ -29,6 +29,7 @@ from billing.money import to_units
 from billing.ratelimits.limiter import RateCheck, rate_limits_take
 from billing.services import spend_release
 from routing.arena_standings import arena_standings_read, standings_scope
+from routing.calls.classify import route_classified
 from routing.calls.dispatch import call_enqueue
 from routing.calls.reservation import Unreservable, spec_for_capped_caller, spec_landed
 from routing.calls.spec import CallSpec
@@ -36,9 +37,10 @@ from routing.catalog import Catalog, aget_catalog
 from routing.model_health import model_health_read
 from routing.providers.types import ChatRequest
 from routing.strategies.base import Hints
+from routing.strategies.classifier import Classifier
 from routing.strategies.fastest import Fastest
 from routing.strategies.quality import Quality
-from routing.strategies.resolution import NO_HINTS, ModelNotFound, NoCapableModel, resolve
+from routing.strategies.resolution import MAX_HOPS, NO_HINTS, ModelNotFound, NoCapableModel, resolve, route_steps
 from routing.strategies.sensitivity import afind_personal_data
 from routing.tokens import aestimate_request_tokens
 
@@ -134,6 +136,8 @@ async def calls_admit(
         for name in requested
     )
     rates = await _rate_limits_take(caller, request, len(specs))
+    if Classifier.name in catalog.strategies and caps.block is None:
+        specs = await _classified(catalog, caller, specs, hints, personal_data, health, standings)
     if caps.capped:
         try:
             specs = tuple(spec_for_capped_caller(catalog, spec) for spec in specs)
@@ -171,6 +175,77 @@ async def _rate_limits_take(caller: Caller, request: ChatRequest, calls: int) ->
     if refusal.hopeless:
         headers = {"x-should-retry": "false"}
     raise CallRefused(refusal.message, status=429, code="rate_limit_exceeded", error_type=refusal.kind, headers=headers)
+
+
+async def _classified(
+    catalog: Catalog,
+    caller: Caller,
+    specs: tuple[CallSpec, ...],
+    hints: Hints,
+    personal_data: tuple[str, ...],
+    health: Mapping[str, Any],
+    standings: Mapping[str, Any],
+) -> tuple[CallSpec, ...]:
+    """The specs resolved again once their classifier routes have asked their models (after the rate limits).
+
+    A classifier route reached only through another route's rule is found
+    on the first resolution, so the loop is as deep as routes may nest.
+    Each classification is paid once, by the first call that used it.
+    """
+    found: dict[str, Any] = {}
+    for _ in range(MAX_HOPS + 1):
+        pending = {
+            step["route"]
+            for spec in specs
+            for step in route_steps(spec.routing)
+            if step["strategy"] == Classifier.name and step["route"] not in found
+        }
+        if not pending:
+            break
+        names = sorted(pending)
+        answers = await asyncio.gather(
+            *(
+                route_classified(
+                    catalog,
+                    catalog.routes[name],
+                    specs[0].request,
+                    specs[0].call_id,
+                    specs[0].created_at,
+                    personal_data,
+                )
+                for name in names
+            )
+        )
+        found |= dict(zip(names, answers, strict=True))
+        specs = tuple(
+            call_spec_for(
+                catalog,
+                caller=caller,
+                requested=spec.requested,
+                request=spec.request,
+                source=spec.source,
+                call_id=spec.call_id,
+                created_at=spec.created_at,
+                publish_deltas=spec.publish_deltas,
+                hints=hints,
+                personal_data=personal_data,
+                health=health,
+                standings=standings,
+                classifications=found,
+            )
+            for spec in specs
+        )
+    charged: set[str] = set()
+    paid = []
+    for spec in specs:
+        costs = []
+        for step in route_steps(spec.routing):
+            cost = found.get(step["route"], {}).get("cost")
+            if step["strategy"] == Classifier.name and cost and step["route"] not in charged:
+                charged.add(step["route"])
+                costs.append(cost)
+        paid.append(dataclasses.replace(spec, extra_costs=tuple(costs)) if costs else spec)
+    return tuple(paid)
 
 
 async def _model_health(catalog: Catalog) -> Mapping[str, Any]:
@@ -230,6 +305,7 @@ def call_spec_for(
     personal_data: tuple[str, ...] | None = None,
     health: Mapping[str, Any] | None = None,
     standings: Mapping[str, Any] | None = None,
+    classifications: Mapping[str, Any] | None = None,
 ) -> CallSpec:
     """The spec of one call: `requested` resolved into its chain. No cap is checked here (calls_admit does)."""
     try:
@@ -243,6 +319,7 @@ def call_spec_for(
             personal_data=personal_data,
             health=health,
             standings=standings,
+            classifications=classifications,
         )
     except ModelNotFound as exc:
         raise CallRefused(str(exc), status=404, code="model_not_found", param="model") from None
@@ -262,6 +339,8 @@ def call_spec_for(
         source=source,
         publish_deltas=publish_deltas,
         routing=resolution.routing,
+        checks=resolution.checks,
+        circuit_wait=hints.circuit_wait,
     )
 
 

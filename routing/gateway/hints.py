@@ -5,13 +5,17 @@
 | tags (comma-separated) | `tags` | `x-switchyard-tags` |
 | price ceiling in USD | `max_price` | `x-switchyard-max-price` |
 | session, to stay on one model | `session_id` | `x-switchyard-session` |
+| seconds to wait for an open circuit | `circuit_wait` | `x-switchyard-circuit-wait` |
 
-Tags from both places add up; for the other two, the body wins over the header.
+Tags from both places add up; for the others, the body wins over the header.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+
+from django.conf import settings
 
 from routing.gateway.openai_request import InvalidRequest
 from routing.strategies.base import Hints
@@ -38,7 +42,24 @@ def hints_from(metadata: Mapping[str, str], headers: Mapping[str, str]) -> Hints
         raise InvalidRequest(
             f"A session id may be at most {MAX_SESSION_CHARS} characters.", "metadata.session_id", "invalid_value"
         )
-    return Hints(tags=tags, max_price=max_price, session=session)
+    wait_field, wait = _first(metadata, "circuit_wait", headers, "x-switchyard-circuit-wait")
+    return Hints(tags=tags, max_price=max_price, session=session, circuit_wait=_seconds(wait, wait_field))
+
+
+def _seconds(value: str, field: str) -> float:
+    """A wait in seconds, within the call's deadline; 0 when not given."""
+    if not value:
+        return 0.0
+    limit = settings.CALL_DEADLINE_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or not 0 <= seconds <= limit:
+        raise InvalidRequest(
+            f"'{field}' must be a number of seconds from 0 to {limit} (the call's deadline).", field, "invalid_value"
+        )
+    return seconds
 
 
 def _first(metadata: Mapping[str, str], key: str, headers: Mapping[str, str], header: str) -> tuple[str, str]:

@@ -52,6 +52,8 @@ class Hints:
     max_price: Decimal | None = None
     # Keeps a conversation on one model, where a strategy splits calls.
     session: str = ""
+    # How long the call may wait, in seconds, for the circuit of its last model to let it through.
+    circuit_wait: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,8 @@ class Situation:
     health: Mapping[str, Any] = field(default_factory=dict)
     # The caller's arena standings by prompt category (routing/arena_standings.py), when a route's strategy reads them.
     standings: Mapping[str, Any] = field(default_factory=dict)
+    # Route name → its classifier's answer (routing/calls/classify.py), made before resolving.
+    classifications: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,8 @@ class Decision:
     skipped: tuple[dict[str, str], ...] = ()
     # Another route to resolve instead (chain is then empty).
     route: str = ""
+    # The checks each answer but the last tier's must pass before it is sent (strategies/cascade.py); {} for none.
+    checks: dict[str, Any] = field(default_factory=dict)
 
 
 class Strategy(Protocol):

@@ -7,13 +7,17 @@ from typing import Any
 
 from routing.strategies.base import SettingsError, Strategy
 from routing.strategies.budget import Budget
+from routing.strategies.cascade import Cascade
+from routing.strategies.classifier import Classifier
 from routing.strategies.fastest import Fastest
 from routing.strategies.fixed import Fixed
 from routing.strategies.quality import Quality
 from routing.strategies.rules import Rules
 from routing.strategies.weighted import Weighted
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (Fixed(), Rules(), Budget(), Weighted(), Fastest(), Quality())}
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s for s in (Fixed(), Rules(), Budget(), Weighted(), Fastest(), Quality(), Cascade(), Classifier())
+}
 CHOICES = [(s.name, s.label) for s in STRATEGIES.values()]
 EXAMPLES = "; ".join(f"{s.name}: {json.dumps(s.example)}" for s in STRATEGIES.values())
 

@@ -73,6 +73,8 @@ class Resolution:
     request: ChatRequest
     # How the route's strategy chose (strategy, reason, inputs, and the next route's under "then"); {} for a model.
     routing: dict[str, Any] = field(default_factory=dict)
+    # What each answer must pass before it is sent, for a cascade (Decision.checks).
+    checks: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve(
@@ -86,11 +88,13 @@ def resolve(
     personal_data: tuple[str, ...] | None = None,
     health: Mapping[str, Any] | None = None,
     standings: Mapping[str, Any] | None = None,
+    classifications: Mapping[str, Any] | None = None,
 ) -> Resolution:
     """`personal_data`: what sensitivity.find_personal_data found in the request, when the caller looked already.
 
     `health`: the models' recent measurements (routing/model_health.py), for the strategies that read them;
-    `standings`: the caller's arena standings (routing/arena_standings.py), likewise.
+    `standings`: the caller's arena standings (routing/arena_standings.py), likewise;
+    `classifications`: classifier routes' answers by route name (routing/calls/classify.py).
     """
     model = catalog.models.get(requested)
     if model is not None:
@@ -133,6 +137,7 @@ def resolve(
         sensitivity=sensitivity,
         health=health or {},
         standings=standings or {},
+        classifications=classifications or {},
     )
     if sensitivity:
         logger.info(
@@ -158,6 +163,7 @@ def _resolve_route(
     sensitivity: Sensitivity,
     health: Mapping[str, Any],
     standings: Mapping[str, Any],
+    classifications: Mapping[str, Any],
 ) -> Resolution:
     request = _with_route_defaults(request, route.temperature, route.max_tokens, route.system_prompt)
     needed = needed_capabilities(request)
@@ -194,6 +200,7 @@ def _resolve_route(
         now=now,
         health=health,
         standings=standings,
+        classifications=classifications,
     )
     try:
         decision = strategy.decide(situation, route.settings)
@@ -223,7 +230,14 @@ def _resolve_route(
             raise NoCapableModel(
                 f"No model of route `{route.name}` can take this request.", "model", "model_not_supported"
             )
-        return Resolution(route=route.name, chain=chain, skipped=tuple(skipped), request=request, routing=routing)
+        return Resolution(
+            route=route.name,
+            chain=chain,
+            skipped=tuple(skipped),
+            request=request,
+            routing=routing,
+            checks=decision.checks,
+        )
     visited = (*hops, route.name)
     target = catalog.routes.get(decision.route)
     if target is None or not target.enabled:
@@ -250,6 +264,7 @@ def _resolve_route(
         sensitivity=sensitivity,
         health=health,
         standings=standings,
+        classifications=classifications,
     )
     return Resolution(
         route=route.name,
@@ -257,16 +272,13 @@ def _resolve_route(
         skipped=(*skipped, *then.skipped),
         request=then.request,
         routing={**routing, "then": then.routing},
+        checks=then.checks,
     )
 
 
 def reasons(routing: dict[str, Any]) -> str:
     """The strategies' reasons along the routes a call went through, in one line."""
-    parts = []
-    while routing:
-        parts.append(f"{routing['route']}: {routing['reason']}")
-        routing = routing.get("then", {})
-    return "; ".join(parts)
+    return "; ".join(f"{step['route']}: {step['reason']}" for step in route_steps(routing))
 
 
 def _with_route_defaults(
@@ -284,3 +296,12 @@ def _with_route_defaults(
         temperature=request.temperature if request.temperature is not None else temperature,
         max_tokens=request.max_tokens or max_tokens,
     )
+
+
+def route_steps(routing: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each route a call went through, outermost first: its strategy, reason and inputs."""
+    steps = []
+    while routing:
+        steps.append(routing)
+        routing = routing.get("then", {})
+    return steps

@@ -9,6 +9,8 @@ first_byte_delay, chunk_delay, cut_after).
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from tests.fakes.server import FakeUpstream, Headers, RecordedRequest, Reply, wire, wire_head, with_counts
@@ -128,6 +130,24 @@ class FakeOpenAI(FakeUpstream):
     @classmethod
     def tool_call_stream(cls, **options: Any) -> Reply:
         return cls.stream("openai-chat-stream-tool-calls-recorded.sse", **options)
+
+    @classmethod
+    def stream_saying(cls, text: str, **options: Any) -> Reply:
+        """The recorded stream with its answer replaced by `text`, in one content chunk (a classifier's reply)."""
+        reply = cls.stream(**options)
+        events = []
+        said = False
+        for event in _sse_events(reply.body):
+            if b'"delta":{"content":' in event:
+                if said:
+                    continue
+                said = True
+                event = re.sub(
+                    rb'"delta":\{"content":"[^"]*"\}', b'"delta":{"content":' + json.dumps(text).encode() + b"}", event
+                )
+            events.append(event)
+        reply.body = b"".join(events)
+        return reply
 
     @classmethod
     def length_stream(cls, **options: Any) -> Reply:

@@ -334,3 +334,51 @@ def test_the_admin_trips_a_providers_circuit_and_every_model_of_it_is_skipped(
     assert "provider up's circuit" in _refused_by_circuit(answer)["message"]
     assert booked(answer.headers["x-request-id"]).error_kind == "circuit_open"
     assert upstream.requests == []
+
+
+def _post_waiting(gateway_url: str, api_key: str, wait: str, where: str) -> httpx.Response:
+    body: dict[str, Any] = {"model": MINI, "messages": HI}
+    headers = {"authorization": f"Bearer {api_key}"}
+    if where == "metadata":
+        body["metadata"] = {"circuit_wait": wait}
+    else:
+        headers["x-switchyard-circuit-wait"] = wait
+    return httpx.post(f"{gateway_url}/v1/chat/completions", json=body, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize("where", ["metadata", "header"])
+def test_a_direct_call_that_allows_waiting_waits_for_the_circuit_and_is_answered(
+    call: Any, upstream: FakeOpenAI, gateway_url: str, api_key: str, where: str
+) -> None:
+    circuit_trip(scope=Scope.MODEL, name=MINI, cooldown_seconds=1)
+
+    answer = _post_waiting(gateway_url, api_key, "5", where)
+
+    assert answer.status_code == 200
+    record = booked(answer.headers["x-request-id"])
+    waited, answered = record.attempts
+    assert waited["outcome"] == "circuit_open" and "waited" in waited["message"]
+    assert answered["outcome"] == "ok"
+    assert len(upstream.requests) == 1
+
+
+def test_a_wait_shorter_than_the_circuits_reopening_gets_the_503_at_once(
+    call: Any, upstream: FakeOpenAI, gateway_url: str, api_key: str
+) -> None:
+    circuit_trip(scope=Scope.MODEL, name=MINI, cooldown_seconds=30)
+
+    answer = _post_waiting(gateway_url, api_key, "2", "metadata")
+
+    _refused_by_circuit(answer)
+    assert 28 <= int(answer.headers["retry-after"]) <= 30
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("wait", ["soon", "-1", "nan", "100000"])
+def test_a_wait_that_is_not_a_number_of_seconds_within_the_deadline_is_refused_naming_the_field(
+    call: Any, gateway_url: str, api_key: str, wait: str
+) -> None:
+    answer = _post_waiting(gateway_url, api_key, wait, "metadata")
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "metadata.circuit_wait"

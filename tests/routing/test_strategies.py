@@ -203,6 +203,19 @@ def test_a_weighted_split_keeps_a_session_on_one_model_and_shares_calls_by_weigh
         ("weighted", {"weights": {"sim/mini": 0}}, "At least one weight must be above 0"),
         ("weighted", {"weights": {"sim/mini": 1}, "sticky": "forever"}, "'sticky' must be one of"),
         ("weighted", [], "must be a JSON object"),
+        (
+            "classifier",
+            {"categories": {"a": "sim/mini", "b": "sim/mid"}},
+            "'model' must name the model that classifies",
+        ),
+        ("classifier", {"model": "sim/mini", "categories": {"a": "sim/mini"}}, "'categories' must map 2 to 12"),
+        ("classifier", {"model": "sim/mini", "categories": {"Big Words": "sim/mini", "b": "sim/mid"}}, "lower-case"),
+        ("classifier", {"model": "sim/mini", "categories": {"a": "sim/mini", "b": "sim/nope"}}, "no model 'sim/nope'"),
+        (
+            "classifier",
+            {"model": "sim/mini", "categories": {"a": "sim/mini", "b": "sim/mid"}, "timeout_ms": 0},
+            "'timeout_ms' must be a whole number of milliseconds",
+        ),
     ],
 )
 def test_settings_a_strategy_cannot_use_are_refused_in_words(
@@ -254,3 +267,26 @@ def test_every_strategys_example_in_the_admin_is_settings_it_takes(superuser_cli
         assert strategy.check_settings(strategy.example, names) is not None
     page = superuser_client.get("/admin/routing/route/add/").content.decode()
     assert 'budget: {"max_price": "0.002", "output_tokens": 600}' in page
+
+
+def test_a_classifier_route_resolved_without_its_models_answer_lets_the_local_scorer_choose(
+    models: Any, make_route: Callable[..., Route]
+) -> None:
+    make_route(
+        "auto",
+        [models["mini"], models["coder"]],
+        strategy="classifier",
+        settings={"model": "sim/mini", "categories": {"quick": "sim/mini", "coding": "sim/coder"}},
+    )
+
+    coding = route_to("auto", ask("Fix this Python traceback: KeyError in my function"))
+    quick = route_to("auto", ask("Who wrote 1984?"), classifications={"auto": {"category": "quick", "by": "sim/mini"}})
+
+    assert coding.chain == ("sim/coder", "sim/mini")
+    assert coding.routing["inputs"] == {
+        "classifier": "sim/mini",
+        "category": "coding",
+        "by": "local scorer",
+        "why": "not asked",
+    }
+    assert quick.routing["reason"] == "quick (by sim/mini) → sim/mini"
