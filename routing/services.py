@@ -300,6 +300,8 @@ def _demo_route(spec: dict[str, Any], summary: DemoLoadSummary) -> None:
         temperature=spec.get("temperature"),
         max_tokens=spec.get("max_tokens"),
         system_prompt=spec.get("system_prompt", ""),
+        strategy=spec.get("strategy", "fixed"),
+        settings=spec.get("settings", {}),
     )
     try:
         route_defaults_validate(

@@ -51,7 +51,7 @@ def test_load_demo_creates_the_registry_and_prints_one_line():
     prices = sum(len(m.get("prices", ())) for p in demo.PROVIDERS for m in p["models"])
     assert output.count("\n") == 1
     assert output.startswith(
-        f"Demo registry: created {len(demo.PROVIDERS)} providers, {models} models, {prices} prices, 5 routes;"
+        f"Demo registry: created {len(demo.PROVIDERS)} providers, {models} models, {prices} prices, 7 routes;"
     )
     assert (Provider.objects.count(), LanguageModel.objects.count(), ModelPrice.objects.count()) == (7, models, prices)
     # Local models are free, not priced at $0: capped callers may use them.
@@ -76,7 +76,7 @@ def test_every_demo_route_has_a_valid_chain_of_enabled_simulated_models():
     load_demo()
 
     routes = list(selectors.routes_with_chains())
-    assert sorted(r.name for r in routes) == ["auto", "cheap", "coding", "fast", "reasoning"]
+    assert sorted(r.name for r in routes) == ["arena", "auto", "cheap", "coding", "fast", "reasoning", "smart"]
     for route in routes:
         chain = selectors.route_chain_for(route=route)
         services.route_chain_validate(models=chain, max_tokens=route.max_tokens)
@@ -86,6 +86,13 @@ def test_every_demo_route_has_a_valid_chain_of_enabled_simulated_models():
         )
     auto = Route.objects.get(name="auto")
     assert [m.public_id for m in selectors.route_chain_for(route=auto)] == ["sim/flaky-7b", "sim/atlas", "sim/sage-pro"]
+    strategies = {r.name: r.strategy for r in routes}
+    assert (strategies["cheap"], strategies["fast"], strategies["smart"], strategies["arena"]) == (
+        "budget",
+        "fastest",
+        "cascade",
+        "quality",
+    )
 
 
 def test_the_simulated_models_carry_the_adapter_options_and_priced_rows():
