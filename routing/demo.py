@@ -376,7 +376,7 @@ ROUTES: list[dict[str, Any]] = [
     },
     {
         "name": "smart",
-        "description": "A cascade: Swift Mini answers first; an answer that fails a check goes to Atlas, then Sage Pro.",
+        "description": "A cascade: Swift Mini first; an answer failing a check goes to Atlas, then Sage Pro.",
         "temperature": 0.7,
         "max_tokens": 1_024,
         "chain": ["sim/swift-mini", "sim/atlas", "sim/sage-pro"],
@@ -385,7 +385,7 @@ ROUTES: list[dict[str, Any]] = [
     },
     {
         "name": "arena",
-        "description": "The cheapest model within 50 points of the best on your team's blind votes for this kind of prompt.",
+        "description": "The cheapest model within 50 points of the best by your team's blind votes for the prompt's kind.",
         "temperature": 0.7,
         "max_tokens": 1_024,
         "chain": ["sim/swift-mini", "sim/atlas", "sim/sage-pro"],
