@@ -385,7 +385,7 @@ ROUTES: list[dict[str, Any]] = [
     },
     {
         "name": "arena",
-        "description": "The cheapest model within 50 points of the best, by your team's blind votes per kind of prompt.",
+        "description": "The cheapest model within 50 points of the best, by your team's votes per kind of prompt.",
         "temperature": 0.7,
         "max_tokens": 1_024,
         "chain": ["sim/swift-mini", "sim/atlas", "sim/sage-pro"],
