@@ -37,6 +37,7 @@ from routing.forms import (
 )
 from routing.models import (
     Capability,
+    CascadeOutcome,
     LanguageModel,
     ModelPrice,
     Provider,
@@ -442,3 +443,28 @@ class RouteAdmin(SortableAdminBase, admin.ModelAdmin[Route]):
     @admin.display(description="fallback chain")
     def chain(self, obj: Route) -> str:
         return " → ".join(model.public_id for model in selectors.route_chain_for(route=obj)) or "(empty)"
+
+
+@admin.register(CascadeOutcome)
+class CascadeOutcomeAdmin(admin.ModelAdmin[CascadeOutcome]):
+    """What learning cascades kept: read and deleted here, never written (the worker writes them)."""
+
+    list_display = ("created_at", "route", "escalated", "answered_by", "short_prompt")
+    list_filter = ("route",)
+    search_fields = ("prompt",)
+    date_hierarchy = "created_at"
+    readonly_fields = ("created_at", "route", "tiers", "prompt", "escalated_from", "answered_by")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: CascadeOutcome | None = None) -> bool:
+        return False
+
+    @admin.display(description="escalated from")
+    def escalated(self, obj: CascadeOutcome) -> str:
+        return " → ".join(obj.escalated_from) or "—"
+
+    @admin.display(description="prompt")
+    def short_prompt(self, obj: CascadeOutcome) -> str:
+        return Truncator(obj.prompt).chars(80)

@@ -289,3 +289,27 @@ class RouteStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.route} #{self.position}: {self.model}"
+
+
+class CascadeOutcome(models.Model):
+    """What a cascade route's checks said of one call's answers, kept when the route learns from them.
+
+    Only routes whose settings say `"learn": true` keep these, and never for
+    a prompt in which personal data was found: the prompt is kept (its head),
+    because a learned route trains on prompt text (routing/training_sets.py).
+    """
+
+    created_at = models.DateTimeField(db_index=True)
+    route = models.CharField(max_length=50)
+    # The route's tiers, cheapest first, as the call ran them.
+    tiers = models.JSONField(default=list)
+    prompt = models.TextField()
+    # The tiers whose answers failed a check, in order, and the one whose answer was sent.
+    escalated_from = models.JSONField(default=list)
+    answered_by = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.route}: {' → '.join([*self.escalated_from, self.answered_by])}"

@@ -49,6 +49,7 @@ from billing.services import UsageBooking, price_of, tokens_cost, usage_record_n
 from routing import tokens
 from routing.calls.answer_checks import answer_failure
 from routing.calls.booking import call_book, figures_of
+from routing.calls.cascade_outcomes import cascade_learns, cascade_outcome_keep
 from routing.calls.events import CANCELLED_STATUS, Done, Failed, Figures, Started, Terminal, ToolPiece
 from routing.calls.spec import CallSpec, spec_extra_cost
 from routing.calls.stream import CallPublisher
@@ -241,6 +242,8 @@ class CallRunner:
         if counted:
             self.attempts.append(Attempt(model.public_id, model.provider_name, "ok"))
         await self._book(model, result, status="ok")
+        if counted:
+            await self._keep_outcome(model)
 
     async def _try_model(
         self, model: CatalogModel, request: ChatRequest, retries: RetryPolicy, *, hold: bool = False, last: bool = False
@@ -311,6 +314,7 @@ class CallRunner:
                 return None
             self.attempts.append(Attempt(model_id, model.provider_name, "ok", elapsed_ms=elapsed))
             await self._book(model, result, status="ok")
+            await self._keep_outcome(model)
             return None
         error = result.error
         await passage.failed(error)
@@ -330,6 +334,12 @@ class CallRunner:
             await self._book(model, result, status="error")
             return None
         return error
+
+    async def _keep_outcome(self, model: CatalogModel) -> None:
+        """For a learning cascade, what its checks said of this call's answers (the client has its answer)."""
+        if cascade_learns(self.spec):
+            escalated = [escalated.public_id for escalated, _, _ in self._escalated]
+            await cascade_outcome_keep(self.spec, escalated, model.public_id)
 
     async def _fit(self, model: CatalogModel) -> ChatRequest | None:
         """The request as this model can take it: max_tokens within its limits, or None if it cannot fit."""

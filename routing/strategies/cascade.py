@@ -2,7 +2,7 @@
 
 Settings (JSON, in the admin), all optional:
 
-    {"min_chars": 20, "json": true, "refusal": true, "truncated": true}
+    {"min_chars": 20, "json": true, "refusal": true, "truncated": true, "learn": false}
 
 The tiers are the route's models in its order, cheapest first as the admin
 lists them. The worker (routing/calls/runner.py) holds each tier's answer
@@ -15,6 +15,11 @@ never held. The checks, each on unless set to false (or 0):
   not valid JSON;
 - `refusal`: the answer opens as a refusal ("I'm sorry, but I can't…");
 - `truncated`: the answer stopped at its token limit.
+
+With `"learn": true` (off by default, since it keeps prompts), each call's
+outcome (which tiers' answers failed, which was sent) is kept with the
+prompt's head (routing.models.CascadeOutcome), unless personal data was
+found in it: graded prompts a learned route trains on.
 
 A call that escalates is booked once, with the escalated answers' cost
 added to its own (each escalated attempt, with its tokens and cost, is in
@@ -30,7 +35,7 @@ from typing import Any
 from routing.strategies.base import Decision, SettingsError, Situation
 
 CHECKS = ("min_chars", "json", "refusal", "truncated")
-DEFAULTS: dict[str, Any] = {"min_chars": 20, "json": True, "refusal": True, "truncated": True}
+DEFAULTS: dict[str, Any] = {"min_chars": 20, "json": True, "refusal": True, "truncated": True, "learn": False}
 
 
 class Cascade:
@@ -39,10 +44,10 @@ class Cascade:
     example: dict[str, Any] = {"min_chars": 20, "json": True, "refusal": True}
 
     def check_settings(self, settings: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
-        if unknown := set(settings) - set(CHECKS):
-            raise SettingsError(f"Unknown setting {sorted(unknown)[0]!r}: cascade takes {', '.join(CHECKS)}.")
+        if unknown := set(settings) - set(DEFAULTS):
+            raise SettingsError(f"Unknown setting {sorted(unknown)[0]!r}: cascade takes {', '.join(DEFAULTS)}.")
         checked = dict(DEFAULTS)
-        for name in ("json", "refusal", "truncated"):
+        for name in ("json", "refusal", "truncated", "learn"):
             if name in settings:
                 if not isinstance(settings[name], bool):
                     raise SettingsError(f"'{name}' must be true or false.")

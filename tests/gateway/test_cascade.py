@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -10,7 +11,7 @@ import openai
 import pytest
 
 from billing.money import usage_cost
-from routing.models import Route
+from routing.models import CascadeOutcome, Provider, Route
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import wire
 from tests.usage_records import booked
@@ -111,3 +112,50 @@ def test_when_no_tier_after_it_answers_the_escalated_answer_is_sent_after_all(
     assert [a["outcome"] for a in record.attempts] == ["escalated", "unavailable", "ok"]
     # Booked once, at the cheap answer's own cost: it is the answer, not an escalation.
     assert (record.escalations, record.cost_usd) == (0, MINI_COST)
+
+
+def kept_outcomes(count: int, timeout: float = 15) -> list[CascadeOutcome]:
+    """The outcomes kept, once there are `count`: the worker keeps one a moment after booking its call."""
+    deadline = time.monotonic() + timeout
+    while CascadeOutcome.objects.count() < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return list(CascadeOutcome.objects.order_by("pk"))
+
+
+def test_a_learning_cascade_keeps_what_its_checks_said_as_graded_prompts(
+    client: openai.OpenAI, cascade: Route, upstream: FakeOpenAI, registry: dict[str, Any]
+) -> None:
+    cascade.settings = {"learn": True}
+    cascade.save()
+
+    client.chat.completions.create(model="auto", messages=HELLO, response_format={"type": "json_object"})
+    client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi there"}])
+    # Personal data: answered (its providers keep no data), never kept.
+    for provider in Provider.objects.filter(name__in=["up", "up2"]):
+        provider.keeps_no_data = True
+        provider.save()
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "Write to jane.doe@example.com"}]
+    )
+    booked(raw.headers["x-request-id"])
+
+    escalated, passed = kept_outcomes(2)
+    assert (escalated.prompt, escalated.escalated_from, escalated.answered_by) == (
+        "Hello!",
+        ["up/gpt-4o-mini"],
+        "up2/gpt-4o",
+    )
+    assert escalated.tiers == ["up/gpt-4o-mini", "up2/gpt-4o"]
+    assert (passed.prompt, passed.escalated_from, passed.answered_by) == ("Hi there", [], "up/gpt-4o-mini")
+    assert not CascadeOutcome.objects.filter(prompt__contains="jane.doe").exists()
+
+
+def test_a_cascade_that_does_not_learn_keeps_no_prompt(
+    client: openai.OpenAI, cascade: Route, upstream: FakeOpenAI
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=HELLO, response_format={"type": "json_object"}
+    )
+    booked(raw.headers["x-request-id"])
+
+    assert CascadeOutcome.objects.count() == 0

@@ -76,7 +76,7 @@ def test_the_tiers_are_the_routes_order_and_the_checks_travel_with_the_call(tier
     resolution = resolve(get_catalog(), "tiers", ask("Hello"), now=NOW)
 
     assert resolution.chain == ("sim/mini", "sim/pro")
-    assert resolution.checks == {"min_chars": 40, "json": True, "refusal": True, "truncated": True}
+    assert resolution.checks == {"min_chars": 40, "json": True, "refusal": True, "truncated": True, "learn": False}
     assert resolution.routing["reason"] == "cascade from sim/mini"
 
 
