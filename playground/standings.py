@@ -20,7 +20,11 @@ from routing.arena_standings import arena_standings_store, standings_scope
 
 
 def standings_measure(*, team_id: int | None, user_id: int | None = None) -> dict[str, Any]:
-    """The standings of a team's votes, or (team_id None) of the user's own teamless votes, by category."""
+    """The standings of a team's votes, or (team_id None) of the user's own teamless votes, by category.
+
+    "at" is when the votes were read, before they are, so that a later reading always carries a later time.
+    """
+    read_at = timezone.now()
     counts = (
         votes_for(team_id=team_id, user_id=user_id, category=None)
         .values("category")
@@ -34,7 +38,7 @@ def standings_measure(*, team_id: int | None, user_id: int | None = None) -> dic
             "votes": row["votes"],
             "models": {r.model: {"score": r.score, "low": r.ci_low, "high": r.ci_high} for r in rankings},
         }
-    return {"at": timezone.now().isoformat(), "categories": categories}
+    return {"at": read_at.isoformat(timespec="microseconds"), "categories": categories}
 
 
 def standings_publish(*, team_id: int | None, user_id: int | None = None) -> None:

@@ -18,7 +18,7 @@ from playground.models import PlaygroundRun, RunPanel
 from playground.standings import standings_publish, standings_publish_all
 from playground.tasks import publish_standings_task
 from playground.votes import vote_cast
-from routing.arena_standings import KEY, arena_standings_read
+from routing.arena_standings import KEY, arena_standings_read, arena_standings_store
 from routing.catalog import get_catalog
 from routing.models import LanguageModel, Route
 from routing.providers.types import ChatRequest, Message
@@ -188,3 +188,17 @@ def test_the_minute_task_restores_standings_that_redis_lost(route: Route, redis_
     publish_standings_task.apply()
 
     assert async_to_sync(arena_standings_read)(f"user:{alice.pk}")["categories"]["coding"]["votes"] == 1
+
+
+def test_a_publication_read_earlier_never_overwrites_one_read_later(redis_client: redis.Redis) -> None:
+    newer = {"at": "2026-12-05T12:00:01.000000+00:00", "categories": {"coding": {"votes": 3, "models": {}}}}
+    older = {"at": "2026-12-05T12:00:00.500000+00:00", "categories": {"coding": {"votes": 2, "models": {}}}}
+    try:
+        assert arena_standings_store("user:1", newer) is True
+        assert arena_standings_store("user:1", older) is False
+        assert async_to_sync(arena_standings_read)("user:1")["categories"]["coding"]["votes"] == 3
+        # A garbled field does not block the next publication.
+        redis_client.hset(KEY, "user:1", b"not json")
+        assert arena_standings_store("user:1", older) is True
+    finally:
+        redis_client.hdel(KEY, "user:1")
