@@ -27,12 +27,12 @@ from django.utils import formats, timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from billing.admin_export import usage_csv_response
 from billing.caps.counters import COST_UNITS, cap_spent
 from billing.models import UNPRICED, ApiKey, RateLimit, SpendCap, Team, TeamMembership, UsageRecord
 from billing.money import format_usd, from_units
 from billing.periods import period_bounds
 from billing.services import api_key_revoke
+from billing.usage_csv import usage_csv_response
 from routing.models import LanguageModel, Provider, Route
 
 if TYPE_CHECKING:

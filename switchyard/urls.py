@@ -5,6 +5,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic.base import RedirectView
 
+from billing.dashboards import usage_views
 from billing.dashboards import views as dashboard_views
 from switchyard import views
 
@@ -21,6 +22,9 @@ urlpatterns = [
     path("keys/", include("billing.urls")),
     path("teams/", include("billing.dashboards.urls")),
     path("calls/<str:request_id>/", dashboard_views.call_record, name="call-record"),
+    path("me/", usage_views.me, name="me"),
+    path("me/usage.csv", usage_views.me_usage_csv, name="me-usage-csv"),
+    path("me/calls/<str:request_id>/", usage_views.me_record, name="me-record"),
     path("playground/", include("playground.urls")),
     path("playground/", include("playground.leaderboard_urls")),
 ]

@@ -9,7 +9,7 @@ records, as if the team did not exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.contrib.auth import get_user_model
 from django.http import Http404
@@ -22,6 +22,24 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
 
 LEADS = (TeamMembership.Role.OWNER, TeamMembership.Role.ADMIN)
+
+
+class UsageScope(Protocol):
+    """Whose usage a page reads: a team's as its viewer may see it (TeamAccess), or one's own (PersonalAccess)."""
+
+    @property
+    def viewer(self) -> User: ...
+
+    @property
+    def sees_members(self) -> bool: ...
+
+    def records(self) -> QuerySet[UsageRecord]: ...
+
+    def rollups(self) -> QuerySet[UsageRollup]: ...
+
+    def keys(self) -> QuerySet[ApiKey]: ...
+
+    def members(self) -> QuerySet[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,26 @@ class TeamAccess:
         return users if self.sees_members else users.filter(pk=self.viewer.pk)
 
 
+@dataclass(frozen=True)
+class PersonalAccess:
+    """The viewer's own usage, in every team and in none: their calls, keys and spend."""
+
+    viewer: User
+    sees_members: bool = False
+
+    def records(self) -> QuerySet[UsageRecord]:
+        return UsageRecord.objects.filter(user=self.viewer)
+
+    def rollups(self) -> QuerySet[UsageRollup]:
+        return UsageRollup.objects.filter(user_id=self.viewer.pk)
+
+    def keys(self) -> QuerySet[ApiKey]:
+        return ApiKey.objects.filter(user=self.viewer)
+
+    def members(self) -> QuerySet[Any]:
+        return get_user_model().objects.filter(pk=self.viewer.pk)
+
+
 def team_access(viewer: User, slug: str) -> TeamAccess:
     """The viewer's access to the team `slug`; a 404 when they have none or it does not exist."""
     team = Team.objects.filter(slug=slug).first()
@@ -69,12 +107,19 @@ def team_access(viewer: User, slug: str) -> TeamAccess:
 def record_page(viewer: User, request_id: str) -> str:
     """The page of the call `request_id` that the viewer may read; Http404 when there is none."""
     record = UsageRecord.objects.filter(request_id=request_id).select_related("team").first()
-    if record is None or record.team is None:
+    if record is None:
         raise Http404("No such call.")
-    access = team_access(viewer, record.team.slug)
-    if not access.records().filter(pk=record.pk).exists():
-        raise Http404("No such call.")
-    return reverse("billing-team-record", args=[record.team.slug, request_id])
+    if record.team is not None:
+        try:
+            access = team_access(viewer, record.team.slug)
+        except Http404:
+            access = None
+        if access is not None and access.records().filter(pk=record.pk).exists():
+            return reverse("billing-team-record", args=[record.team.slug, request_id])
+    # One's own call that no team page shows one: booked to no team, or to a team one has left.
+    if record.user_id is not None and record.user_id == viewer.pk:
+        return reverse("me-record", args=[request_id])
+    raise Http404("No such call.")
 
 
 def teams_of(viewer: User) -> QuerySet[Team]:

@@ -19,7 +19,7 @@ from billing.models import SpendCap
 from billing.periods import hour_of, period_bounds
 
 if TYPE_CHECKING:
-    from billing.dashboards.access import TeamAccess
+    from billing.dashboards.access import UsageScope
 
 PERIODS = (
     ("24h", "Last 24 hours"),
@@ -106,7 +106,7 @@ class FiltersForm(forms.Form):
         queryset=None, required=False, empty_label="Every key", label="API key"
     )
 
-    def __init__(self, data: Any, *, access: TeamAccess, now: dt.datetime | None = None) -> None:
+    def __init__(self, data: Any, *, access: UsageScope, now: dt.datetime | None = None) -> None:
         if not data.get("period"):
             # The page then shows the period it sums chosen in its menu, not the menu's first.
             data = data.copy()

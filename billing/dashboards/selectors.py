@@ -17,15 +17,21 @@ from django.contrib.auth import get_user_model
 from django.db.models import Func, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMonth, TruncWeek
 
-from billing.models import ApiKey, UsageRecord, UsageRollup
+from billing.models import ApiKey, Team, UsageRecord, UsageRollup
 from billing.money import from_units
 from billing.rollups.buckets import LATENCY_COLUMNS, TTFT_COLUMNS, percentile
 
 # Stacked series beyond this many are summed into one "other", so a chart stays readable.
 TOP_SERIES = 8
 OTHER = "other"
-NONE_LABEL = {"model": "(none answered)", "route": "(direct)", "user": "(no user)", "key": "(no key)"}
-DIMENSION_FIELDS = {"model": "model", "route": "route", "user": "user_id", "key": "api_key_id"}
+NONE_LABEL = {
+    "model": "(none answered)",
+    "route": "(direct)",
+    "user": "(no user)",
+    "key": "(no key)",
+    "team": "(no team)",
+}
+DIMENSION_FIELDS = {"model": "model", "route": "route", "user": "user_id", "key": "api_key_id", "team": "team_id"}
 TRUNCS: dict[str, type[Func]] = {"hour": TruncHour, "day": TruncDay, "week": TruncWeek, "month": TruncMonth}
 
 
@@ -241,4 +247,7 @@ def labels_of(dimension: str, keys: Iterable[Any]) -> dict[Any, str]:
     if dimension == "key":
         found = {key.pk: f"{key.name or 'unnamed'} ({key.prefix}…)" for key in ApiKey.objects.filter(pk__in=ids)}
         return {key: found.get(key, f"key #{key}") if key else NONE_LABEL["key"] for key in keys}
+    if dimension == "team":
+        teams = dict(Team.objects.filter(pk__in=ids).values_list("pk", "name"))
+        return {key: teams.get(key, f"team #{key}") if key else NONE_LABEL["team"] for key in keys}
     return {key: key or NONE_LABEL[dimension] for key in keys}

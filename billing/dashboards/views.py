@@ -18,7 +18,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from billing.dashboards import selectors
-from billing.dashboards.access import TeamAccess, record_page, team_access, teams_of
+from billing.dashboards.access import UsageScope, record_page, team_access, teams_of
 from billing.dashboards.filters import Filters, FiltersForm
 from billing.dashboards.overview import chart_figures, charts_for
 from routing.selectors import model_and_route_names
@@ -40,8 +40,8 @@ def partial_or_page(
     return response
 
 
-def team_context(request: AuthenticatedHttpRequest, access: TeamAccess, form: FiltersForm, tab: str) -> dict[str, Any]:
-    """What every tab of a team's pages shows around its content: the frame and the filters."""
+def team_context(request: AuthenticatedHttpRequest, access: UsageScope, form: FiltersForm, tab: str) -> dict[str, Any]:
+    """What every tab of a team's pages (and the personal page) shows around its content: the frame and the filters."""
     return {
         "access": access,
         "form": form,

@@ -1,15 +1,16 @@
-"""The usage ledger as CSV: the rows of the admin's list, whatever its filters, streamed in constant memory.
+"""The usage ledger as CSV, streamed in constant memory: the admin's list, and a team's or a user's export.
 
 Rows are read as tuples (never model instances) in chunks, and each chunk
 is written out before the next is read, so millions of records cost no
-more memory than a chunk.
+more memory than a chunk. Every row carries the unit prices its call was
+booked at, so that it alone tells its cost.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -36,9 +37,14 @@ COLUMNS = (
     ("error_kind", "error_kind"),
     ("input_tokens", "input_tokens"),
     ("output_tokens", "output_tokens"),
+    ("cached_input_tokens", "cached_input_tokens"),
+    ("cache_write_tokens", "cache_write_tokens"),
+    ("reasoning_tokens", "reasoning_tokens"),
     ("tokens_estimated", "tokens_estimated"),
     ("input_price_per_million", "input_price_per_million"),
     ("output_price_per_million", "output_price_per_million"),
+    ("cached_input_price_per_million", "cached_input_price_per_million"),
+    ("cache_write_price_per_million", "cache_write_price_per_million"),
     ("cost_usd", "cost_usd"),
     ("unpriced", "unpriced"),
     ("latency_ms", "latency_ms"),
@@ -58,41 +64,54 @@ class Echo:
         return line
 
 
+FIELDS = tuple(path for _, path in COLUMNS)
+
+
 def usage_csv_response(request: HttpRequest, records: QuerySet[UsageRecord]) -> StreamingHttpResponse:
     """The records, in their order, as a CSV attachment whose rows are read while it is sent."""
-    rows = records.annotate(unpriced=ExpressionWrapper(UNPRICED, output_field=BooleanField())).values_list(
-        *(path for _, path in COLUMNS)
-    )
+    rows = records.annotate(unpriced=ExpressionWrapper(UNPRICED, output_field=BooleanField())).values_list(*FIELDS)
+    return csv_response(request, _chunked(rows.iterator(chunk_size=CHUNK_ROWS)), name="usage-records")
+
+
+def csv_response(
+    request: HttpRequest, chunks: Iterator[Sequence[tuple[Any, ...]]], *, name: str
+) -> StreamingHttpResponse:
+    """A CSV attachment of COLUMNS: the header, then each chunk of rows (FIELDS' values), read while it is sent."""
+    lines = _csv_lines(chunks)
     # Under ASGI, Django reads a synchronous iterator whole before sending any of it.
-    content = _csv_chunks_async(rows) if isinstance(request, ASGIRequest) else _csv_chunks(rows)
+    content = _async_lines(lines) if isinstance(request, ASGIRequest) else lines
     stamp = f"{timezone.now().astimezone(dt.UTC):%Y%m%dT%H%M%SZ}"
     return StreamingHttpResponse(
         content,
         content_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="usage-records-{stamp}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}-{stamp}.csv"'},
     )
 
 
-def _csv_chunks(rows: QuerySet[UsageRecord, tuple[Any, ...]]) -> Iterator[str]:
-    """The header, then the rows, a chunk of them at a time."""
+def _chunked(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
+    chunk: list[tuple[Any, ...]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == CHUNK_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _csv_lines(chunks: Iterator[Sequence[tuple[Any, ...]]]) -> Iterator[str]:
+    """The header, then the lines of each chunk as one string."""
     writer = csv.writer(Echo())
     yield writer.writerow([header for header, _ in COLUMNS])
-    lines: list[str] = []
-    for row in rows.iterator(chunk_size=CHUNK_ROWS):
-        lines.append(writer.writerow([_cell(value) for value in row]))
-        if len(lines) == CHUNK_ROWS:
-            yield "".join(lines)
-            lines.clear()
-    if lines:
-        yield "".join(lines)
+    for chunk in chunks:
+        yield "".join(writer.writerow([_cell(value) for value in row]) for row in chunk)
 
 
-async def _csv_chunks_async(rows: QuerySet[UsageRecord, tuple[Any, ...]]) -> AsyncIterator[str]:
+async def _async_lines(lines: Iterator[str]) -> AsyncIterator[str]:
     # Each chunk is read on the request's database thread, as QuerySet.aiterator does.
-    chunks = _csv_chunks(rows)
-    next_chunk = sync_to_async(lambda: next(chunks, None))
-    while (chunk := await next_chunk()) is not None:
-        yield chunk
+    next_lines = sync_to_async(lambda: next(lines, None))
+    while (text := await next_lines()) is not None:
+        yield text
 
 
 def _cell(value: object) -> str:
