@@ -77,7 +77,7 @@ def csv_response(
     request: HttpRequest, chunks: Iterator[Sequence[tuple[Any, ...]]], *, name: str
 ) -> StreamingHttpResponse:
     """A CSV attachment of COLUMNS: the header, then each chunk of rows (FIELDS' values), read while it is sent."""
-    lines = _csv_lines(chunks)
+    lines = csv_lines(chunks)
     # Under ASGI, Django reads a synchronous iterator whole before sending any of it.
     content = _async_lines(lines) if isinstance(request, ASGIRequest) else lines
     stamp = f"{timezone.now().astimezone(dt.UTC):%Y%m%dT%H%M%SZ}"
@@ -99,7 +99,7 @@ def _chunked(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]
         yield chunk
 
 
-def _csv_lines(chunks: Iterator[Sequence[tuple[Any, ...]]]) -> Iterator[str]:
+def csv_lines(chunks: Iterator[Sequence[tuple[Any, ...]]]) -> Iterator[str]:
     """The header, then the lines of each chunk as one string."""
     writer = csv.writer(Echo())
     yield writer.writerow([header for header, _ in COLUMNS])
