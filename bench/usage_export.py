@@ -7,8 +7,9 @@ them), then:
   list (keyset: it starts at its cursor), and one export batch;
 - exports a quarter of the records and then all of them, as the CSV view
   streams them (keyset batches through billing.usage_csv.csv_lines), and
-  prints each export's peak Python memory (tracemalloc) and the process's
-  peak RSS: constant memory shows as the same peak for 4x the rows.
+  prints each export's rows/s, its peak Python memory (tracemalloc, on a
+  second run: tracing slows Python) and the process's peak RSS: constant
+  memory shows as the same peak for 4x the rows.
 
 Run:  .venv/bin/python bench/usage_export.py [--records 200000] [--database-url postgres://…]
 (default database: var/bench_usage_export.sqlite3, made for it).
@@ -112,18 +113,25 @@ def explain(label: str, queryset: object) -> None:
     print(queryset.explain(analyze=analyze) if analyze else queryset.explain())  # type: ignore[attr-defined]
 
 
-def export_peak(records: object) -> tuple[int, int, float, int]:
-    """Rows, bytes, seconds and tracemalloc's peak of one export, streamed as the view streams it."""
-    tracemalloc.start()
-    started = time.perf_counter()
+def export(records: object) -> tuple[int, int]:
+    """Rows and bytes of one export, streamed as the view streams it."""
     sent = lines = 0
     for text in csv_lines(keyset_batches(records, FIELDS)):  # type: ignore[arg-type]
         sent += len(text)
         lines += text.count("\r\n")
+    return lines - 1, sent
+
+
+def timed_and_traced(records: object) -> tuple[int, int, float, int]:
+    """An export timed, then the same export again under tracemalloc (which slows Python down) for its peak."""
+    started = time.perf_counter()
+    rows, sent = export(records)
     elapsed = time.perf_counter() - started
+    tracemalloc.start()
+    export(records)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return lines - 1, sent, elapsed, peak
+    return rows, sent, elapsed, peak
 
 
 def main() -> None:
@@ -152,7 +160,7 @@ def main() -> None:
     quarter = owner.records().filter(created_at__gte=NOW - dt.timedelta(seconds=args.records // 4 * 26))
     print()
     for label, records in (("a quarter", quarter), ("all", owner.records())):
-        rows, sent, elapsed, peak = export_peak(records)
+        rows, sent, elapsed, peak = timed_and_traced(records)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
             f"export of {label}: {rows:,} rows, {sent / 2**20:.1f} MiB of CSV in {elapsed:.1f} s "
