@@ -18,7 +18,7 @@ from django.test import AsyncClient
 from django.urls import reverse
 
 from billing.dashboards.usage_list import Cursor, keyset_batches, usage_page
-from billing.models import UsageRecord
+from billing.models import TeamMembership, UsageRecord
 from billing.usage_csv import COLUMNS
 from tests.billing import test_team_dashboard as dashboard
 from tests.billing.test_team_dashboard import AN_HOUR_AGO, NOW, Cast, logged_in
@@ -70,6 +70,14 @@ def test_a_member_lists_their_own_calls_only_and_staff_every_teams(ledger: Cast)
     assert "page" not in response.context and response.context["form"].errors
     assert len(listed(ledger.staff)) == 6
     assert len(listed(ledger.staff, slug="globex")) == 1
+    staffs = exported(ledger.staff, reverse("billing-team-usage-csv", args=["globex"]))
+    assert [row["user"] for row in staffs] == ["gina"]
+
+
+def test_a_team_admin_lists_every_members_calls_as_an_owner_does(ledger: Cast) -> None:
+    TeamMembership.objects.filter(team=ledger.acme, user=ledger.mike).update(role=TeamMembership.Role.ADMIN)
+    assert listed(ledger.mike) == listed(ledger.olivia)
+    assert len(listed(ledger.mike)) == 6
 
 
 def test_another_teams_list_and_export_are_404(ledger: Cast) -> None:

@@ -103,3 +103,18 @@ def test_the_list_filters_pages_and_downloads_its_csv_without_reloading(page: Pa
     rows(page).first.locator("a").click()
     page.wait_for_selector("[data-testid=record]")
     assert page.get_by_test_id("record-cost").inner_text() == "$0.003"
+
+
+def test_the_personal_page_lists_ones_own_calls_and_filters_them(page: Page) -> None:
+    page.goto("/")
+    page.get_by_role("link", name="Your usage").click()
+    page.wait_for_url("**/me/")
+    expect(rows(page)).to_have_count(50)
+    assert page.get_by_test_id("total-requests").inner_text() == "60"
+    expect(page.locator("[data-testid=my-keys] tbody tr")).to_have_count(1)
+
+    page.locator("select[name=period]").select_option("24h")
+    page.wait_for_url("**/me/?period=24h*")
+    expect(page.get_by_test_id("total-requests")).to_have_text("24")
+    expect(rows(page)).to_have_count(24)
+    expect(page.get_by_test_id("page-older")).to_have_count(0)
