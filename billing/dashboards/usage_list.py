@@ -2,8 +2,9 @@
 
 An OFFSET query reads and throws away every row before its page, so page
 10,000 of a 5M-row ledger costs as much as reading it; a keyset page
-starts at an index position (billing's (team|user, created_at, id)
-indexes) and reads only its own rows, however deep. The export walks the
+starts at an index position (the records' (team, created_at) and (user,
+created_at) indexes; README, "A team's calls") and reads only its own
+rows, however deep. The export walks the
 same keys batch after batch, so it holds one batch in memory at a time.
 """
 
@@ -107,6 +108,7 @@ def keyset_batches(
     """Every record's `fields` as tuples, newest first, `size` at a time: one query per batch, each from a key."""
     rows = with_unpriced(records).order_by("-created_at", "-pk").values_list(*fields, "created_at", "pk")
     cursor: Cursor | None = None
+    # Bounded by the records: each batch starts strictly after the last, and a short one is the end.
     while True:
         batch = list((rows if cursor is None else rows.filter(older_than(cursor)))[:size])
         if batch:
