@@ -13,15 +13,17 @@ are inserted in batches, then their rollups are rebuilt from them
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import random
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from billing.models import ApiKey, Team, TeamMembership, UsageRecord
@@ -244,6 +246,36 @@ class CallMaker:
         )
 
 
+def records_insert(records: list[UsageRecord]) -> None:
+    """Insert new records in one transaction, as bulk_create would, at a fraction of its cost per row.
+
+    Django's bulk_create prepares each of a record's 31 values through its
+    field, most of its time at millions of rows; here only the values that
+    need it (times, JSON) are adapted, the rest go to the driver as they are.
+    """
+    fields = [field for field in UsageRecord._meta.concrete_fields if not field.primary_key]
+    adapters: list[Callable[[Any], Any] | None] = []
+    for field in fields:
+        if isinstance(field, models.DateTimeField):
+            adapters.append(connection.ops.adapt_datetimefield_value)
+        elif isinstance(field, models.JSONField):
+            adapters.append(functools.partial(field.get_db_prep_save, connection=connection))
+        else:
+            adapters.append(None)
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(UsageRecord._meta.db_table)} ({', '.join(quote(str(field.column)) for field in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    pairs = list(zip((field.attname for field in fields), adapters, strict=True))
+    rows = [
+        tuple(getattr(record, name) if adapt is None else adapt(getattr(record, name)) for name, adapt in pairs)
+        for record in records
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
 def usage_generate(
     *,
     records: int,
@@ -277,8 +309,7 @@ def usage_generate(
     while done < records:
         count = min(batch_size, records - done)
         batch = [maker.record(f"{run}-{n}", since + step * (n + rng.random())) for n in range(done, done + count)]
-        with transaction.atomic():
-            UsageRecord.objects.bulk_create(batch)
+        records_insert(batch)
         done += count
         if progress is not None:
             progress(done)
