@@ -147,6 +147,8 @@ class UsageRecord(models.Model):
             models.Index(fields=["team", "created_at"]),
             # A route's newest calls: its escalation rate on its admin page.
             models.Index(fields=["route", "created_at"]),
+            # A team's most expensive calls of a period (its dashboard): read dearest first until ten fall in it.
+            models.Index(fields=["team", "-cost_usd"], name="record_team_dearest"),
         ]
 
     def __str__(self) -> str:
