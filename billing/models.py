@@ -147,6 +147,8 @@ class UsageRecord(models.Model):
             models.Index(fields=["team", "created_at"]),
             # A route's newest calls: its escalation rate on its admin page.
             models.Index(fields=["route", "created_at"]),
+            # A team's most expensive calls of a period (its dashboard): read dearest first until ten fall in it.
+            models.Index(fields=["team", "-cost_usd"], name="record_team_dearest"),
         ]
 
     def __str__(self) -> str:
@@ -155,6 +157,21 @@ class UsageRecord(models.Model):
 
 # Answered by a model that had no price, so no cost was booked (a failed call has no model).
 UNPRICED = models.Q(cost_usd__isnull=True) & ~models.Q(model="")
+
+
+# What a team's totals and its spend charts read of a rollup, besides its team and hour.
+COVERED_SLICE = ("model", "route", "user_id", "api_key_id")
+COVERED_SUMS = (
+    "requests",
+    "errors",
+    "fell_back",
+    "unpriced",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "cost_units",
+)
 
 
 class UsageRollup(models.Model):
@@ -193,7 +210,15 @@ class UsageRollup(models.Model):
                 fields=["hour", "team_id", "user_id", "api_key_id", "model", "route"], name="one_rollup_per_slice"
             )
         ]
-        indexes = [models.Index(fields=["team_id", "hour"]), models.Index(fields=["user_id", "hour"])]
+        indexes = [
+            models.Index(fields=["user_id", "hour"]),
+            # Also the index of a team's hours. It covers a team's totals, spend over time and spend by
+            # anything: both databases answer those from the index alone, never reading the rows' 50 columns.
+            models.Index(
+                fields=["team_id", "hour", *COVERED_SLICE, *COVERED_SUMS],
+                name="rollup_team_hour_covering",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}h team {self.team_id} {self.model or '-'}: {self.requests} calls"

@@ -160,24 +160,29 @@ def rollups_rebuild(
 ) -> int:
     """Replace the rollups of the hours from since's to until with sums of their records; the rows written.
 
-    Bookings wait while a day is rebuilt: on SQLite every write transaction
-    holds the database's write lock; on PostgreSQL the rollup table is
-    locked before the records are read, so a booking that commits its
-    record in between cannot add to a row that is about to be replaced.
+    Each day's sums go from the records' query straight into the rollup
+    table (INSERT … SELECT), never through Python: millions of records
+    rebuild in minutes. Bookings wait while a day is rebuilt: on SQLite
+    every write transaction holds the database's write lock; on PostgreSQL
+    the rollup table is locked before the records are read, so a booking
+    that commits its record in between cannot add to a row that is about
+    to be replaced.
     """
+    quote = connection.ops.quote_name
+    table = quote(rollup_model._meta.db_table)
     written = 0
     for start, end in days(since, until):
         with transaction.atomic():
             if connection.vendor == "postgresql":
-                table = connection.ops.quote_name(rollup_model._meta.db_table)
                 with connection.cursor() as cursor:
                     cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
             rollup_model._default_manager.filter(hour__gte=start, hour__lt=end).delete()
-            slices = raw_slices(start, end, record_model._default_manager.all())
-            rows = [
-                rollup_model(**dict(zip(SLICE, key, strict=True)), **dict(zip(SUMS, sums, strict=True)))
-                for key, sums in slices.items()
-            ]
-            rollup_model._default_manager.bulk_create(rows, batch_size=500)
-            written += len(rows)
+            sums = raw_sums(record_model._default_manager.filter(created_at__gte=start, created_at__lt=end))
+            compiler = sums.query.get_compiler(connection=connection)
+            select, params = compiler.as_sql()
+            # The SELECT's columns are named s_<rollup column>, in the compiler's order.
+            columns = ", ".join(quote(alias.removeprefix("s_")) for _, _, alias in compiler.select)
+            with connection.cursor() as cursor:
+                cursor.execute(f"INSERT INTO {table} ({columns}) {select}", params)
+                written += max(cursor.rowcount, 0)
     return written

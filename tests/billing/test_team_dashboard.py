@@ -15,7 +15,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from billing.models import ApiKey, SpendCap, Team, TeamMembership, UsageRecord
+from billing.dashboards.selectors import over_time
+from billing.models import ApiKey, SpendCap, Team, TeamMembership, UsageRecord, UsageRollup
 from billing.services import api_key_create
 from tests.usage_ledger import book, usage_record
 
@@ -264,3 +265,32 @@ def test_the_admins_record_links_to_the_calls_page(ledger: Cast, admin_client: C
     assert record is not None
     page = admin_client.get(reverse("admin:billing_usagerecord_change", args=[record.pk])).content.decode()
     assert f'<a href="/calls/{record.request_id}/">the routing trace, on the call\'s page</a>' in page
+
+
+@pytest.mark.parametrize(
+    ("bucket", "starts", "a", "b"),
+    [
+        ("day", ["2026-11-29", "2026-11-30", "2026-12-01"], [10, 20, 0], [0, 0, 40]),
+        ("week", ["2026-11-23", "2026-11-30"], [10, 20], [0, 40]),
+        ("month", ["2026-11-01", "2026-12-01"], [30, 0], [0, 40]),
+    ],
+)
+def test_hours_fall_in_their_day_week_and_month(bucket: str, starts: list[str], a: list[int], b: list[int]) -> None:
+    def hour(day: int, month: int, at: int) -> dt.datetime:
+        return dt.datetime(2026, month, day, at, tzinfo=dt.UTC)
+
+    # A Sunday's last hour, the next Monday's first hours, and a day into December.
+    UsageRollup.objects.create(hour=hour(29, 11, 23), model="a", input_tokens=10)
+    UsageRollup.objects.create(hour=hour(30, 11, 0), model="a", input_tokens=20)
+    UsageRollup.objects.create(hour=hour(1, 12, 5), model="b", input_tokens=40)
+    series = over_time(
+        UsageRollup.objects.all(),
+        since=hour(29, 11, 0),
+        until=hour(2, 12, 0),
+        bucket=bucket,
+        stack="model",
+        metric="tokens",
+    )
+    assert [start.date().isoformat() for start in series.buckets] == starts
+    assert series.values["a"] == a
+    assert series.values.get("b", [0] * len(starts)) == b
