@@ -66,7 +66,7 @@ def pages() -> list[Page]:
         *(Page(f"chart {chart}", "billing-team-chart", (chart,)) for chart in CHARTS),
         Page("call record", "billing-team-record", ("{request_id}",), filtered=False),
         Page("usage list", "billing-team-usage"),
-        Page("CSV export", "billing-team-export", streamed=True),
+        Page("CSV export", "billing-team-usage-csv", streamed=True),
     ]
 
 
