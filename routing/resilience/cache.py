@@ -58,6 +58,15 @@ if redis.call('GET', KEYS[2]) == ARGV[3] then
 end
 return 1
 """
+# A call delivered again after its worker died finds the claim it made itself: it is still its own.
+_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -171,7 +180,7 @@ def _normalised(value: Any) -> Any:
     return value
 
 
-def _claim_key(key: str) -> str:
+def claim_key(key: str) -> str:
     return CLAIM_PREFIX + key.removeprefix(KEY_PREFIX)
 
 
@@ -190,13 +199,13 @@ class CacheFlight:
         """
         lease = settings.CACHE_CLAIM_LEASE_SECONDS
         give_up = min(deadline, time.monotonic() + lease)
-        claim = _claim_key(self.use.key)
+        claim = claim_key(self.use.key)
         try:
             client = get_resp()
             while True:
                 raw, claimed = await asyncio.gather(
                     client.execute("GET", self.use.key),
-                    client.execute("SET", claim, self.owner, "NX", "PX", int(lease * 1000)),
+                    client.execute("EVAL", _CLAIM, 1, claim, self.owner, int(lease * 1000)),
                 )
                 if raw is not None:
                     if claimed:
@@ -228,7 +237,7 @@ class CacheFlight:
                 _STORE,
                 2,
                 self.use.key,
-                _claim_key(self.use.key),
+                claim_key(self.use.key),
                 answer.dumps(),
                 self.use.ttl_seconds,
                 self.owner,
@@ -243,6 +252,6 @@ class CacheFlight:
             return
         self.claimed = False
         try:
-            await get_resp().execute("EVAL", _RELEASE, 1, _claim_key(self.use.key), self.owner)
+            await get_resp().execute("EVAL", _RELEASE, 1, claim_key(self.use.key), self.owner)
         except (redis.RedisError, OSError):
             logger.warning("could not release a response cache claim; it lapses with its lease", exc_info=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,9 @@ from billing.models import SpendCap, Team, UsageRollup
 from billing.money import to_units
 from billing.rollups.build import rollups_check
 from billing.services import api_key_create
+from routing.gateway.openai_request import parse_chat_body
 from routing.models import Route
+from routing.resilience.cache import cache_key, cache_scope, claim_key
 from switchyard.redis_clients import get_redis
 from tests.fakes.openai import FakeOpenAI
 from tests.usage_records import booked
@@ -130,6 +133,20 @@ def test_a_waiting_request_runs_itself_when_the_first_fails(client: openai.OpenA
     [answered] = [future.result() for future, failure in zip(pending, failures, strict=True) if failure is None]
     assert answered[0]["x-switchyard-cache"] == "miss"
     assert _upstream_calls(upstream) == 2
+
+
+def test_a_request_waiting_on_a_dead_workers_claim_runs_itself_once_the_lease_lapses(
+    client: openai.OpenAI, upstream: FakeOpenAI, cached_route: Route, alice: Any
+) -> None:
+    request = parse_chat_body(json.dumps({"model": "auto", "messages": HELLO}).encode()).request
+    key = cache_key(scope=cache_scope(team_id=None, user_id=alice.pk), target="auto", request=request)
+    # What a worker that died while answering the first of two identical calls leaves behind.
+    get_redis().set(claim_key(key), "chatcmpl-of-a-dead-worker", px=1500)
+    waited = _ask(client, stream=False)[0]
+    assert waited["x-switchyard-cache"] == "miss"
+    assert _upstream_calls(upstream) == 1
+    assert get_redis().exists(key)
+    assert _ask(client, stream=False)[0]["x-switchyard-cache"] == "hit"
 
 
 def test_another_team_misses_where_a_teammate_hits(
