@@ -13,13 +13,13 @@ admin, with a TTL, for requests sampled at or below its temperature; a
 request asks for it on any route or model (`"cache": true` in its
 `metadata`), or refuses it (`"cache": false`, or `cache-control: no-cache`).
 
-The worker (routing/calls/runner.py) reads the entry before the chain. On a
-miss it claims the key (SET NX with a lease) and runs the call; only an
-answer that ended well is stored, with the claim released in the same
-script. An identical call that finds the key claimed waits for that entry
-(single flight), at most the lease, and runs itself if the claim goes away
-with nothing stored (the first call failed, or its worker died and the
-lease lapsed). A Redis that is away or flushed is a miss: the cache never
+The worker (routing/calls/runner.py) reads the entry before the chain, and
+on a miss claims the key (with a lease), in one script; then runs the call.
+Only an answer that ended well is stored, with the claim released in the
+same script. An identical call that finds the key claimed asks again every
+WAIT_POLL_SECONDS (single flight), at most the lease, and runs itself once
+the claim goes away with nothing stored (the first call failed, or its
+worker died and the lease lapsed). A Redis that is away or flushed is a miss: the cache never
 fails a call.
 """
 
@@ -58,13 +58,18 @@ if redis.call('GET', KEYS[2]) == ARGV[3] then
 end
 return 1
 """
-# A call delivered again after its worker died finds the claim it made itself: it is still its own.
-_CLAIM = """
-local holder = redis.call('GET', KEYS[1])
+# One round trip: the answer if stored; else the claim, taken (1) or held by another call (0). A call
+# delivered again after its worker died finds the claim it made itself: it is still its own.
+_LOOKUP = """
+local answer = redis.call('GET', KEYS[1])
+if answer then
+  return answer
+end
+local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 _RELEASE = """
@@ -199,32 +204,20 @@ class CacheFlight:
         """
         lease = settings.CACHE_CLAIM_LEASE_SECONDS
         give_up = min(deadline, time.monotonic() + lease)
-        claim = claim_key(self.use.key)
         try:
             client = get_resp()
             while True:
-                raw, claimed = await asyncio.gather(
-                    client.execute("GET", self.use.key),
-                    client.execute("EVAL", _CLAIM, 1, claim, self.owner, int(lease * 1000)),
+                found = await client.execute(
+                    "EVAL", _LOOKUP, 2, self.use.key, claim_key(self.use.key), self.owner, int(lease * 1000)
                 )
-                if raw is not None:
-                    if claimed:
-                        await client.execute("EVAL", _RELEASE, 1, claim, self.owner)
-                    return CachedAnswer.loads(raw)
-                if claimed:
+                if isinstance(found, bytes):
+                    return CachedAnswer.loads(found)
+                if found == 1:
                     self.claimed = True
                     return None
-                while time.monotonic() < give_up:
-                    await asyncio.sleep(WAIT_POLL_SECONDS)
-                    raw, holder = await asyncio.gather(
-                        client.execute("GET", self.use.key), client.execute("EXISTS", claim)
-                    )
-                    if raw is not None:
-                        return CachedAnswer.loads(raw)
-                    if not holder:
-                        break
-                else:
+                if time.monotonic() + WAIT_POLL_SECONDS >= give_up:
                     return None
+                await asyncio.sleep(WAIT_POLL_SECONDS)
         except (redis.RedisError, OSError, ValueError, TypeError):
             logger.warning("the response cache could not be read; the call runs", exc_info=True)
             return None

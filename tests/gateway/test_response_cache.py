@@ -248,3 +248,40 @@ def test_a_capped_callers_hit_counts_nothing_against_its_cap(
     assert booked(hit["x-request-id"]).cost_usd == 0
     counter = counter_for("user", alice.pk, "month", timezone.now()).key
     assert int(get_redis().get(counter)) == to_units(booked(first["x-request-id"]).cost_usd)
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a location",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+    },
+}
+
+
+def test_a_tool_call_is_replayed_to_a_body_and_to_a_stream(
+    client: openai.OpenAI, upstream: FakeOpenAI, cached_route: Route
+) -> None:
+    upstream.queue(FakeOpenAI.completion("openai-chat-response-tool-calls.json"))
+    ask = {"model": "auto", "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [WEATHER]}
+    first = client.chat.completions.create(**ask)
+    again = client.chat.completions.with_raw_response.create(**ask)
+    assert again.headers["x-switchyard-cache"] == "hit"
+    [called] = first.choices[0].message.tool_calls or []
+    [replayed] = again.parse().choices[0].message.tool_calls or []
+    assert (replayed.id, replayed.function.name, replayed.function.arguments) == (
+        called.id,
+        called.function.name,
+        called.function.arguments,
+    )
+    assert again.parse().choices[0].finish_reason == first.choices[0].finish_reason == "tool_calls"
+    with client.chat.completions.stream(**ask) as stream:
+        final = stream.get_final_completion()
+    [streamed] = final.choices[0].message.tool_calls or []
+    assert (streamed.id, streamed.function.name, streamed.function.arguments) == (
+        called.id,
+        called.function.name,
+        called.function.arguments,
+    )
+    assert _upstream_calls(upstream) == 1
