@@ -180,7 +180,8 @@ class CallRunner:
             reasoning_tokens=cached.reasoning_tokens,
             tokens_estimated=cached.tokens_estimated,
             latency_ms=elapsed,
-            ttft_ms=elapsed,
+            # No model sent a first token: the models' measured times to it (the fastest strategy's) stay theirs.
+            ttft_ms=None,
             error_kind="",
             finish_reason=cached.finish,
             extra_cost=spec_extra_cost(self.spec),

@@ -78,6 +78,7 @@ def test_a_hit_is_the_miss_it_replays_booked_at_no_cost_with_its_saving(
     assert (again.input_tokens, again.output_tokens) == (first.input_tokens, first.output_tokens)
     assert [(a["model"], a["outcome"]) for a in again.attempts] == [("up/gpt-4o-mini", "cache_hit")]
     assert not again.fell_back
+    assert again.ttft_ms is None, "no model's time to first token"
     rollup = UsageRollup.objects.get(model="up/gpt-4o-mini")
     assert (rollup.requests, rollup.cache_hits, rollup.cache_saving_units) == (2, 1, to_units(first.cost_usd))
     now = timezone.now()
