@@ -7,6 +7,7 @@ gateway benchmark. The upstream model name picks the behaviour:
     bench-json     a chat.completion JSON body
     bench-stream   20 SSE chunks at once, then usage and [DONE]
     bench-paced    first chunk after 100 ms, then 20 chunks 10 ms apart
+    bench-fail     a 503 after 50 ms, every time (a provider that is down)
 
 Run: python bench/fast_upstream.py PORT
 """
@@ -68,6 +69,16 @@ _JSON_RESPONSE = (
     + b"\r\n\r\n"
     + _JSON_BODY
 )
+_FAIL_BODY = json.dumps(
+    {"error": {"message": "The server is overloaded.", "type": "server_error", "param": None, "code": None}}
+).encode()
+_FAIL_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: "
+    + str(len(_FAIL_BODY)).encode()
+    + b"\r\n\r\n"
+    + _FAIL_BODY
+)
+FAIL_DELAY_SECONDS = 0.05
 _STREAM_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 _STREAM_INSTANT = (
     _STREAM_HEAD
@@ -127,12 +138,18 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def respond(self, body: bytes) -> None:
         assert self.transport is not None
-        if b'"stream":true' not in body.replace(b" ", b""):
+        if b"bench-fail" in body:
+            asyncio.get_running_loop().call_later(FAIL_DELAY_SECONDS, self.fail)
+        elif b'"stream":true' not in body.replace(b" ", b""):
             self.transport.write(_JSON_RESPONSE)
         elif b"bench-paced" in body:
             asyncio.get_running_loop().create_task(self.paced())
         else:
             self.transport.write(_STREAM_INSTANT)
+
+    def fail(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_FAIL_RESPONSE)
 
     async def paced(self) -> None:
         assert self.transport is not None

@@ -12,6 +12,7 @@ import asyncio
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -129,8 +130,12 @@ async def run_phase(
     concurrency: int,
     requests: int,
     time_limit: float,
+    vary: Callable[[int], dict[str, object]] | None = None,
 ) -> PhaseResult:
-    """Send `requests` requests with `concurrency` connections, stopping early after `time_limit` seconds."""
+    """Send `requests` requests with `concurrency` connections, stopping early after `time_limit` seconds.
+
+    With `vary`, request number n sends `vary(n)` instead of `payload` (a cache's misses).
+    """
     body = json.dumps(payload).encode()
     result = PhaseResult(concurrency)
     remaining = requests
@@ -143,9 +148,10 @@ async def run_phase(
         try:
             while remaining > 0 and time.perf_counter() < deadline:
                 remaining -= 1
+                sent = body if vary is None else json.dumps(vary(remaining)).encode()
                 started = time.perf_counter()
                 try:
-                    status, ttft, answer = await asyncio.wait_for(connection.post(path, body, headers), 60)
+                    status, ttft, answer = await asyncio.wait_for(connection.post(path, sent, headers), 60)
                 except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
                     connection.close()
                     result.errors += 1

@@ -67,8 +67,9 @@ class ApiKey(models.Model):
         return self.revoked_at is None
 
 
-# Outcomes of models a call left out without calling them.
-NOT_TRIED = frozenset({"skipped", ErrorKind.CIRCUIT_OPEN.value})
+# Outcomes of models a call left out without calling them; a cache hit replays one's earlier answer.
+CACHE_HIT = "cache_hit"
+NOT_TRIED = frozenset({"skipped", ErrorKind.CIRCUIT_OPEN.value, CACHE_HIT})
 
 
 def tried_several(attempts: list[dict[str, Any]]) -> bool:
@@ -133,6 +134,16 @@ class UsageRecord(models.Model):
         decimal_places=10,
         default=0,
         help_text="What the call paid beyond its answer (escalated answers, a classifier's call): a part of cost_usd.",
+    )
+    cache_hit = models.BooleanField(
+        default=False, help_text="Answered from Switchyard's response cache: no provider was asked, nothing paid."
+    )
+    cache_saving_usd = models.DecimalField(
+        max_digits=18,
+        decimal_places=10,
+        null=True,
+        blank=True,
+        help_text="What a cache hit's answer would have cost from its model at the call's prices; empty otherwise.",
     )
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -203,6 +214,8 @@ class UsageRollup(models.Model):
     cost_units = models.BigIntegerField(default=0)
     latency_ms_sum = models.BigIntegerField(default=0)
     ttft_count = models.IntegerField(default=0)
+    cache_hits = models.IntegerField(default=0, help_text="Calls answered from the response cache.")
+    cache_saving_units = models.BigIntegerField(default=0, help_text="What the cache hits saved, in 10^-10 USD.")
 
     class Meta:
         constraints = [

@@ -74,6 +74,9 @@ class UsageBooking:
     escalations: int = 0
     # What the call paid beyond its answer: those answers, a classifier's call (routing/calls/classify.py).
     extra_cost: Decimal = Decimal(0)
+    # Answered from the response cache: no provider was paid; what its model would have cost instead.
+    cache_hit: bool = False
+    cache_saving: Decimal | None = None
 
     @classmethod
     def never_ran(cls, spec: CallSpec, error_kind: str, *, latency_ms: int = 0) -> UsageBooking:
@@ -113,6 +116,8 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
             )
             + booking.extra_cost
         )
+    if booking.cache_hit:
+        cost = booking.extra_cost
     return UsageRecord(
         request_id=spec.call_id,
         created_at=spec.created_at,
@@ -145,6 +150,8 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
         finish_reason=booking.finish_reason,
         escalations=booking.escalations,
         extra_cost_usd=booking.extra_cost,
+        cache_hit=booking.cache_hit,
+        cache_saving_usd=booking.cache_saving,
     )
 
 

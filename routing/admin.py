@@ -409,8 +409,8 @@ class StrategyFilter(admin.SimpleListFilter):
 class RouteAdmin(SortableAdminBase, admin.ModelAdmin[Route]):
     form = RouteAdminForm
     inlines = [RouteStepInline]
-    list_display = ("name", "short_description", "strategy", "chain", "enabled", "soft_landing")
-    list_filter = ("enabled", StrategyFilter, "soft_landing")
+    list_display = ("name", "short_description", "strategy", "chain", "enabled", "soft_landing", "cache_enabled")
+    list_filter = ("enabled", StrategyFilter, "soft_landing", "cache_enabled")
     search_fields = ("name", "description")
     readonly_fields = ("created_at", "updated_at", "escalation_rate")
     fieldsets = (
@@ -418,6 +418,7 @@ class RouteAdmin(SortableAdminBase, admin.ModelAdmin[Route]):
         ("Strategy", {"fields": ("strategy", "settings", "escalation_rate")}),
         ("Default parameters", {"fields": ("temperature", "max_tokens", "system_prompt")}),
         ("Retries", {"fields": ("retry_attempts", "retry_base_delay_seconds")}),
+        ("Response cache", {"fields": ("cache_enabled", "cache_ttl_seconds", "cache_max_temperature")}),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 

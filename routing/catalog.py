@@ -119,6 +119,9 @@ class CatalogRoute:
     settings: dict[str, Any] = field(default_factory=dict)
     retry_attempts: int = 0
     retry_base_delay_seconds: float = 0.5
+    cache_enabled: bool = False
+    cache_ttl_seconds: int = 3600
+    cache_max_temperature: float | None = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +198,9 @@ def _load(version: int) -> Catalog:
             **_strategy_of(r.strategy, r.settings, names),
             retry_attempts=r.retry_attempts,
             retry_base_delay_seconds=r.retry_base_delay_seconds,
+            cache_enabled=r.cache_enabled,
+            cache_ttl_seconds=r.cache_ttl_seconds,
+            cache_max_temperature=r.cache_max_temperature,
         )
         for r in all_routes
     }

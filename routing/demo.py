@@ -351,8 +351,9 @@ ROUTES: list[dict[str, Any]] = [
     },
     {
         "name": "coding",
-        "description": "Code: long context and tool use first, the most careful model as fallback.",
+        "description": "Code: Atlas first, Sage Pro as fallback; a repeated request is answered from the cache.",
         "temperature": 0.2,
+        "cache_enabled": True,
         "max_tokens": 4_096,
         "system_prompt": "You are a senior software engineer. Answer with working code and a short explanation.",
         "chain": ["sim/atlas", "sim/sage-pro"],

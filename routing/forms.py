@@ -178,12 +178,16 @@ class RouteAdminForm(forms.ModelForm[Route]):
             "system_prompt",
             "retry_attempts",
             "retry_base_delay_seconds",
+            "cache_enabled",
+            "cache_ttl_seconds",
+            "cache_max_temperature",
         ]
         help_texts = {
             "settings": f"The strategy's settings as JSON (the README describes each). For example: {EXAMPLES}."
         }
         widgets = {
             "temperature": forms.NumberInput(attrs={"step": "0.1", "min": "0", "max": "2"}),
+            "cache_max_temperature": forms.NumberInput(attrs={"step": "0.1", "min": "0", "max": "2"}),
             "settings": forms.Textarea(attrs={"rows": 8, "cols": 80, "spellcheck": "false"}),
         }
 

@@ -254,6 +254,27 @@ class Route(models.Model):
         help_text="Retry n waits a random time up to this × 2^(n-1) (and at least the provider's retry-after), "
         "always within the call's deadline.",
     )
+    cache_enabled = models.BooleanField(
+        "response cache",
+        default=False,
+        help_text="Answer a request identical to an earlier one (same caller's team, messages and parameters) "
+        "from the cache instead of asking a model again. Off: only requests that ask for it are cached.",
+    )
+    cache_ttl_seconds = models.PositiveIntegerField(
+        "cache TTL (seconds)",
+        default=3600,
+        validators=[MinValueValidator(1), MaxValueValidator(30 * 24 * 3600)],
+        help_text="How long a cached answer is served.",
+    )
+    cache_max_temperature = models.FloatField(
+        "cache up to temperature",
+        null=True,
+        blank=True,
+        default=1.0,
+        validators=[MinValueValidator(0.0)],
+        help_text="Requests sampled above this temperature (1 when not given) skip the cache unless they ask "
+        "for it; empty: any temperature is cached.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

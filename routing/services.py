@@ -302,6 +302,7 @@ def _demo_route(spec: dict[str, Any], summary: DemoLoadSummary) -> None:
         system_prompt=spec.get("system_prompt", ""),
         strategy=spec.get("strategy", "fixed"),
         settings=spec.get("settings", {}),
+        cache_enabled=spec.get("cache_enabled", False),
     )
     try:
         route_defaults_validate(

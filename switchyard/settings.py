@@ -249,6 +249,13 @@ STREAM_COALESCE_MS = env.int("SWITCHYARD_STREAM_COALESCE_MS", default=25)
 # (routing/calls/dispatch.py). 0 = never wait; a call alone never waits.
 DISPATCH_LINGER_MS = env.int("SWITCHYARD_DISPATCH_LINGER_MS", default=10)
 
+# The response cache (routing/resilience/cache.py): how long an answer lasts
+# when a request asks for the cache on a route that has it off (or a model);
+# and how long an identical call waits for the first one's answer before it
+# runs itself, which is also how long a dead worker's claim holds the key.
+CACHE_DEFAULT_TTL_SECONDS = env.int("SWITCHYARD_CACHE_TTL", default=3600)
+CACHE_CLAIM_LEASE_SECONDS = env.float("SWITCHYARD_CACHE_CLAIM_LEASE", default=30.0)
+
 # A provider call never runs longer than this, whatever its chain.
 CALL_DEADLINE_SECONDS = env.int("SWITCHYARD_CALL_DEADLINE", default=600)
 

@@ -20,6 +20,7 @@ from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import connections
 
+from routing.resilience.cache import CACHE_PREFIX
 from routing.resilience.circuits import CIRCUIT_PREFIX
 from switchyard.celery import app as celery_app
 from tests.fakes.openai import FakeOpenAI
@@ -75,6 +76,15 @@ def circuits_closed(circuit_databases: list[redis.Redis]) -> None:
     """Every test starts with every circuit closed: one that an earlier test opened would skip its models."""
     for client in circuit_databases:
         keys = list(client.scan_iter(match=f"{CIRCUIT_PREFIX}*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
+def response_cache_empty(circuit_databases: list[redis.Redis]) -> None:
+    """Every test starts with an empty response cache: the ids of its users and teams may be an earlier test's."""
+    for client in circuit_databases:
+        keys = list(client.scan_iter(match=f"{CACHE_PREFIX}*", count=1000))
         if keys:
             client.delete(*keys)
 

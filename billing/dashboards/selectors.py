@@ -43,7 +43,10 @@ class Totals:
     output_tokens: int
     cached_input_tokens: int
     reasoning_tokens: int
+    cache_hits: int
     cost: Decimal
+    # What the response cache's hits would have cost from their models.
+    cache_saving: Decimal
 
     @property
     def tokens(self) -> int:
@@ -57,6 +60,10 @@ class Totals:
     def fallback_rate(self) -> float | None:
         return self.fell_back / self.requests if self.requests else None
 
+    @property
+    def cache_hit_rate(self) -> float | None:
+        return self.cache_hits / self.requests if self.requests else None
+
 
 _TOTAL_FIELDS = (
     "requests",
@@ -67,7 +74,9 @@ _TOTAL_FIELDS = (
     "output_tokens",
     "cached_input_tokens",
     "reasoning_tokens",
+    "cache_hits",
     "cost_units",
+    "cache_saving_units",
 )
 
 
@@ -75,7 +84,8 @@ def totals(rollups: QuerySet[UsageRollup]) -> Totals:
     sums = rollups.aggregate(**{name: Sum(name) for name in _TOTAL_FIELDS})
     values = {name: int(sums[name] or 0) for name in _TOTAL_FIELDS}
     cost = from_units(values.pop("cost_units"))
-    return Totals(**values, cost=cost)
+    saving = from_units(values.pop("cache_saving_units"))
+    return Totals(**values, cost=cost, cache_saving=saving)
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, IntegerField, Max, Min, Model, Q, QuerySet, Sum, Value
-from django.db.models.functions import Coalesce, TruncHour
+from django.db.models import BigIntegerField, Count, F, IntegerField, Max, Min, Model, Q, QuerySet, Sum, Value
+from django.db.models.functions import Cast, Coalesce, Round, TruncHour
 
 from billing.caps.counters import COST_UNITS
 from billing.models import UNPRICED, UsageRecord, UsageRollup
+from billing.money import UNITS_PER_USD
 from billing.periods import hour_of
 from billing.rollups.buckets import BOUNDS_MS, LATENCY_COLUMNS, TTFT_COLUMNS
 from billing.rollups.maintain import SLICE, SUMS, Slice
 
+SAVING_UNITS = Cast(Round(F("cache_saving_usd") * Value(UNITS_PER_USD)), output_field=BigIntegerField())
 # Rebuilt or checked a day at a time, so that memory stays bounded by one day's slices.
 STEP = dt.timedelta(days=1)
 
@@ -58,6 +60,8 @@ def raw_sums(records: QuerySet[Any]) -> QuerySet[Any, dict[str, Any]]:
         "cost_units": _zero(Sum(COST_UNITS)),
         "latency_ms_sum": _zero(Sum("latency_ms")),
         "ttft_count": Count("ttft_ms"),
+        "cache_hits": Count("pk", filter=Q(cache_hit=True)),
+        "cache_saving_units": _zero(Sum(SAVING_UNITS)),
         **_bucket_counts("latency_ms", LATENCY_COLUMNS),
         **_bucket_counts("ttft_ms", TTFT_COLUMNS),
     }

@@ -33,6 +33,8 @@ SUMS = (
     "cost_units",
     "latency_ms_sum",
     "ttft_count",
+    "cache_hits",
+    "cache_saving_units",
     *LATENCY_COLUMNS,
     *TTFT_COLUMNS,
 )
@@ -69,6 +71,8 @@ def sums_of(record: UsageRecord) -> list[int]:
         "cost_units": to_units(record.cost_usd) if record.cost_usd is not None else 0,
         "latency_ms_sum": record.latency_ms,
         "ttft_count": int(record.ttft_ms is not None),
+        "cache_hits": int(record.cache_hit),
+        "cache_saving_units": to_units(record.cache_saving_usd) if record.cache_saving_usd is not None else 0,
         LATENCY_COLUMNS[bucket_of(record.latency_ms)]: 1,
     }
     if record.ttft_ms is not None:

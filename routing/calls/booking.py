@@ -69,6 +69,8 @@ def figures_of(record: UsageRecord) -> Figures:
         cost=None if record.cost_usd is None else str(record.cost_usd),
         latency_ms=record.latency_ms,
         ttft_ms=record.ttft_ms,
+        cache_hit=record.cache_hit,
+        cache_saving=None if record.cache_saving_usd is None else str(record.cache_saving_usd),
     )
 
 

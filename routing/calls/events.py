@@ -43,6 +43,9 @@ class Figures:
     cost: str | None = None
     latency_ms: int = 0
     ttft_ms: int | None = None
+    # Answered from the response cache, and what that saved (USD as a decimal string, None when unpriced).
+    cache_hit: bool = False
+    cache_saving: str | None = None
 
     def to_data(self) -> dict[str, Any]:
         usage: dict[str, Any] = {
@@ -58,7 +61,7 @@ class Figures:
         ):
             if count:
                 usage[key] = count
-        return {
+        data = {
             "model": self.model,
             "provider": self.provider,
             "route": self.route,
@@ -68,6 +71,10 @@ class Figures:
             "latency_ms": self.latency_ms,
             "ttft_ms": self.ttft_ms,
         }
+        if self.cache_hit:
+            data["cache_hit"] = True
+            data["cache_saving"] = self.cache_saving
+        return data
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Figures:
@@ -86,6 +93,8 @@ class Figures:
             cost=data.get("cost"),
             latency_ms=data.get("latency_ms", 0),
             ttft_ms=data.get("ttft_ms"),
+            cache_hit=bool(data.get("cache_hit")),
+            cache_saving=data.get("cache_saving"),
         )
 
 
@@ -95,13 +104,20 @@ class Started:
     model: str
     provider: str = ""
     attempts: tuple[dict[str, Any], ...] = ()
+    # The answer that follows is replayed from the response cache.
+    cache_hit: bool = False
 
     def to_data(self) -> dict[str, Any]:
-        return {"model": self.model, "provider": self.provider, "attempts": list(self.attempts)}
+        data: dict[str, Any] = {"model": self.model, "provider": self.provider, "attempts": list(self.attempts)}
+        if self.cache_hit:
+            data["cache_hit"] = True
+        return data
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Started:
-        return cls(data["model"], data.get("provider", ""), tuple(data.get("attempts", ())))
+        return cls(
+            data["model"], data.get("provider", ""), tuple(data.get("attempts", ())), bool(data.get("cache_hit"))
+        )
 
 
 @dataclass(frozen=True, slots=True)

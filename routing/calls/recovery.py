@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.conf import settings
 
@@ -219,4 +220,6 @@ def _booking_from_terminal(spec: CallSpec, catalog: Catalog, terminal: Terminal)
         cached_input_tokens=figures.cached_input_tokens,
         cache_write_tokens=figures.cache_write_tokens,
         reasoning_tokens=figures.reasoning_tokens,
+        cache_hit=figures.cache_hit,
+        cache_saving=None if figures.cache_saving is None else Decimal(figures.cache_saving),
     )

@@ -27,6 +27,11 @@ The rules of the chain:
   reached the client, so a held answer's failure falls back like any. If
   every model after an escalated answer fails, the last escalated answer is
   sent after all: an answer that failed a check beats no answer.
+- A call that uses the response cache (routing/resilience/cache.py) is
+  first looked up there, waiting for an identical call in flight: a hit is
+  replayed (a stream or a body, as asked) and booked at no cost with its
+  saving. An answer that ended well is stored; an error, a cancelled or cut
+  answer, or one a cascade sent only because nothing else answered, never.
 - Whatever fails in the worker itself (a bug, a request an adapter cannot
   take), the call still ends with a terminal error event and a record.
 """
@@ -44,7 +49,7 @@ from typing import Any
 
 from django.conf import settings
 
-from billing.models import UsageRecord
+from billing.models import CACHE_HIT, UsageRecord
 from billing.services import UsageBooking, price_of, tokens_cost, usage_record_new
 from routing import tokens
 from routing.calls.answer_checks import answer_failure
@@ -65,6 +70,7 @@ from routing.providers.types import (
     ToolCallDelta,
     Usage,
 )
+from routing.resilience.cache import CachedAnswer, CacheFlight, CacheUse
 from routing.resilience.circuits import CircuitOpen, Passage, circuit_pass
 from routing.resilience.retries import RetryPolicy
 
@@ -77,6 +83,8 @@ INTERNAL_ERROR = "internal_error"
 CIRCUIT_WAIT_MARGIN_SECONDS = 0.05
 # The outcome of a cascade's answer that failed a check and was not sent.
 ESCALATED = "escalated"
+# How a complete answer ends; content_filter's is cut by the provider.
+CACHEABLE_FINISHES = frozenset({"stop", "length", "tool_calls"})
 
 
 @dataclass
@@ -131,16 +139,80 @@ class CallRunner:
         # A cascade's answer that ended and waits for its checks, then those that failed them.
         self._held: tuple[CatalogModel, AttemptResult, int] | None = None
         self._escalated: list[tuple[CatalogModel, AttemptResult, Decimal]] = []
+        self.cache = CacheFlight(CacheUse(spec.cache_key, spec.cache_ttl), spec.call_id) if spec.cache_key else None
+        self._cacheable = True
 
     async def run(self) -> None:
         """Run the call to its terminal event and record; an exception of the worker's own ends it as an error."""
         try:
+            if self.cache is not None and (cached := await self.cache.answer(deadline=self.deadline)) is not None:
+                await self._replay(cached)
+                return
             await self._walk_chain()
         except Exception as exc:
             if self._ended:
                 raise
             logger.exception("call %s failed in the worker", self.spec.call_id)
             await self._fail_internally(exc)
+        finally:
+            if self.cache is not None:
+                await self.cache.release()
+
+    async def _replay(self, cached: CachedAnswer) -> None:
+        """Answer from the cache as the model answered then, and book the call at no cost with its saving."""
+        self.attempts.append(Attempt(cached.model, cached.provider, CACHE_HIT))
+        if self.spec.publish_deltas:
+            start = Started(cached.model, cached.provider, tuple(a.as_json() for a in self.attempts), cache_hit=True)
+            await self.publisher.publish(start, text=cached.text)
+            for index, call in enumerate(cached.tool_calls):
+                await self.publisher.publish(ToolPiece(index, call["id"], call["name"], call["arguments"]))
+        model = self.catalog.models.get(cached.model)
+        elapsed = int((time.monotonic() - self.started) * 1000)
+        booking = UsageBooking(
+            spec=self.spec,
+            model=model,
+            status="ok",
+            attempts=[a.as_json() for a in self.attempts],
+            input_tokens=cached.input_tokens,
+            output_tokens=cached.output_tokens,
+            cached_input_tokens=cached.cached_input_tokens,
+            cache_write_tokens=cached.cache_write_tokens,
+            reasoning_tokens=cached.reasoning_tokens,
+            tokens_estimated=cached.tokens_estimated,
+            latency_ms=elapsed,
+            # No model sent a first token: the models' measured times to it (the fastest strategy's) stay theirs.
+            ttft_ms=None,
+            error_kind="",
+            finish_reason=cached.finish,
+            extra_cost=spec_extra_cost(self.spec),
+            cache_hit=True,
+            cache_saving=_saving(model, cached, self.spec),
+        )
+        record = usage_record_new(booking)
+        content = None if self.spec.publish_deltas else cached.text
+        tool_calls = () if self.spec.publish_deltas else cached.tool_calls
+        await self._end(record, Done(figures_of(record), cached.finish, content, tool_calls), cached.text)
+
+    async def _keep_in_cache(self, model: CatalogModel, result: AttemptResult) -> None:
+        """Store an answer that ended well, whole, for the identical calls to come."""
+        finish = result.finish or "stop"
+        if self.cache is None or not self._cacheable or finish not in CACHEABLE_FINISHES:
+            return
+        usage = result.usage or Usage(0, 0, estimated=True)
+        answer = CachedAnswer(
+            model=model.public_id,
+            provider=model.provider_name,
+            text="".join(result.text),
+            finish=finish,
+            tool_calls=tuple(result.tool_calls[i] for i in sorted(result.tool_calls)),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            tokens_estimated=usage.estimated,
+        )
+        await self.cache.store(answer)
 
     async def _walk_chain(self) -> None:
         failed_providers: set[str] = set()
@@ -224,6 +296,7 @@ class CallRunner:
     async def _send_escalated(self) -> None:
         """Every model after the escalated answers failed: send the last of them after all, booked once."""
         model, result, _ = self._escalated.pop()
+        self._cacheable = False
         self.attempts.append(
             Attempt(model.public_id, model.provider_name, "ok", "sent after all: no model after it answered")
         )
@@ -437,6 +510,7 @@ class CallRunner:
         figures = figures_of(record)
         terminal: Terminal
         if status == "ok":
+            await self._keep_in_cache(model, result)
             content: str | None = None
             tool_calls: tuple[dict[str, str], ...] = ()
             if not self.spec.publish_deltas:
@@ -487,6 +561,20 @@ async def _estimated_usage(request: ChatRequest, result: AttemptResult) -> Usage
         output_tokens += await tokens.aestimate_text_tokens(call["arguments"])
     return Usage(
         input_tokens=await tokens.aestimate_request_tokens(request), output_tokens=output_tokens, estimated=True
+    )
+
+
+def _saving(model: CatalogModel | None, cached: CachedAnswer, spec: CallSpec) -> Decimal | None:
+    """What the cached answer would cost from its model at the call's prices; None when that is not known."""
+    price = price_of(model, spec.created_at) if model is not None else None
+    if price is None:
+        return None
+    return tokens_cost(
+        price,
+        input_tokens=cached.input_tokens,
+        output_tokens=cached.output_tokens,
+        cached_input_tokens=cached.cached_input_tokens,
+        cache_write_tokens=cached.cache_write_tokens,
     )
 
 

@@ -51,6 +51,9 @@ class CallSpec:
     circuit_wait: float = 0.0
     # What the call paid before it ran, booked with it: a classifier's call (routing/calls/classify.py).
     extra_costs: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    # The response cache's entry for this call (routing/resilience/cache.py), and its TTL; "": not cached.
+    cache_key: str = ""
+    cache_ttl: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = _plain(self)
@@ -77,6 +80,8 @@ class CallSpec:
             checks=data.get("checks", {}),
             circuit_wait=data.get("circuit_wait", 0.0),
             extra_costs=tuple(data.get("extra_costs", ())),
+            cache_key=data.get("cache_key", ""),
+            cache_ttl=data.get("cache_ttl", 0),
         )
 
 

@@ -36,6 +36,7 @@ from routing.calls.spec import CallSpec
 from routing.catalog import Catalog, aget_catalog
 from routing.model_health import model_health_read
 from routing.providers.types import ChatRequest
+from routing.resilience.cache import cache_policy, cache_scope
 from routing.strategies.base import Hints
 from routing.strategies.classifier import Classifier
 from routing.strategies.fastest import Fastest
@@ -325,6 +326,14 @@ def call_spec_for(
         raise CallRefused(str(exc), status=404, code="model_not_found", param="model") from None
     except NoCapableModel as exc:
         raise CallRefused(str(exc), status=400, code=exc.code, param=exc.param) from None
+    cache = cache_policy(
+        catalog,
+        route=resolution.route,
+        target=requested,
+        request=request,
+        scope=cache_scope(team_id=caller.team_id, user_id=caller.user_id),
+        wish=hints.cache,
+    )
     return CallSpec(
         call_id=call_id,
         created_at=created_at,
@@ -341,6 +350,8 @@ def call_spec_for(
         routing=resolution.routing,
         checks=resolution.checks,
         circuit_wait=hints.circuit_wait,
+        cache_key=cache.key if cache else "",
+        cache_ttl=cache.ttl_seconds if cache else 0,
     )
 
 

@@ -6,6 +6,7 @@
 | price ceiling in USD | `max_price` | `x-switchyard-max-price` |
 | session, to stay on one model | `session_id` | `x-switchyard-session` |
 | seconds to wait for an open circuit | `circuit_wait` | `x-switchyard-circuit-wait` |
+| the response cache: use it or not | `cache` (`true`/`false`) | `cache-control: no-cache` (not) |
 
 Tags from both places add up; for the others, the body wins over the header.
 """
@@ -43,7 +44,23 @@ def hints_from(metadata: Mapping[str, str], headers: Mapping[str, str]) -> Hints
             f"A session id may be at most {MAX_SESSION_CHARS} characters.", "metadata.session_id", "invalid_value"
         )
     wait_field, wait = _first(metadata, "circuit_wait", headers, "x-switchyard-circuit-wait")
-    return Hints(tags=tags, max_price=max_price, session=session, circuit_wait=_seconds(wait, wait_field))
+    return Hints(
+        tags=tags,
+        max_price=max_price,
+        session=session,
+        circuit_wait=_seconds(wait, wait_field),
+        cache=_cache_wish(metadata, headers),
+    )
+
+
+def _cache_wish(metadata: Mapping[str, str], headers: Mapping[str, str]) -> bool | None:
+    """True or False when the caller asked for the response cache or against it; None: the route decides."""
+    value = metadata.get("cache", "").strip().lower()
+    if value and value not in ("true", "false"):
+        raise InvalidRequest("'metadata.cache' must be true or false.", "metadata.cache", "invalid_value")
+    if value == "false" or "no-cache" in headers.get("cache-control", "").lower():
+        return False
+    return True if value == "true" else None
 
 
 def _seconds(value: str, field: str) -> float:

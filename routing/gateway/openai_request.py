@@ -169,6 +169,9 @@ METADATA_VALUE_CHARS = 512
 
 def _metadata(body: dict[str, Any]) -> dict[str, str]:
     metadata = _optional(body, "metadata", dict) or {}
+    if isinstance(cache := metadata.get("cache"), bool):
+        # Switchyard's own switch reads naturally as JSON's true or false; OpenAI's SDKs send strings.
+        metadata = metadata | {"cache": "true" if cache else "false"}
     if len(metadata) > METADATA_PAIRS:
         raise _invalid_value("metadata", f"'metadata' may hold at most {METADATA_PAIRS} keys.")
     for key, value in metadata.items():

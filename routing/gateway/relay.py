@@ -53,6 +53,9 @@ def call_headers(spec: CallSpec, event: CallEvent) -> dict[str, str]:
         headers["x-switchyard-attempts"] = attempts_text(figures.attempts)
         if figures.cost is not None:
             headers["x-switchyard-cost-usd"] = figures.cost
+    if spec.cache_key:
+        hit = event.cache_hit if isinstance(event, Started) else isinstance(event, Done) and event.figures.cache_hit
+        headers["x-switchyard-cache"] = "hit" if hit else "miss"
     return headers
 
 

@@ -54,6 +54,8 @@ class Hints:
     session: str = ""
     # How long the call may wait, in seconds, for the circuit of its last model to let it through.
     circuit_wait: float = 0.0
+    # The response cache (routing/resilience/cache.py): asked for (True), refused (False), or as the route says.
+    cache: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,23 @@ def test_the_overview_totals_the_period_for_every_role(ledger: Cast) -> None:
     assert 'data-testid="total-unpriced">1<' in html
 
 
+def test_the_overview_shows_the_response_caches_hit_rate_and_savings(cast: Cast) -> None:
+    acme = {"team": cast.acme, "user": cast.mike, "model": "up/mini"}
+    book(
+        usage_record(at=AN_HOUR_AGO, **acme),
+        usage_record(at=AN_HOUR_AGO, **acme),
+        usage_record(at=AN_HOUR_AGO, **acme),
+        # The third call asked again: answered from the cache, what it would have cost is saved.
+        usage_record(at=AN_HOUR_AGO, cost_usd=Decimal(0), cache_hit=True, cache_saving_usd=Decimal("0.003"), **acme),
+    )
+    totals = page(cast.mike).context["totals"]
+    assert (totals.requests, totals.cache_hits, totals.cache_hit_rate) == (4, 1, 0.25)
+    assert (totals.cost, totals.cache_saving) == (Decimal("0.009"), Decimal("0.003"))
+    html = page(cast.mike).content.decode()
+    assert 'data-testid="total-cache-hits">25' in html
+    assert 'data-testid="total-cache-saving">$0.003<' in html
+
+
 def test_filters_in_the_url_narrow_the_totals(ledger: Cast) -> None:
     assert page(ledger.olivia, query="?period=24h").context["totals"].cost == Decimal("0.0135")
     wide = f"?period=custom&since={(NOW - dt.timedelta(days=60)).date()}&until={NOW.date()}"

@@ -93,6 +93,10 @@ def test_every_demo_route_has_a_valid_chain_of_enabled_simulated_models():
         "cascade",
         "quality",
     )
+    # One route shows the response cache, and says so.
+    cached = [r for r in routes if r.cache_enabled]
+    assert [r.name for r in cached] == ["coding"]
+    assert "cache" in cached[0].description
 
 
 def test_the_simulated_models_carry_the_adapter_options_and_priced_rows():
