@@ -2,7 +2,7 @@
 
 Settings (JSON, in the admin):
 
-    {"weak": "sim/swift-mini", "strong": "sim/sage-pro", "strong_share": 0.3, "votes_team": "acme"}
+    {"weak": "sim/atlas", "strong": "sim/sage-pro", "strong_share": 0.3, "votes_team": "acme"}
 
 - `weak`, `strong` (required): the route's two tiers;
 - `strong_share`: the share of calls the strong tier should take at most,
@@ -33,7 +33,7 @@ DEFAULT_SHARE = 0.3
 class Learned:
     name = "learned"
     label = "Learned (a model trained on graded outcomes picks the tier)"
-    example: dict[str, Any] = {"weak": "sim/swift-mini", "strong": "sim/sage-pro", "strong_share": 0.3}
+    example: dict[str, Any] = {"weak": "sim/atlas", "strong": "sim/sage-pro", "strong_share": 0.3}
 
     def check_settings(self, settings: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
         if unknown := set(settings) - {"weak", "strong", "strong_share", "votes_team"}:
