@@ -9,7 +9,7 @@ the training prompts, labels unread), it prints the strong share, the
 quality, and the cost saved against sending everything to the strong tier,
 at --weak-price and --strong-price (USD per million input tokens; a prompt's
 tokens are estimated as its characters / 4). Decision time is per prompt,
-p50 and p99.
+p50 and p99, and p50 on 12 KB prompts (test prompts repeated to that length).
 
 Strategies: `random` (a seeded draw; APGR 0.5 by construction), `complexity`
 (the local scorer, routing/strategies/complexity.py: complexity_score) and
@@ -46,6 +46,9 @@ from routing.strategies.complexity import complexity_score  # noqa: E402
 
 STRATEGIES = ("random", "complexity", "learned")
 SEED = 17
+# Decision time is also measured on prompts this long (the first LONG_PROMPTS test prompts, repeated to it).
+LONG_CHARS = 12_000
+LONG_PROMPTS = 500
 # RouteLLM's prices (USD per million tokens, an even mix of input and output): GPT-4 and Mixtral 8x7B.
 STRONG_PRICE = "24.7"
 WEAK_PRICE = "0.24"
@@ -88,6 +91,12 @@ def evaluate(
         began = time.perf_counter_ns()
         scores.append(score(row.prompt))
         times.append(time.perf_counter_ns() - began)
+    long_times = []
+    for row in test[:LONG_PROMPTS]:
+        long_prompt = (row.prompt + "\n") * (LONG_CHARS // (len(row.prompt) + 1) + 1)
+        began = time.perf_counter_ns()
+        score(long_prompt[:LONG_CHARS])
+        long_times.append(time.perf_counter_ns() - began)
     curve = sweep(test, scores)
     at = at_threshold(test, scores, threshold, curve)
     routed = _cost(test, [s >= threshold for s in scores], weak_price, strong_price)
@@ -108,6 +117,7 @@ def evaluate(
         "cost_saved": round(float(1 - routed / all_strong), 4) if all_strong else 0.0,
         "decision_ms_p50": round(statistics.median(times) / 1e6, 4),
         "decision_ms_p99": round(quantiles[98] / 1e6, 4),
+        "decision_ms_p50_12kb": round(statistics.median(long_times) / 1e6, 4),
         "train_s": round(trained_s, 2),
         "train_prompts": len(train),
         "test_prompts": len(test),
@@ -161,13 +171,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"train {len(train)} prompts, test {len(test)}; calibrated for {args.target_share:.0%} strong calls")
     header = (
         f"{'strategy':<11}{'APGR':>7}{'CPT50':>8}{'CPT80':>8}{'strong':>8}{'quality':>9}"
-        f"{'saved':>8}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'saved':>8}{'p50 ms':>9}{'p99 ms':>9}{'12KB p50':>10}"
     )
     print(header)
     for name, r in results.items():
         print(
             f"{name:<11}{r['apgr']:>7.3f}{_pct(r['cpt50']):>8}{_pct(r['cpt80']):>8}{r['strong_share']:>8.1%}"
             f"{r['quality']:>9.1%}{r['cost_saved']:>8.1%}{r['decision_ms_p50']:>9.3f}{r['decision_ms_p99']:>9.3f}"
+            f"{r['decision_ms_p50_12kb']:>10.3f}"
         )
     return 0
 
