@@ -11,6 +11,8 @@ Only the first HEAD_CHARS and last TAIL_CHARS characters are read, for
 training and for routing alike, so that a decision stays under a
 millisecond or so whatever the prompt's length.
 
+The trace gets the score and each tier's predicted chance of answering well.
+
 A model is stored as JSON plus the nonzero weights as little-endian arrays
 (`to_bytes` / `from_bytes`): nothing is unpickled, so a stored model cannot
 run code when it is loaded.
@@ -18,8 +20,10 @@ run code when it is loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +40,7 @@ FEATURES = 2**18
 HEAD_CHARS = 3000
 TAIL_CHARS = 1000
 REGULARIZATION = 1.0
-FORMAT = 1
+FORMAT = 2
 
 _HASHER = HashingVectorizer(n_features=FEATURES, ngram_range=(1, 2), alternate_sign=False, norm="l2")
 
@@ -49,42 +53,66 @@ def _sample(text: str) -> str:
     return text if len(text) <= HEAD_CHARS + TAIL_CHARS else f"{text[:HEAD_CHARS]}\n{text[-TAIL_CHARS:]}"
 
 
+Weights = np.ndarray[Any, np.dtype[np.float32]]
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    # The strong tier's log-odds of answering well minus the weak tier's: higher, more the strong tier's.
+    score: float
+    weak_ok: float
+    strong_ok: float
+
+
+def _logistic(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
 @dataclass(frozen=True, slots=True)
 class LearnedRouter:
-    # Weak-right minus strong-right weights: the score is their dot product with the prompt's features.
-    weights: np.ndarray[Any, np.dtype[np.float32]]
-    bias: float
+    # One logistic regression per tier, predicting that it answers well.
+    weak: Weights
+    weak_bias: float
+    strong: Weights
+    strong_bias: float
     # Scores at or above it go to the strong tier.
     threshold: float
     target_share: float
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def score(self, text: str) -> float:
-        """The strong tier's expected gain for this prompt (in log-odds difference): higher, more the strong tier's."""
+    def predict(self, text: str) -> Prediction:
         features = _HASHER.transform([_sample(text)])
-        return float(features.data @ self.weights[features.indices]) + self.bias
+        weak = float(features.data @ self.weak[features.indices]) + self.weak_bias
+        strong = float(features.data @ self.strong[features.indices]) + self.strong_bias
+        return Prediction(strong - weak, _logistic(weak), _logistic(strong))
+
+    def score(self, text: str) -> float:
+        return self.predict(text).score
 
     def wants_strong(self, score: float) -> bool:
         return score >= self.threshold
 
     def to_bytes(self) -> bytes:
-        nonzero = np.flatnonzero(self.weights).astype("<u4")
+        arrays = {"weak": self.weak, "strong": self.strong}
+        nonzero = {name: np.flatnonzero(weights).astype("<u4") for name, weights in arrays.items()}
         header = json.dumps(
             {
                 "format": FORMAT,
                 "features": FEATURES,
-                "bias": self.bias,
+                "weak_bias": self.weak_bias,
+                "strong_bias": self.strong_bias,
                 "threshold": self.threshold,
                 "target_share": self.target_share,
                 "meta": self.meta,
-                "nonzero": int(nonzero.size),
+                "nonzero": {name: int(indices.size) for name, indices in nonzero.items()},
             }
         ).encode()
         out = io.BytesIO()
         out.write(struct.pack("<I", len(header)))
         out.write(header)
-        out.write(nonzero.tobytes())
-        out.write(self.weights[nonzero].astype("<f4").tobytes())
+        for name, weights in arrays.items():
+            out.write(nonzero[name].tobytes())
+            out.write(weights[nonzero[name]].astype("<f4").tobytes())
         return out.getvalue()
 
     @classmethod
@@ -93,14 +121,25 @@ class LearnedRouter:
         header = json.loads(blob[4 : 4 + size])
         if header.get("format") != FORMAT or header.get("features") != FEATURES:
             raise ValueError("a stored router model of another format")
-        count = header["nonzero"]
-        start = 4 + size
-        indices = np.frombuffer(blob, dtype="<u4", count=count, offset=start)
-        values = np.frombuffer(blob, dtype="<f4", count=count, offset=start + 4 * count)
-        weights = np.zeros(FEATURES, dtype=np.float32)
-        weights[indices] = values
-        threshold = header["threshold"]
-        return cls(weights, float(header["bias"]), float(threshold), float(header["target_share"]), header["meta"])
+        offset = 4 + size
+        arrays = {}
+        for name in ("weak", "strong"):
+            count = header["nonzero"][name]
+            indices = np.frombuffer(blob, dtype="<u4", count=count, offset=offset)
+            values = np.frombuffer(blob, dtype="<f4", count=count, offset=offset + 4 * count)
+            offset += 8 * count
+            weights = np.zeros(FEATURES, dtype=np.float32)
+            weights[indices] = values
+            arrays[name] = weights
+        return cls(
+            arrays["weak"],
+            float(header["weak_bias"]),
+            arrays["strong"],
+            float(header["strong_bias"]),
+            float(header["threshold"]),
+            float(header["target_share"]),
+            header["meta"],
+        )
 
 
 def _fit(features: Any, labels: Sequence[bool]) -> tuple[np.ndarray[Any, Any], float]:
@@ -123,8 +162,8 @@ def router_train(rows: Sequence[Graded], *, target_share: float) -> LearnedRoute
     features = _HASHER.transform([_sample(r.prompt) for r in rows])
     strong, strong_bias = _fit(features, [r.strong_ok for r in rows])
     weak, weak_bias = _fit(features, [r.weak_ok for r in rows])
-    weights = (strong - weak).astype(np.float32)
-    router = LearnedRouter(weights, strong_bias - weak_bias, 0.0, target_share)
-    scores = [router.score(r.prompt) for r in rows]
-    threshold = threshold_for_share(scores, target_share)
-    return LearnedRouter(weights, router.bias, threshold, target_share, {"prompts": len(rows)})
+    router = LearnedRouter(
+        weak.astype(np.float32), weak_bias, strong.astype(np.float32), strong_bias, 0.0, target_share
+    )
+    threshold = threshold_for_share([router.score(r.prompt) for r in rows], target_share)
+    return dataclasses.replace(router, threshold=threshold, meta={"prompts": len(rows)})

@@ -17,7 +17,8 @@ between the two tiers. Each training is a new RouterModel version; the
 registry snapshot (routing/catalog.py) holds the route's newest, loaded
 once per version in each process, so deciding reads no database. Until a
 model is trained the weak tier answers first, and the reason says so.
-The trace names the version, the prompt's score and the threshold.
+The trace names the version, the prompt's score, the threshold and each
+tier's predicted chance of answering well (p_weak_ok, p_strong_ok).
 """
 
 from __future__ import annotations
@@ -66,9 +67,17 @@ class Learned:
         loaded = situation.catalog.learned.get(situation.route.name)
         if loaded is None:
             return _first(situation, weak, {"version": None}, f"no model trained yet → {weak}")
-        score = loaded.router.score(last_user_text(situation.request))
+        prediction = loaded.router.predict(last_user_text(situation.request))
+        score = prediction.score
         up = loaded.router.wants_strong(score)
-        inputs = {"version": loaded.version, "score": round(score, 4), "threshold": round(loaded.router.threshold, 4)}
+        inputs = {
+            "version": loaded.version,
+            "score": round(score, 4),
+            "threshold": round(loaded.router.threshold, 4),
+            # Each tier's predicted chance of answering this prompt well.
+            "p_weak_ok": round(prediction.weak_ok, 4),
+            "p_strong_ok": round(prediction.strong_ok, 4),
+        }
         first = strong if up else weak
         word = "at or above" if up else "below"
         return _first(

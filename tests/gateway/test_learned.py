@@ -69,6 +69,7 @@ def test_a_retrain_from_the_admin_changes_the_version_the_next_calls_trace_names
     first = client.chat.completions.with_raw_response.create(model="auto", messages=HARD)
     routing = booked(first.headers["x-request-id"]).trace["routing"]
     assert routing["strategy"] == "learned" and routing["inputs"]["version"] == 1
+    assert routing["inputs"]["p_strong_ok"] > routing["inputs"]["p_weak_ok"]
     assert first.headers["x-switchyard-model"] == "up2/gpt-4o"
 
     admin_client.post(page, {"_retrain": "1"})

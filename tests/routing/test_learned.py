@@ -93,6 +93,7 @@ def test_the_strategy_sends_a_hard_prompt_up_and_names_its_models_version() -> N
     assert hard.chain == ("s/pro", "w/mini") and easy.chain == ("w/mini", "s/pro")
     assert hard.inputs["version"] == 7 and hard.inputs["score"] >= hard.inputs["threshold"] > easy.inputs["score"]
     assert hard.reason.startswith("model v7: score") and hard.reason.endswith("→ s/pro")
+    assert 0 < hard.inputs["p_weak_ok"] < easy.inputs["p_weak_ok"] < 1
 
 
 def test_the_strategy_with_no_model_yet_asks_the_weak_model_and_says_so() -> None:
