@@ -296,7 +296,7 @@ class CascadeOutcome(models.Model):
 
     Only routes whose settings say `"learn": true` keep these, and never for
     a prompt in which personal data was found: the prompt is kept (its head),
-    because a learned route trains on prompt text (routing/training_sets.py).
+    because a learned route trains on prompt text (routing/learned/training.py).
     """
 
     created_at = models.DateTimeField(db_index=True)
