@@ -231,13 +231,18 @@ def _learned_routers(route_ids: list[int]) -> dict[str, LoadedRouter]:
         .values_list("pk", "route__name", "version")
     )
     found: dict[str, LoadedRouter] = {}
+    kept: set[int] = set()
     for pk, route, number in newest:
         if route in found:
             continue
+        kept.add(pk)
         if pk not in _routers:
             blob = RouterModel.objects.values_list("weights", flat=True).get(pk=pk)
             _routers[pk] = LoadedRouter(number, LearnedRouter.from_bytes(bytes(blob)))
         found[route] = _routers[pk]
+    # Older versions route no call any more: each would hold its 2 MB of weights for nothing.
+    for pk in set(_routers) - kept:
+        _routers.pop(pk, None)
     return found
 
 

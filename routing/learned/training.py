@@ -72,7 +72,7 @@ def _from_votes(team_slug: str, weak: str, strong: str) -> list[Graded]:
 
 def _from_cascades(weak: str, strong: str) -> list[Graded]:
     rows = []
-    for outcome in CascadeOutcome.objects.all():
+    for outcome in CascadeOutcome.objects.only("tiers", "prompt", "escalated_from", "answered_by").iterator():
         tiers = list(outcome.tiers)
         if not tiers or tiers[0] != weak or strong not in tiers:
             continue
