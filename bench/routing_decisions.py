@@ -30,7 +30,9 @@ import django  # noqa: E402
 
 django.setup()
 
-from routing.catalog import Catalog, CatalogModel, CatalogRoute, PriceRow, _strategy_of  # noqa: E402
+from routing.catalog import Catalog, CatalogModel, CatalogRoute, LoadedRouter, PriceRow, _strategy_of  # noqa: E402
+from routing.learned.graded import Graded  # noqa: E402
+from routing.learned.router import LearnedRouter, router_train  # noqa: E402
 from routing.providers.types import ChatRequest, Message  # noqa: E402
 from routing.strategies.base import Hints  # noqa: E402
 from routing.strategies.resolution import resolve  # noqa: E402
@@ -60,6 +62,7 @@ SETTINGS = {
     "cascade": {"min_chars": 20},
     # Without its model's answer (made before resolving, routing/calls/classify.py): the local scorer's path.
     "classifier": {"model": "b/mini", "categories": {"quick": "b/mini", "coding": "b/coder", "reasoning": "b/pro"}},
+    "learned": {"weak": "b/mini", "strong": "b/pro", "strong_share": 0.3},
 }
 # What routing/model_health.py measures, for the fastest strategy.
 HEALTH = {
@@ -134,7 +137,14 @@ def catalog() -> Catalog:
         )
         for name, settings in SETTINGS.items()
     }
-    return Catalog(version=1, models=models, routes=routes)
+    return Catalog(version=1, models=models, routes=routes, learned={"learned": LoadedRouter(1, _learned_router())})
+
+
+def _learned_router() -> LearnedRouter:
+    """A router trained on made-up prompts: its decision costs the same whatever it learned (hashing, two dots)."""
+    words = "tides proof poem report integral capital query quarter".split()
+    graded = [Graded(f"{words[i % 8]} {words[(i * 3) % 8]} number {i}", i % 3 != 0, True) for i in range(200)]
+    return router_train(graded, target_share=0.3)
 
 
 def main() -> int:

@@ -17,9 +17,9 @@ from django.contrib import admin, messages
 from django.db.models import Field, ForeignKey, QuerySet, URLField
 from django.forms import Field as FormField
 from django.forms import Form, ModelChoiceField, ModelForm
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 from django.views.decorators.debug import sensitive_post_parameters
@@ -28,6 +28,7 @@ from billing.money import format_usd
 from billing.selectors import ESCALATION_WINDOW_DAYS, route_escalations
 from routing import selectors, services
 from routing.forms import (
+    GradedSetAdminForm,
     LanguageModelAdminForm,
     ModelPriceAdminForm,
     ModelPriceInlineFormSet,
@@ -38,10 +39,12 @@ from routing.forms import (
 from routing.models import (
     Capability,
     CascadeOutcome,
+    GradedSet,
     LanguageModel,
     ModelPrice,
     Provider,
     Route,
+    RouterModel,
     RouteStep,
 )
 from routing.resilience.circuits import CircuitState, Scope, circuit_reset, circuit_states, circuit_trip
@@ -412,10 +415,10 @@ class RouteAdmin(SortableAdminBase, admin.ModelAdmin[Route]):
     list_display = ("name", "short_description", "strategy", "chain", "enabled", "soft_landing", "cache_enabled")
     list_filter = ("enabled", StrategyFilter, "soft_landing", "cache_enabled")
     search_fields = ("name", "description")
-    readonly_fields = ("created_at", "updated_at", "escalation_rate")
+    readonly_fields = ("created_at", "updated_at", "escalation_rate", "router_model")
     fieldsets = (
         (None, {"fields": ("name", "description", "enabled", "soft_landing")}),
-        ("Strategy", {"fields": ("strategy", "settings", "escalation_rate")}),
+        ("Strategy", {"fields": ("strategy", "settings", "escalation_rate", "router_model")}),
         ("Default parameters", {"fields": ("temperature", "max_tokens", "system_prompt")}),
         ("Retries", {"fields": ("retry_attempts", "retry_base_delay_seconds")}),
         ("Response cache", {"fields": ("cache_enabled", "cache_ttl_seconds", "cache_max_temperature")}),
@@ -440,6 +443,34 @@ class RouteAdmin(SortableAdminBase, admin.ModelAdmin[Route]):
             f"{seen.rate:.1%} of the last {seen.calls:,} calls ({seen.escalated:,}) were escalated by a cascade's "
             f"check (within {ESCALATION_WINDOW_DAYS} days)."
         )
+
+    @admin.display(description="learned model")
+    def router_model(self, obj: Route) -> str:
+        if obj.pk is None or obj.strategy != "learned":
+            return "— (only a route whose strategy is learned has one)"
+        newest = RouterModel.objects.filter(route=obj).first()
+        what = "No model trained yet."
+        if newest is not None:
+            when = f"{newest.trained_at:%Y-%m-%d %H:%M} UTC"
+            what = f"v{newest.version}, trained {when} from {newest.sources}; {newest.metrics}"
+        # A submit button of the change form: change_view starts the training instead of saving.
+        return format_html(
+            '{} <button type="submit" name="_retrain" value="1" class="button">Retrain now</button>', what
+        )
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if request.method == "POST" and "_retrain" in request.POST and self.has_change_permission(request):
+            route = self.get_object(request, object_id)
+            if route is not None:
+                services.router_model_retrain(route=route)
+                messages.success(
+                    request,
+                    f"Training of {route.name}'s model has started; its next version routes calls once it is done.",
+                )
+            return HttpResponseRedirect(request.path)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="fallback chain")
     def chain(self, obj: Route) -> str:
@@ -469,3 +500,36 @@ class CascadeOutcomeAdmin(admin.ModelAdmin[CascadeOutcome]):
     @admin.display(description="prompt")
     def short_prompt(self, obj: CascadeOutcome) -> str:
         return Truncator(obj.prompt).chars(80)
+
+
+@admin.register(GradedSet)
+class GradedSetAdmin(admin.ModelAdmin[GradedSet]):
+    """Graded CSVs a learned route trains on: uploaded (checked on the way in) and deleted, never edited."""
+
+    form = GradedSetAdminForm
+    list_display = ("name", "route", "weak_column", "strong_column", "prompts", "uploaded_at")
+    list_filter = ("route",)
+
+    def has_change_permission(self, request: HttpRequest, obj: GradedSet | None = None) -> bool:
+        return obj is None and super().has_change_permission(request)
+
+
+@admin.register(RouterModel)
+class RouterModelAdmin(admin.ModelAdmin[RouterModel]):
+    """Trained versions of learned routes' models: written by the training task, read and deleted here."""
+
+    list_display = ("route", "version", "trained_at", "sources", "metrics")
+    list_filter = ("route",)
+    exclude = ("weights",)
+    readonly_fields = ("route", "version", "trained_at", "sources", "metrics")
+    actions = ["retrain"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Retrain the selected models' routes")
+    def retrain(self, request: HttpRequest, queryset: QuerySet[RouterModel]) -> None:
+        routes = {model.route for model in queryset.select_related("route")}
+        for route in routes:
+            services.router_model_retrain(route=route)
+        messages.success(request, f"Training started for {', '.join(sorted(r.name for r in routes))}.")

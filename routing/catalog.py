@@ -13,13 +13,16 @@ import datetime as dt
 import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 
 from fastpath.single_flight import SingleFlight
 from routing.providers.types import ModelConfig
 from switchyard.redis_clients import get_redis, get_resp
+
+if TYPE_CHECKING:
+    from routing.learned.router import LearnedRouter
 
 VERSION_KEY = "sy:registry:version"
 
@@ -131,6 +134,14 @@ class Catalog:
     routes: dict[str, CatalogRoute] = field(default_factory=dict)
     # The strategies some route uses: a call fetches what a strategy reads only when one uses it.
     strategies: frozenset[str] = frozenset()
+    # Each learned route's newest trained model (routing/strategies/learned.py).
+    learned: dict[str, LoadedRouter] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedRouter:
+    version: int
+    router: LearnedRouter
 
 
 def _load(version: int) -> Catalog:
@@ -205,7 +216,40 @@ def _load(version: int) -> Catalog:
         for r in all_routes
     }
     strategies = frozenset(route.strategy for route in routes.values())
-    return Catalog(version=version, models=models, routes=routes, strategies=strategies)
+    learned = _learned_routers([r.pk for r in all_routes if routes[r.name].strategy == "learned"])
+    return Catalog(version=version, models=models, routes=routes, strategies=strategies, learned=learned)
+
+
+# Router models by primary key: a version is deserialized once per process, not at every registry change.
+_routers: dict[int, LoadedRouter] = {}
+
+
+def _learned_routers(route_ids: list[int]) -> dict[str, LoadedRouter]:
+    # scikit-learn is imported only by a process whose registry has a learned route.
+    from routing.learned.router import LearnedRouter
+    from routing.models import RouterModel
+
+    if not route_ids:
+        return {}
+    newest = (
+        RouterModel.objects.filter(route_id__in=route_ids)
+        .order_by("route_id", "-version")
+        .values_list("pk", "route__name", "version")
+    )
+    found: dict[str, LoadedRouter] = {}
+    kept: set[int] = set()
+    for pk, route, number in newest:
+        if route in found:
+            continue
+        kept.add(pk)
+        if pk not in _routers:
+            blob = RouterModel.objects.values_list("weights", flat=True).get(pk=pk)
+            _routers[pk] = LoadedRouter(number, LearnedRouter.from_bytes(bytes(blob)))
+        found[route] = _routers[pk]
+    # Older versions route no call any more: each would hold its 2 MB of weights for nothing.
+    for pk in set(_routers) - kept:
+        _routers.pop(pk, None)
+    return found
 
 
 def _strategy_of(name: str, settings: Any, names: frozenset[str]) -> dict[str, Any]:

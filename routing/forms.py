@@ -15,8 +15,10 @@ from django.db import models
 from django.forms.models import BaseInlineFormSet
 
 from routing import services
+from routing.learned.graded import GradedDataError, graded_rows
 from routing.models import (
     Capability,
+    GradedSet,
     LanguageModel,
     ModelPrice,
     Provider,
@@ -242,3 +244,34 @@ class RouteStepFormSet(CustomInlineFormSet):
             RouteStep.objects.filter(pk__in=freed).delete()
         saved: list[RouteStep] = super().save_existing_objects(commit)
         return saved
+
+
+class GradedSetAdminForm(forms.ModelForm[GradedSet]):
+    """An uploaded graded CSV, read and checked before it is kept (routing/learned/graded.py)."""
+
+    csv_file = forms.FileField(
+        label="graded CSV",
+        help_text="A `prompt` column and one True/False column per model (the shape of shared/routing-eval/).",
+    )
+
+    class Meta:
+        model = GradedSet
+        fields = ["route", "name", "weak_column", "strong_column"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        upload = cleaned.get("csv_file")
+        if upload is None or not cleaned.get("weak_column") or not cleaned.get("strong_column"):
+            return cleaned
+        try:
+            text = upload.read().decode("utf-8-sig")
+            rows = graded_rows(text, weak=cleaned["weak_column"], strong=cleaned["strong_column"], source="The CSV")
+        except UnicodeDecodeError:
+            raise forms.ValidationError({"csv_file": "The file is not UTF-8 text."}) from None
+        except GradedDataError as exc:
+            raise forms.ValidationError({"csv_file": str(exc)}) from None
+        if not rows:
+            raise forms.ValidationError({"csv_file": "The CSV holds no graded prompt."})
+        self.instance.csv_text = text
+        self.instance.prompts = len(rows)
+        return cleaned

@@ -317,7 +317,7 @@ class CascadeOutcome(models.Model):
 
     Only routes whose settings say `"learn": true` keep these, and never for
     a prompt in which personal data was found: the prompt is kept (its head),
-    because a learned route trains on prompt text (routing/training_sets.py).
+    because a learned route trains on prompt text (routing/learned/training.py).
     """
 
     created_at = models.DateTimeField(db_index=True)
@@ -334,3 +334,43 @@ class CascadeOutcome(models.Model):
 
     def __str__(self) -> str:
         return f"{self.route}: {' → '.join([*self.escalated_from, self.answered_by])}"
+
+
+class GradedSet(models.Model):
+    """Graded prompts uploaded for a learned route: a CSV of the routing-eval shape (routing/learned/graded.py)."""
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="graded_sets")
+    name = models.CharField(max_length=200)
+    weak_column = models.CharField(max_length=200, help_text="The column that grades the weak tier's answers.")
+    strong_column = models.CharField(max_length=200, help_text="The column that grades the strong tier's answers.")
+    csv_text = models.TextField(editable=False)
+    prompts = models.PositiveIntegerField(default=0, editable=False)
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-uploaded_at"]
+        verbose_name = "graded data set"
+
+    def __str__(self) -> str:
+        return f"{self.route}: {self.name} ({self.prompts} prompts)"
+
+
+class RouterModel(models.Model):
+    """One trained version of a learned route's model (routing/learned/router.py); the newest routes its calls."""
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="router_models")
+    version = models.PositiveIntegerField()
+    trained_at = models.DateTimeField()
+    # How many graded prompts each source gave: uploaded sets, arena votes, cascade outcomes.
+    sources = models.JSONField(default=dict)
+    # routing_eval's figures on a held-out part of the prompts, and the calibrated threshold.
+    metrics = models.JSONField(default=dict)
+    # LearnedRouter.to_bytes(): JSON and raw arrays, never a pickle.
+    weights = models.BinaryField()
+
+    class Meta:
+        ordering = ["route", "-version"]
+        constraints = [models.UniqueConstraint(fields=["route", "version"], name="one_router_model_per_version")]
+
+    def __str__(self) -> str:
+        return f"{self.route} v{self.version}"

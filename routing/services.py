@@ -316,3 +316,10 @@ def _demo_route(spec: dict[str, Any], summary: DemoLoadSummary) -> None:
     route.save()
     route_chain_set(route=route, models=chain)
     summary.created["routes"] += 1
+
+
+def router_model_retrain(*, route: Route) -> None:
+    """Start training the route's learned model on a worker, once the current transaction commits."""
+    from routing.tasks import train_router_model_task
+
+    transaction.on_commit(lambda: train_router_model_task.delay(route.pk))

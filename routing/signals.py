@@ -35,8 +35,8 @@ def registry_changed(**_: Any) -> None:
 
 
 def connect() -> None:
-    from routing.models import LanguageModel, ModelPrice, Provider, Route, RouteStep
+    from routing.models import LanguageModel, ModelPrice, Provider, Route, RouterModel, RouteStep
 
-    for model in (Provider, LanguageModel, ModelPrice, Route, RouteStep):
+    for model in (Provider, LanguageModel, ModelPrice, Route, RouteStep, RouterModel):
         post_save.connect(registry_changed, sender=model, dispatch_uid=f"registry-{model.__name__}-save")
         post_delete.connect(registry_changed, sender=model, dispatch_uid=f"registry-{model.__name__}-delete")

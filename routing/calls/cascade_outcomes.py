@@ -1,4 +1,4 @@
-"""Keeping what a learning cascade's checks said, as graded prompts for a learned route (routing/training_sets.py)."""
+"""Keeping what a learning cascade's checks said: graded prompts for a learned route (routing/learned/training.py)."""
 
 from __future__ import annotations
 

@@ -169,3 +169,22 @@ def classify_prompt(text: str) -> str:
         return REASONING
     # max() returns the first of equals, and CATEGORIES lists the most demanding first.
     return max(CATEGORIES, key=lambda category: scores[category])
+
+
+# How far each signal of a demanding prompt moves complexity_score, and the length at which length stops counting.
+_DEMANDING = {CODING: 1.0, REASONING: 1.0, WRITING: 0.5}
+_LONG_WORDS = 400
+
+
+def complexity_score(text: str) -> float:
+    """How demanding a prompt reads, from 0 (a quick question) to 1: its coding, reasoning and writing cues and length.
+
+    The cues are score_prompt's; a quick prompt's score counts against it. Length
+    adds up to a fifth, growing with the words up to _LONG_WORDS.
+    """
+    scores = score_prompt(text)
+    cues = sum(weight * scores[category] for category, weight in _DEMANDING.items()) - scores[QUICK]
+    # The most the rules can add is about 20 (every strong cue of coding and reasoning).
+    cue_part = max(0.0, min(1.0, cues / 20))
+    length_part = min(1.0, len(text.split()) / _LONG_WORDS)
+    return round(0.8 * cue_part + 0.2 * length_part, 4)

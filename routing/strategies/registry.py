@@ -11,12 +11,14 @@ from routing.strategies.cascade import Cascade
 from routing.strategies.classifier import Classifier
 from routing.strategies.fastest import Fastest
 from routing.strategies.fixed import Fixed
+from routing.strategies.learned import Learned
 from routing.strategies.quality import Quality
 from routing.strategies.rules import Rules
 from routing.strategies.weighted import Weighted
 
 STRATEGIES: dict[str, Strategy] = {
-    s.name: s for s in (Fixed(), Rules(), Budget(), Weighted(), Fastest(), Quality(), Cascade(), Classifier())
+    s.name: s
+    for s in (Fixed(), Rules(), Budget(), Weighted(), Fastest(), Quality(), Cascade(), Classifier(), Learned())
 }
 CHOICES = [(s.name, s.label) for s in STRATEGIES.values()]
 EXAMPLES = "; ".join(f"{s.name}: {json.dumps(s.example)}" for s in STRATEGIES.values())

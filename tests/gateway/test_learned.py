@@ -1,0 +1,98 @@
+"""A learned route through /v1: trained from the admin by the real worker; the next trace names the new version."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import openai
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from routing.models import GradedSet, Route, RouterModel
+from tests.graded_csv import STRONG, WEAK, graded_csv
+from tests.usage_records import booked
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HARD = [{"role": "user", "content": "Question 1: what about the eigenvalue number 3?"}]
+
+
+@pytest.fixture
+def learned_route(registry: dict[str, Any]) -> Route:
+    route: Route = registry["routes"]["auto"]
+    route.strategy = "learned"
+    route.settings = {"weak": "up/gpt-4o-mini", "strong": "up2/gpt-4o", "strong_share": 0.5}
+    route.full_clean()
+    route.save()
+    return route
+
+
+@pytest.fixture
+def admin_client(transactional_db: Any) -> Client:
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    browser = Client()
+    browser.force_login(admin)
+    return browser
+
+
+def _newest_version(route: Route, at_least: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if newest := RouterModel.objects.filter(route=route, version__gte=at_least).first():
+            return newest.version
+        time.sleep(0.05)
+    raise AssertionError(f"no router model v{at_least} for {route.name} within {timeout} s")
+
+
+def test_a_retrain_from_the_admin_changes_the_version_the_next_calls_trace_names(
+    client: openai.OpenAI, learned_route: Route, admin_client: Client
+) -> None:
+    upload = SimpleUploadedFile("graded.csv", graded_csv(200, seed=1).encode(), content_type="text/csv")
+    added = admin_client.post(
+        "/admin/routing/gradedset/add/",
+        {"route": learned_route.pk, "name": "graded", "weak_column": WEAK, "strong_column": STRONG, "csv_file": upload},
+    )
+    assert added.status_code == 302, added.content.decode()[:2000]
+    assert GradedSet.objects.get().prompts == 200
+
+    before = client.chat.completions.with_raw_response.create(model="auto", messages=HARD)
+    assert before.headers["x-switchyard-route-reason"] == "auto: no model trained yet -> up/gpt-4o-mini"
+
+    page = f"/admin/routing/route/{learned_route.pk}/change/"
+    assert "Retrain now" in admin_client.get(page).content.decode()
+    admin_client.post(page, {"_retrain": "1"})
+    assert _newest_version(learned_route, 1) == 1
+
+    first = client.chat.completions.with_raw_response.create(model="auto", messages=HARD)
+    routing = booked(first.headers["x-request-id"]).trace["routing"]
+    assert routing["strategy"] == "learned" and routing["inputs"]["version"] == 1
+    assert routing["inputs"]["p_strong_ok"] > routing["inputs"]["p_weak_ok"]
+    assert first.headers["x-switchyard-model"] == "up2/gpt-4o"
+
+    admin_client.post(page, {"_retrain": "1"})
+    assert _newest_version(learned_route, 2) == 2
+
+    second = client.chat.completions.with_raw_response.create(model="auto", messages=HARD)
+    assert booked(second.headers["x-request-id"]).trace["routing"]["inputs"]["version"] == 2
+    assert second.headers["x-switchyard-route-reason"].startswith("auto: model v2: score")
+
+
+def test_a_csv_without_the_columns_named_is_a_form_error(learned_route: Route, admin_client: Client) -> None:
+    upload = SimpleUploadedFile("graded.csv", b"prompt,mixtral\nhello,True\n", content_type="text/csv")
+    page = admin_client.post(
+        "/admin/routing/gradedset/add/",
+        {
+            "route": learned_route.pk,
+            "name": "bad",
+            "weak_column": "mixtral",
+            "strong_column": "gpt-4",
+            "csv_file": upload,
+        },
+    )
+
+    assert page.status_code == 200
+    assert "no column &#x27;gpt-4&#x27;" in page.content.decode()
+    assert not GradedSet.objects.exists()
