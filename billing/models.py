@@ -181,7 +181,9 @@ COVERED_SUMS = (
     "output_tokens",
     "cached_input_tokens",
     "reasoning_tokens",
+    "cache_hits",
     "cost_units",
+    "cache_saving_units",
 )
 
 

@@ -16,7 +16,7 @@ from typing import Any, cast
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet, Sum
 
-from billing.models import ApiKey, Team, UsageRecord, UsageRollup
+from billing.models import COVERED_SUMS, ApiKey, Team, UsageRecord, UsageRollup
 from billing.money import from_units
 from billing.rollups.buckets import LATENCY_COLUMNS, TTFT_COLUMNS, percentile
 
@@ -65,24 +65,9 @@ class Totals:
         return self.cache_hits / self.requests if self.requests else None
 
 
-_TOTAL_FIELDS = (
-    "requests",
-    "errors",
-    "fell_back",
-    "unpriced",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "reasoning_tokens",
-    "cache_hits",
-    "cost_units",
-    "cache_saving_units",
-)
-
-
 def totals(rollups: QuerySet[UsageRollup]) -> Totals:
-    sums = rollups.aggregate(**{name: Sum(name) for name in _TOTAL_FIELDS})
-    values = {name: int(sums[name] or 0) for name in _TOTAL_FIELDS}
+    sums = rollups.aggregate(**{name: Sum(name) for name in COVERED_SUMS})
+    values = {name: int(sums[name] or 0) for name in COVERED_SUMS}
     cost = from_units(values.pop("cost_units"))
     saving = from_units(values.pop("cache_saving_units"))
     return Totals(**values, cost=cost, cache_saving=saving)

@@ -30,4 +30,12 @@ class Migration(migrations.Migration):
             name='cache_saving_units',
             field=models.BigIntegerField(default=0, help_text='What the cache hits saved, in 10^-10 USD.'),
         ),
+        migrations.RemoveIndex(
+            model_name='usagerollup',
+            name='rollup_team_hour_covering',
+        ),
+        migrations.AddIndex(
+            model_name='usagerollup',
+            index=models.Index(fields=['team_id', 'hour', 'model', 'route', 'user_id', 'api_key_id', 'requests', 'errors', 'fell_back', 'unpriced', 'input_tokens', 'output_tokens', 'cached_input_tokens', 'reasoning_tokens', 'cache_hits', 'cost_units', 'cache_saving_units'], name='rollup_team_hour_covering'),
+        ),
     ]
