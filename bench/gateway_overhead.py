@@ -25,7 +25,6 @@ import contextlib
 import http.client
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import devstack  # noqa: E402
 from bench.loadgen import PhaseResult, run_phase  # noqa: E402
+from bench.site import site_prepared  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -222,17 +222,7 @@ def main() -> int:
         redis_url = devstack.start_redis(
             devstack.free_port(), port_hint="", into=children, executable=args.redis_server
         )
-        env = {
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
-            "REDIS_URL": redis_url,
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-        }
-        # The pages link the collected static files (the readiness check loads the login page).
-        devstack.manage("collectstatic", "--noinput", "-v", "0", env=env)
-        devstack.manage("migrate", "--noinput", "-v", "0", env=env)
+        env = site_prepared(workdir, redis_url)
         key = (
             devstack.manage(
                 "shell",

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import devstack  # noqa: E402
+from bench.site import site_prepared  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 USERS = 20
@@ -259,17 +260,7 @@ def main() -> int:
     children: list[devstack.Child] = []
     try:
         redis_url = devstack.start_redis(devstack.free_port(), port_hint="", into=children)
-        env = {
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
-            "REDIS_URL": redis_url,
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-        }
-        # The pages link the collected static files (the readiness check loads the login page).
-        devstack.manage("collectstatic", "--noinput", "-v", "0", env=env)
-        devstack.manage("migrate", "--noinput", "-v", "0", env=env)
+        env = site_prepared(workdir, redis_url)
         setup = SETUP.format(models=MODELS, options=SIM_OPTIONS, users=USERS, password=PASSWORD)
         key = devstack.manage("shell", "-c", setup, env=env, capture=True).strip().splitlines()[-1]
         web_port = devstack.free_port()

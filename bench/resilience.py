@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import itertools
 import os
-import secrets
 import sys
 import tempfile
 from collections.abc import Callable
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import devstack  # noqa: E402
 from bench.loadgen import PhaseResult, run_phase  # noqa: E402
+from bench.site import site_prepared  # noqa: E402
 
 SETUP = """
 from decimal import Decimal
@@ -147,16 +147,7 @@ def main() -> int:
             dict(os.environ), into=children,
         )  # fmt: skip
         redis_url = devstack.start_redis(devstack.free_port(), port_hint="", into=children)
-        env = {
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
-            "REDIS_URL": redis_url,
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-        }
-        devstack.manage("collectstatic", "--noinput", "-v", "0", env=env)
-        devstack.manage("migrate", "--noinput", "-v", "0", env=env)
+        env = site_prepared(workdir, redis_url)
         setup = SETUP.format(base_url=f"http://127.0.0.1:{upstream_port}/v1")
         key = devstack.manage("shell", "-c", setup, env=env, capture=True).strip().splitlines()[-1]
         web_port = devstack.free_port()
