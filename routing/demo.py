@@ -344,10 +344,19 @@ PROVIDERS: list[dict[str, Any]] = [SIMULATED, OPENAI, ANTHROPIC, GOOGLE, DEEPSEE
 ROUTES: list[dict[str, Any]] = [
     {
         "name": "auto",
-        "description": "The default: the cheap but flaky model first, falling back to Atlas, then Sage Pro.",
+        "description": "By how demanding the prompt reads: easy ones to the cheap but flaky model, medium ones to "
+        "Atlas, hard ones to Sage Pro; each falls back along the chain.",
         "temperature": 0.7,
         "max_tokens": 1_024,
         "chain": ["sim/flaky-7b", "sim/atlas", "sim/sage-pro"],
+        "strategy": "complexity",
+        "settings": {
+            "bands": [
+                {"name": "easy", "below": 0.1, "model": "sim/flaky-7b"},
+                {"name": "medium", "below": 0.4, "model": "sim/atlas"},
+                {"name": "hard", "model": "sim/sage-pro"},
+            ]
+        },
     },
     {
         "name": "coding",

@@ -102,3 +102,12 @@ class Strategy(Protocol):
     def check_settings(self, settings: dict[str, Any], names: frozenset[str]) -> dict[str, Any]: ...
 
     def decide(self, situation: Situation, settings: dict[str, Any]) -> Decision: ...
+
+
+def first_then_rest(situation: Situation, model: str, inputs: dict[str, Any], reason: str) -> Decision:
+    """`model` first, then the other candidates in the route's order; the route's order when `model` cannot take it."""
+    if model not in situation.candidates:
+        return Decision(
+            chain=situation.candidates, reason=f"{reason}, which cannot take it: the route's order", inputs=inputs
+        )
+    return Decision(chain=(model, *(m for m in situation.candidates if m != model)), reason=reason, inputs=inputs)

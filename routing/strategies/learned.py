@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from routing.strategies.base import Decision, SettingsError, Situation
+from routing.strategies.base import Decision, SettingsError, Situation, first_then_rest
 from routing.strategies.prompt_facts import last_user_text
 
 DEFAULT_SHARE = 0.3
@@ -66,7 +66,7 @@ class Learned:
         weak, strong = settings["weak"], settings["strong"]
         loaded = situation.catalog.learned.get(situation.route.name)
         if loaded is None:
-            return _first(situation, weak, {"version": None}, f"no model trained yet → {weak}")
+            return first_then_rest(situation, weak, {"version": None}, f"no model trained yet → {weak}")
         prediction = loaded.router.predict(last_user_text(situation.request))
         score = prediction.score
         up = loaded.router.wants_strong(score)
@@ -80,15 +80,6 @@ class Learned:
         }
         first = strong if up else weak
         word = "at or above" if up else "below"
-        return _first(
+        return first_then_rest(
             situation, first, inputs, f"model v{loaded.version}: score {score:.2f} {word} threshold → {first}"
         )
-
-
-def _first(situation: Situation, model: str, inputs: dict[str, Any], reason: str) -> Decision:
-    if model not in situation.candidates:
-        return Decision(
-            chain=situation.candidates, reason=f"{reason}, which cannot take it: the route's order", inputs=inputs
-        )
-    chain = (model, *(m for m in situation.candidates if m != model))
-    return Decision(chain=chain, reason=reason, inputs=inputs)

@@ -9,6 +9,7 @@ from routing.strategies.base import SettingsError, Strategy
 from routing.strategies.budget import Budget
 from routing.strategies.cascade import Cascade
 from routing.strategies.classifier import Classifier
+from routing.strategies.complexity_bands import ComplexityBands
 from routing.strategies.fastest import Fastest
 from routing.strategies.fixed import Fixed
 from routing.strategies.learned import Learned
@@ -18,7 +19,18 @@ from routing.strategies.weighted import Weighted
 
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
-    for s in (Fixed(), Rules(), Budget(), Weighted(), Fastest(), Quality(), Cascade(), Classifier(), Learned())
+    for s in (
+        Fixed(),
+        Rules(),
+        ComplexityBands(),
+        Budget(),
+        Weighted(),
+        Fastest(),
+        Quality(),
+        Cascade(),
+        Classifier(),
+        Learned(),
+    )
 }
 CHOICES = [(s.name, s.label) for s in STRATEGIES.values()]
 EXAMPLES = "; ".join(f"{s.name}: {json.dumps(s.example)}" for s in STRATEGIES.values())

@@ -129,6 +129,48 @@ def test_routes_that_send_each_other_round_in_a_loop_refuse_the_call_clearly(
     assert refused.value.code == "route_misconfigured"
 
 
+def test_complexity_sends_each_prompt_to_its_bands_model_and_a_long_conversation_up_a_band(
+    models: Any, make_route: Callable[..., Route]
+) -> None:
+    bands = [
+        {"name": "easy", "below": 0.1, "model": "sim/mini"},
+        {"name": "medium", "below": 0.4, "model": "sim/mid"},
+        {"name": "hard", "model": "sim/pro"},
+    ]
+    make_route("auto", [models["mini"], models["mid"], models["pro"]], strategy="complexity", settings={"bands": bands})
+
+    quick = route_to("auto", ask("What is the capital of France?"))
+    assert quick.chain == ("sim/mini", "sim/mid", "sim/pro")
+    assert quick.routing["inputs"] == {"score": 0.003, "band": "easy", "turns": 1}  # 6 words of 400 for length
+    assert quick.routing["reason"] == "complexity 0.00 → band easy → sim/mini"
+
+    code = route_to("auto", ask("Write a Python function that merges two sorted lists."))
+    assert code.chain == ("sim/mid", "sim/mini", "sim/pro")
+    assert code.routing["inputs"]["band"] == "medium"
+
+    hard = route_to(
+        "auto",
+        ask(
+            "Why does this recursion overflow? Explain step by step and prove the bound.\n"
+            "```python\ndef f(n):\n    return f(n - 1) + 1\n```\nTraceback (most recent call last): RecursionError"
+        ),
+    )
+    assert hard.chain == ("sim/pro", "sim/mini", "sim/mid")
+    assert hard.routing["inputs"]["score"] >= 0.4
+
+    # The same quick question five user turns deep scores 0.2 more: the next band.
+    turns = tuple(
+        Message(role=role, content=text)
+        for _ in range(4)
+        for role, text in (("user", "And then?"), ("assistant", "Then more."))
+    )
+    deep = route_to(
+        "auto", ChatRequest(messages=(*turns, Message(role="user", content="What is the capital of France?")))
+    )
+    assert deep.routing["inputs"] == {"score": 0.203, "band": "medium", "turns": 5}
+    assert deep.chain[0] == "sim/mid"
+
+
 def test_budget_tries_the_cheapest_first_and_leaves_out_what_is_over_the_ceiling(
     models: Any, make_route: Callable[..., Route]
 ) -> None:
@@ -197,6 +239,23 @@ def test_a_weighted_split_keeps_a_session_on_one_model_and_shares_calls_by_weigh
         ("rules", {"rules": [{"when": {"regex": "(unclosed"}, "to": "sim/mini"}]}, "not a valid pattern"),
         ("rules", {"rules": [{"when": {"category": ["poetry"]}, "to": "sim/mini"}]}, "unknown category 'poetry'"),
         ("rules", {"rules": [{"when": {"colour": "red"}, "to": "sim/mini"}]}, "unknown condition 'colour'"),
+        ("complexity", {"bands": [{"model": "sim/mini"}]}, "'bands' must list 2 to 8 bands"),
+        ("complexity", {"bands": [{"below": 0.5, "model": "sim/mini"}, {"model": "sim/nope"}]}, "'model' must name"),
+        (
+            "complexity",
+            {"bands": [{"below": 0.5, "model": "sim/mini"}, {"below": 0.4, "model": "sim/mid"}, {"model": "sim/pro"}]},
+            "'below' must be a score above 0.5",
+        ),
+        (
+            "complexity",
+            {"bands": [{"below": 0.5, "model": "sim/mini"}, {"below": 1, "model": "sim/pro"}]},
+            "no 'below'",
+        ),
+        (
+            "complexity",
+            {"bands": [{"name": "a", "below": 0.5, "model": "sim/mini"}, {"name": "a", "model": "sim/pro"}]},
+            "used twice",
+        ),
         ("budget", {"max_price": "-1"}, "not negative"),
         ("budget", {"max_price": "cheap"}, "an amount in USD"),
         ("budget", {"output_tokens": 0}, "at least 1"),
