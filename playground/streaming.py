@@ -230,24 +230,27 @@ class RunRelay:
                     await self._watch_silent(open_columns)
 
     async def _watch_silent(self, columns: list[Column]) -> None:
-        """Look for the calls that have published nothing yet: one whose task message was lost is pushed again or ended.
+        """Look for the open calls that show no sign of life: each is pushed again, or ended if it never ran.
 
-        (routing/calls/watchdog.py) A call given up publishes its terminal event, which closes its column.
+        (routing/calls/watchdog.py) A call whose message was lost is pushed again, then given up: it publishes
+        its terminal event, which closes its column. One whose run died mid-answer is pushed again, and the
+        new run ends it; if none does, the column times out as any other.
         """
-        silent = [c for c in columns if c.last_id == "0-0"]
-        if not silent or self.respec is None or time.monotonic() - self.pushed_at < settings.CALL_SIGN_OF_LIFE_SECONDS:
+        if not columns or self.respec is None or time.monotonic() - self.pushed_at < settings.CALL_SIGN_OF_LIFE_SECONDS:
             return
         if self._watches is None:
             specs = await self.respec()
             self._watches = {position: CallWatch(spec, pushed_at=self.pushed_at) for position, spec in specs.items()}
-        for column in silent:
+        for column in columns:
             watch = self._watches.get(column.position)
             if watch is None:
                 continue
+            answering = column.last_id != "0-0"
             try:
-                await watch.check()
+                await watch.check(answering=answering)
             except CallLost:
-                await call_give_up(watch.spec, waited_ms=int((time.monotonic() - watch.pushed_at) * 1000))
+                if not answering:
+                    await call_give_up(watch.spec, waited_ms=int((time.monotonic() - watch.pushed_at) * 1000))
 
     async def _leave(self) -> None:
         try:

@@ -13,6 +13,16 @@ worker checks it was not booked meanwhile (routing/calls/recovery.py), up
 to MAX_PUSHES_AGAIN times; after that it is given up (CallLost), booked as
 failed, and its terminal event published (call_give_up), so that whoever
 reads its stream sees it end.
+
+A run can also die mid-answer (its worker killed). The broker would hand
+its message to another worker only once its visibility timeout has passed
+(minutes), and the client would wait that long for the stream's end. So a
+reader keeps watching on quiet intervals after the first event too, where
+the stream no longer counts as a sign of life: with neither a queued mark
+nor a run lease, twice a renewal apart, the run is dead and the call is
+pushed again; the new run finds the earlier one's output and ends the call
+as recovery does (booked with what it sent, its stream ended with
+`worker_lost`).
 """
 
 from __future__ import annotations
@@ -52,13 +62,19 @@ class CallWatch:
         self.pushed_again = 0
         self._unseen_since: float | None = None
 
-    async def check(self) -> None:
-        """Call on each quiet interval before the call's first event; pushes a lost call again, or raises CallLost."""
+    async def check(self, *, answering: bool = False) -> None:
+        """Call on each quiet interval; pushes a lost call (or a dead run's) again, or raises CallLost.
+
+        `answering`: the reader has read the call's first events, so its stream shows only that it once ran.
+        """
         now = time.monotonic()
         if now - self.pushed_at < settings.CALL_SIGN_OF_LIFE_SECONDS:
             return
         call_id = self.spec.call_id
-        signs = await get_resp().execute("EXISTS", queued_key(call_id), run_key(call_id), stream_key(call_id))
+        keys = [queued_key(call_id), run_key(call_id)]
+        if not answering:
+            keys.append(stream_key(call_id))
+        signs = await get_resp().execute("EXISTS", *keys)
         if signs:
             self._unseen_since = None
             return
@@ -67,10 +83,11 @@ class CallWatch:
             return
         if now - self._unseen_since < renewal_period() + 1:
             return
+        when = "mid-answer" if answering else "before a worker took it"
         if self.pushed_again >= MAX_PUSHES_AGAIN:
-            raise CallLost(f"call {call_id} was lost before a worker took it")
+            raise CallLost(f"call {call_id} was lost {when}")
         self.pushed_again += 1
-        logger.warning("call %s was lost before a worker took it; pushing it again", call_id)
+        logger.warning("call %s was lost %s; pushing it again", call_id, when)
         await calls_push([self.spec], redelivered=True)
         self.pushed_at = now
         self._unseen_since = None

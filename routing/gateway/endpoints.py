@@ -155,7 +155,7 @@ async def _answer(spec: CallSpec, include_usage: bool) -> Response:
         200,
         headers=call_headers(spec, first) | {"cache-control": "no-cache", "x-accel-buffering": "no"},
         content_type="text/event-stream; charset=utf-8",
-        stream=sse_stream(spec, batch, events, include_usage=include_usage),
+        stream=sse_stream(spec, batch, events, include_usage=include_usage, watch=watch),
     )
 
 

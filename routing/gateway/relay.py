@@ -13,6 +13,7 @@ import redis
 from routing.calls.events import CallEvent, Done, Failed, Started, Text, ToolPiece
 from routing.calls.spec import CallSpec
 from routing.calls.stream import request_cancel, stream_read_to_end
+from routing.calls.watchdog import CallLost, CallWatch
 from routing.gateway.http import Response, header_value, openai_error
 from routing.gateway.openai_response import ChunkWriter
 from routing.strategies.resolution import reasons
@@ -78,9 +79,17 @@ def error_response(spec: CallSpec, failed: Failed) -> Response:
 
 
 async def sse_stream(
-    spec: CallSpec, batch: list[CallEvent], events: AsyncIterator[list[CallEvent]], *, include_usage: bool
+    spec: CallSpec,
+    batch: list[CallEvent],
+    events: AsyncIterator[list[CallEvent]],
+    *,
+    include_usage: bool,
+    watch: CallWatch,
 ) -> AsyncIterator[tuple[bytes, bool]]:
-    """The SSE pieces of a call, from its first batch of events (which begins with its start) on."""
+    """The SSE pieces of a call, from its first batch of events (which begins with its start) on.
+
+    On each quiet interval `watch` looks for a run that died mid-answer, which it pushes again to be ended.
+    """
     first = batch[0]
     writer = ChunkWriter(spec.call_id, first.model if isinstance(first, Started) else "")
     finished = False
@@ -115,7 +124,14 @@ async def sse_stream(
             if pieces:
                 yield held + b"".join(pieces), True
                 held = b""
+            if not batch:
+                await watch.check(answering=True)
             batch = await anext(events)
+    except CallLost:
+        # Pushed again and still not ended: no worker takes it now. One that comes back books it.
+        finished = True
+        message = "the worker running this call stopped; the answer is incomplete"
+        yield held + writer.error(message, "server_error", "worker_lost"), False
     except TimeoutError:
         finished = True
         yield held + writer.error("the call produced no answer in time", "server_error", "timeout"), False

@@ -123,7 +123,10 @@ def test_a_call_whose_record_the_database_refuses_for_a_while_is_booked_once_whe
         assert str(record.cost_usd) == answer.headers["x-switchyard-cost-usd"]
         counter = counter_for("user", alice.pk, "month", timezone.now()).key
         spent = sum(UsageRecord.objects.filter(user=alice).values_list("cost_usd", flat=True), Decimal(0))
-        assert int(redis.Redis.from_url(impatient_database["REDIS_URL"]).get(counter)) == to_units(spent)
+        counted = redis.Redis.from_url(impatient_database["REDIS_URL"]).get(counter)
+        # Counted once, or (a booking that cannot tell whether it counted) dropped for the next reader to rebuild
+        # from the records; never counted twice.
+        assert counted is None or int(counted) == to_units(spent)
         assert UsageRecord.objects.count() == 2
     finally:
         stop(running)

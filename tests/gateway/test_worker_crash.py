@@ -72,6 +72,41 @@ def test_a_worker_killed_after_the_first_token_books_the_call_once(
             stop(second_worker)
 
 
+def test_a_stream_whose_worker_died_mid_answer_ends_long_before_the_broker_would_hand_its_message_on(
+    web: str, stack_env: dict[str, str], registry: dict[str, Any], upstream: FakeOpenAI, api_key: str
+) -> None:
+    # The broker hands an unacknowledged message on after its visibility timeout: ten minutes here.
+    # The web process sees the run's lease lapse and pushes the call again, so a new run ends it.
+    patient = {**stack_env, "CELERY_VISIBILITY_TIMEOUT": "600"}
+    upstream.queue(_paced_stream(0.5))
+    first_worker = worker(patient)
+    second_worker = None
+    try:
+        with httpx.stream(
+            "POST", f"{web}/v1/chat/completions", json=BODY, headers=_auth(api_key), timeout=60
+        ) as response:
+            request_id = response.headers["x-request-id"]
+            lines = response.iter_lines()
+            for line in lines:
+                if '"content":"Hello"' in line:
+                    break
+            stop(first_worker, signal.SIGKILL)
+            killed_at = time.monotonic()
+            second_worker = worker(patient)
+            rest = "\n".join(lines)
+            ended_after = time.monotonic() - killed_at
+        assert '"code":"worker_lost"' in rest
+        assert ended_after < 120, f"the stream ended {ended_after:.0f} s after its worker died"
+        records = wait_for_records(request_id)
+        assert [(r.status, r.error_kind) for r in records] == [("error", "worker_lost")]
+        assert records[0].output_tokens > 0
+        assert len(upstream.requests) == 1, "the call was not sent upstream again"
+    finally:
+        stop(first_worker, signal.SIGKILL)
+        if second_worker is not None:
+            stop(second_worker)
+
+
 def test_a_worker_killed_before_the_first_token_is_replaced_and_the_call_booked_once(
     web: str, stack_env: dict[str, str], registry: dict[str, Any], upstream: FakeOpenAI, api_key: str
 ) -> None:
