@@ -118,6 +118,15 @@ class UsageRecord(models.Model):
     cache_write_tokens = models.PositiveIntegerField(default=0, help_text="Input tokens written to the prompt cache.")
     reasoning_tokens = models.PositiveIntegerField(default=0, help_text="Output tokens spent reasoning.")
     tokens_estimated = models.BooleanField(default=False)
+    needs = models.CharField(
+        max_length=40,
+        null=True,
+        blank=True,
+        help_text=(
+            "The capability tags the call needed of its model (tools, json, vision), comma-separated; "
+            "empty for none, null for calls booked before they were recorded."
+        ),
+    )
     input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     output_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     # What cached input and cache writes were booked at: the input price when the price book had none for them.
