@@ -34,7 +34,7 @@ from billing.services import price_of, tokens_cost
 if TYPE_CHECKING:
     from billing.dashboards.access import TeamAccess
     from billing.dashboards.filters import Filters
-    from routing.catalog import Catalog, CatalogModel, CatalogRoute
+    from routing.catalog import Catalog, CatalogModel, CatalogRoute, PriceRow
 
 # The serving model had no price at the call's hour.
 NO_PRICE = -4
@@ -118,27 +118,42 @@ class _Tally:
         return self.calls, from_units(self.real_units), self.replayed
 
 
-def replay(access: TeamAccess, filters: Filters, chain: Sequence[CatalogModel], *, under: str) -> Replay:
-    """The calls of `filters` re-priced as `chain` would have served them, beside what they cost."""
-    everything = hourly_sums(access.rollups().filter(filters.rollup_q()))
+def replay(
+    access: TeamAccess,
+    filters: Filters,
+    chain: Sequence[CatalogModel],
+    *,
+    under: str,
+    everything: dict[dt.datetime, TokenSums] | None = None,
+) -> Replay:
+    """The calls of `filters` re-priced as `chain` would have served them, beside what they cost.
+
+    `everything`: the filters' hourly_sums, when the caller read them already (for another replay of the page).
+    """
+    if everything is None:
+        everything = hourly_sums(access.rollups().filter(filters.rollup_q()))
     apart = apart_sums(access.summed_records().filter(filters.record_q()), chain)
-    # Every call chain[0] could not take is among `apart`; the rest of each hour and model, it serves.
-    groups: dict[tuple[dt.datetime, str, int], TokenSums] = {
-        (hour, model, 0): sums for (hour, model), sums in everything.items()
-    }
-    for (hour, model, goes_to), sums in apart.items():
-        groups[(hour, model, 0)] -= sums
-        groups[(hour, model, goes_to)] = sums
-    total, set_apart = _Tally(), {reason: _Tally() for reason in APART_REASONS}
-    days = {start: _Tally() for start in bucket_starts(filters.since, filters.until, "day")}
-    served_by: dict[str, _Tally] = {}
-    for (hour, _, goes_to), sums in sorted(groups.items()):
+    # Every call chain[0] could not take is among `apart`; the rest of each hour, it serves.
+    groups: dict[tuple[dt.datetime, int], TokenSums] = {(hour, 0): sums for hour, sums in everything.items()}
+    for (hour, goes_to), sums in apart.items():
+        groups[(hour, 0)] -= sums
+        groups[(hour, goes_to)] = sums
+    # Summed per day, serving model and price before pricing: a cost per price, not per hour and model.
+    priced: dict[tuple[dt.datetime, int, PriceRow], TokenSums] = {}
+    set_apart = {reason: TokenSums() for reason in APART_REASONS}
+    for (hour, goes_to), sums in groups.items():
         if not sums.calls:
             continue
         price = price_of(chain[goes_to], hour) if goes_to >= 0 else None
         if price is None:
-            set_apart[goes_to if goes_to < 0 else NO_PRICE].add(sums, Decimal(0))
+            reason = goes_to if goes_to < 0 else NO_PRICE
+            set_apart[reason] += sums
             continue
+        key = (hour.replace(hour=0), goes_to, price)
+        priced[key] = priced.get(key, TokenSums()) + sums
+    total, days = _Tally(), {start: _Tally() for start in bucket_starts(filters.since, filters.until, "day")}
+    served_by: dict[str, _Tally] = {}
+    for (day, goes_to, price), sums in priced.items():
         cost = tokens_cost(
             price,
             input_tokens=sums.input_tokens,
@@ -146,17 +161,16 @@ def replay(access: TeamAccess, filters: Filters, chain: Sequence[CatalogModel], 
             cached_input_tokens=sums.cached_input_tokens,
             cache_write_tokens=sums.cache_write_tokens,
         )
-        total.add(sums, cost)
-        days[hour.replace(hour=0)].add(sums, cost)
-        served_by.setdefault(chain[goes_to].public_id, _Tally()).add(sums, cost)
+        for tally in (total, days[day], served_by.setdefault(chain[goes_to].public_id, _Tally())):
+            tally.add(sums, cost)
     return Replay(
         under=under,
         chain=tuple(model.public_id for model in chain),
         total=Compared(*total.compared()),
         apart=[
-            Apart(APART_REASONS[reason], tally.calls, from_units(tally.real_units))
-            for reason, tally in set_apart.items()
-            if tally.calls
+            Apart(APART_REASONS[reason], sums.calls, from_units(sums.cost_units))
+            for reason, sums in set_apart.items()
+            if sums.calls
         ],
         days=[DayCompared(*tally.compared(), day=day) for day, tally in days.items()],
         served_by=sorted(
@@ -166,12 +180,19 @@ def replay(access: TeamAccess, filters: Filters, chain: Sequence[CatalogModel], 
     )
 
 
-def replay_under(access: TeamAccess, filters: Filters, catalog: Catalog, under: str) -> Replay:
+def replay_under(
+    access: TeamAccess,
+    filters: Filters,
+    catalog: Catalog,
+    under: str,
+    *,
+    everything: dict[dt.datetime, TokenSums] | None = None,
+) -> Replay:
     """The period replayed under `under`: "route:<name>" (its chain) or "model:<public id>" (that model alone)."""
     kind, _, name = under.partition(":")
     if kind == "route":
         route = catalog.routes[name]
-        result = replay(access, filters, chain_of(catalog, route), under=f"route {name}")
+        result = replay(access, filters, chain_of(catalog, route), under=f"route {name}", everything=everything)
         strategy = "" if route.strategy == "fixed" else route.strategy
         return dataclasses.replace(result, strategy=strategy)
-    return replay(access, filters, [catalog.models[name]], under=f"model {name}")
+    return replay(access, filters, [catalog.models[name]], under=f"model {name}", everything=everything)

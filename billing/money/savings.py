@@ -18,6 +18,7 @@ from django import forms
 
 from billing.dashboards.charts import compared_chart
 from billing.money.replay import NotReplayable, Replay, chain_of, replay, replay_under
+from billing.money.selectors import TokenSums, answering_models, hourly_sums
 from billing.services import price_of
 
 if TYPE_CHECKING:
@@ -38,13 +39,6 @@ def dearest(models: list[CatalogModel], at: dt.datetime) -> CatalogModel | None:
         return None
     _, model = max(prices, key=lambda pair: (pair[0].input_per_million + pair[0].output_per_million, pair[1].public_id))
     return model
-
-
-def answering_models(access: TeamAccess, filters: Filters, catalog: Catalog) -> list[CatalogModel]:
-    """The registry's models that answered any call of the filters."""
-    rollups = access.rollups().filter(filters.rollup_q()).exclude(model="")
-    names = set(rollups.values_list("model", flat=True).order_by().distinct())
-    return [catalog.models[name] for name in sorted(names) if name in catalog.models]
 
 
 class MoneyForm(forms.Form):
@@ -95,27 +89,41 @@ class Savings:
         return None if self.saved is None else -self.saved
 
 
-def savings(access: TeamAccess, filters: Filters, catalog: Catalog, compare: str = "") -> Savings:
-    """The filters' calls against `compare` (a model's public id), or against the dearest model that answered."""
+def savings(
+    access: TeamAccess,
+    filters: Filters,
+    catalog: Catalog,
+    compare: str = "",
+    *,
+    everything: dict[dt.datetime, TokenSums] | None = None,
+) -> Savings:
+    """The filters' calls against `compare` (a model's public id), or against the dearest model that answered.
+
+    `everything`: the filters' hourly_sums, when the caller read them already.
+    """
     if compare:
         model: CatalogModel | None = catalog.models[compare]
     else:
-        model = dearest(answering_models(access, filters, catalog), filters.until - dt.timedelta(microseconds=1))
+        answered = answering_models(access.rollups().filter(filters.rollup_q()))
+        models = [catalog.models[name] for name in answered if name in catalog.models]
+        model = dearest(models, filters.until - dt.timedelta(microseconds=1))
     if model is None:
         return Savings(compared=None)
-    return Savings(compared=replay(access, filters, [model], under=f"model {model.public_id}"))
+    return Savings(compared=replay(access, filters, [model], under=f"model {model.public_id}", everything=everything))
 
 
 def money_figures(access: TeamAccess, filters: Filters, catalog: Catalog, choices: dict[str, str]) -> dict[str, Any]:
     """What the savings page shows for valid filters and choices (MoneyForm.cleaned_data), charts included."""
-    figures: dict[str, Any] = {"savings": savings(access, filters, catalog, choices.get("compare") or "")}
+    # One read of the rollups for both parts of the page.
+    everything = hourly_sums(access.rollups().filter(filters.rollup_q()))
+    figures: dict[str, Any] = {
+        "savings": savings(access, filters, catalog, choices.get("compare") or "", everything=everything)
+    }
     if under := choices.get("replay") or "":
-        figures["replay"] = replay_under(access, filters, catalog, under)
-    for name in ("savings", "replay"):
-        compared = figures.get(name)
-        compared = compared.compared if isinstance(compared, Savings) else compared
-        if compared is not None:
-            figures[f"{name}_chart"] = compared_chart(
-                compared.days, real="Through their routes", replayed=f"On {compared.under}"
-            )
+        figures["replay"] = replay_under(access, filters, catalog, under, everything=everything)
+    if "replay" in figures:
+        replayed = figures["replay"]
+        figures["replay_chart"] = compared_chart(
+            replayed.days, real="Through their routes", replayed=f"Under {replayed.under}"
+        )
     return figures

@@ -1,21 +1,21 @@
 """What the savings and replay pages read: a period's tokens per hour and model, and the calls that need a look.
 
 Re-pricing is linear in tokens, so the calls that any model could serve
-are re-priced from the rollups' token sums per hour and answering model
-(a few thousand rows for a month, whatever the number of calls). Only
+are re-priced from the rollups' token sums per hour (720 rows for a
+month, whatever the number of calls). Only
 the calls that the first model of a chain could not serve, too long for
 its context, needing a capability it lacks, booked with no price or with
-needs never recorded, are read from the records: counted in SQL, per hour,
-answering model and the chain's model that would serve them instead, with
+needs never recorded, are read from the records: counted in SQL, per hour
+and the chain's model that would serve them instead, with
 the period's other calls passed over by the database, not by Python.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncHour
@@ -67,23 +67,27 @@ class TokenSums:
 
 
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens")
+SUMMED = ("requests", *TOKEN_FIELDS, "cost_units")
 
 
-def _sums(row: Mapping[str, Any]) -> TokenSums:
-    tokens = {name: int(row[f"s_{name}"] or 0) for name in TOKEN_FIELDS}
-    return TokenSums(calls=int(row["s_calls"] or 0), **tokens, cost_units=int(row["s_cost"] or 0))
+def hourly_sums(rollups: QuerySet[UsageRollup]) -> dict[dt.datetime, TokenSums]:
+    """Every call of `rollups`, summed per UTC hour.
 
-
-def hourly_sums(rollups: QuerySet[UsageRollup]) -> dict[tuple[dt.datetime, str], TokenSums]:
-    """Every call of `rollups`, summed per UTC hour and answering model ("" for calls no model answered)."""
+    Whichever model answered, a replay prices the hour's calls at one
+    model's price: the hour is all it needs (a month is 720 rows).
+    """
+    # Tuples, not dicts: each row's dict would cost more than its sums.
     rows = (
-        rollups.values("hour", "model")
+        rollups.values_list("hour")
         .order_by()
-        .annotate(
-            s_calls=Sum("requests"), **{f"s_{name}": Sum(name) for name in TOKEN_FIELDS}, s_cost=Sum("cost_units")
-        )
+        .annotate(**{f"s_{name}": Coalesce(Sum(name), Value(0)) for name in SUMMED})
     )
-    return {(row["hour"].astimezone(dt.UTC), row["model"]): _sums(row) for row in rows}
+    return {hour.astimezone(dt.UTC): TokenSums(*sums) for hour, *sums in rows}
+
+
+def answering_models(rollups: QuerySet[UsageRollup]) -> list[str]:
+    """The models that answered any call of `rollups`, by name."""
+    return sorted(rollups.exclude(model="").values_list("model", flat=True).order_by().distinct())
 
 
 def fits(model: CatalogModel) -> Q:
@@ -104,8 +108,8 @@ def fits(model: CatalogModel) -> Q:
 
 def apart_sums(
     records: QuerySet[UsageRecord], chain: Sequence[CatalogModel]
-) -> dict[tuple[dt.datetime, str, int], TokenSums]:
-    """The calls of `records` that `chain[0]` would not take, summed per hour, answering model and where they go.
+) -> dict[tuple[dt.datetime, int], TokenSums]:
+    """The calls of `records` that `chain[0]` would not take, summed per hour and where they go.
 
     Where a call goes: the index of the first model of the chain that could
     serve it, NO_MODEL when none could, REAL_UNPRICED or NEEDS_UNKNOWN.
@@ -122,12 +126,12 @@ def apart_sums(
     rows = (
         records.annotate(total_tokens=F("input_tokens") + F("output_tokens"))
         .filter(UNPRICED | ~fits(first))
-        .values(s_hour=TruncHour("created_at", tzinfo=dt.UTC), s_model=F("model"), s_goes_to=goes_to)
+        .values_list(TruncHour("created_at", tzinfo=dt.UTC), goes_to)
         .order_by()
         .annotate(
             s_calls=Count("pk"),
-            **{f"s_{name}": Sum(name) for name in TOKEN_FIELDS},
+            **{f"s_{name}": Coalesce(Sum(name), Value(0)) for name in TOKEN_FIELDS},
             s_cost=Coalesce(Sum(COST_UNITS), Value(0)),
         )
     )
-    return {(row["s_hour"].astimezone(dt.UTC), row["s_model"], row["s_goes_to"]): _sums(row) for row in rows}
+    return {(hour.astimezone(dt.UTC), where): TokenSums(*sums) for hour, where, *sums in rows}
