@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 # The serving model had no price at the call's hour.
 NO_PRICE = -4
 APART_REASONS = {
-    NO_MODEL: "that no model of it could have served (context or output limit, tools, vision, JSON)",
+    NO_MODEL: "that {none_could} (context or output limit, tools, vision, JSON)",
     NO_PRICE: "in hours when the model that would have served them had no price",
     REAL_UNPRICED: "booked with no price, so what they cost is not known",
     NEEDS_UNKNOWN: "booked before a call's needs (tools, vision, JSON) were recorded",
@@ -151,6 +151,9 @@ def replay(
             continue
         key = (hour.replace(hour=0), goes_to, price)
         priced[key] = priced.get(key, TokenSums()) + sums
+    none_could = (
+        f"{chain[0].public_id} could not have served" if len(chain) == 1 else "no model of the chain could have served"
+    )
     total, days = _Tally(), {start: _Tally() for start in bucket_starts(filters.since, filters.until, "day")}
     served_by: dict[str, _Tally] = {}
     for (day, goes_to, price), sums in priced.items():
@@ -168,7 +171,7 @@ def replay(
         chain=tuple(model.public_id for model in chain),
         total=Compared(*total.compared()),
         apart=[
-            Apart(APART_REASONS[reason], sums.calls, from_units(sums.cost_units))
+            Apart(APART_REASONS[reason].format(none_could=none_could), sums.calls, from_units(sums.cost_units))
             for reason, sums in set_apart.items()
             if sums.calls
         ],

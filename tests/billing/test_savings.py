@@ -18,6 +18,7 @@ from billing.dashboards.filters import FiltersForm
 from billing.money.replay import replay_under
 from billing.money.savings import savings
 from routing.catalog import get_catalog
+from routing.models import LanguageModel, Route, RouteStep
 from tests.money_ledger import DAY_A, DAY_B, Ledger, ledger_create
 
 pytestmark = pytest.mark.django_db
@@ -85,7 +86,7 @@ def test_calls_the_model_could_not_serve_are_counted_apart_with_what_they_cost(l
     assert result.total.replayed == priced(1_000, 500, 1, 4) * 2 == Decimal("0.006")
     apart = {a.reason: (a.calls, a.real) for a in result.apart}
     assert len(apart) == 3
-    could_not = next(v for k, v in apart.items() if k.startswith("that no model"))
+    could_not = next(v for k, v in apart.items() if k.startswith("that up/small could not have served"))
     # 3 needs tools, 4 vision, 5 is 10,500 tokens for a 2,000-token context.
     assert could_not == (3, BOOKED[3] + BOOKED[4] + BOOKED[5])
     assert next(v for k, v in apart.items() if k.startswith("booked with no price")) == (1, Decimal(0))
@@ -166,3 +167,16 @@ def test_bad_choices_are_a_form_error_not_a_500(ledger: Ledger, query: str) -> N
     text = response.content.decode()
     assert 'data-testid="money-errors"' in text or 'data-testid="filter-errors"' in text
     assert 'data-testid="savings-real"' not in text
+
+
+def test_a_strategy_route_is_replayed_as_its_first_capable_model_and_the_page_says_so(ledger: Ledger) -> None:
+    quick = Route.objects.create(name="quick", strategy="fastest", settings={"by": "ttft", "hours": 1, "min_calls": 20})
+    for position, name in enumerate(["up/big", "up/small"]):
+        RouteStep.objects.create(route=quick, model=LanguageModel.objects.get(public_id=name), position=position)
+
+    result = figures(ledger.olivia, under="route:quick")
+
+    # big, first, takes calls 1 to 4 whatever the strategy would have chosen: the savings' figures.
+    assert result.strategy == "fastest"
+    assert result.total.replayed == Decimal("0.1439")
+    assert 'data-testid="replay-strategy"' in page(ledger.olivia, "?replay=route:quick").content.decode()
