@@ -201,7 +201,7 @@ class UsageRollup(models.Model):
 
     Dashboards read these instead of the records. An absent team, user or
     key is 0, so that the unique key holds (SQL's NULLs never conflict).
-    Cost is in integer units of 10^-10 USD (billing/money.py): exact sums on
+    Cost is in integer units of 10^-10 USD (billing/money/__init__.py): exact sums on
     SQLite too. Latency and time to first token are histograms, one column
     per bucket of billing/rollups/buckets.py, from which percentiles come.
     """
