@@ -18,8 +18,8 @@ from billing.dashboards.filters import FiltersForm
 from billing.money.replay import replay_under
 from billing.money.savings import savings
 from routing.catalog import get_catalog
-from routing.models import LanguageModel, Route, RouteStep
-from tests.money_ledger import DAY_A, DAY_B, Ledger, ledger_create
+from routing.models import LanguageModel, ModelPrice, Route, RouteStep
+from tests.money_ledger import DAY_A, DAY_B, PRICE_CHANGE, Ledger, ledger_create
 
 pytestmark = pytest.mark.django_db
 
@@ -180,3 +180,36 @@ def test_a_strategy_route_is_replayed_as_its_first_capable_model_and_the_page_sa
     assert result.strategy == "fastest"
     assert result.total.replayed == Decimal("0.1439")
     assert 'data-testid="replay-strategy"' in page(ledger.olivia, "?replay=route:quick").content.decode()
+
+
+def test_hours_before_the_compared_model_had_a_price_are_counted_apart(ledger: Ledger) -> None:
+    newer = LanguageModel.objects.create(
+        provider=LanguageModel.objects.get(public_id="up/big").provider,
+        public_id="up/newer",
+        upstream_name="newer",
+        context_window=200_000,
+        max_output_tokens=8_000,
+        capabilities=["tools", "vision"],
+    )
+    ModelPrice.objects.create(
+        model=newer, valid_from=PRICE_CHANGE, input_per_million=Decimal(3), output_per_million=Decimal(15)
+    )
+
+    result = figures(ledger.olivia, compare="up/newer").compared
+
+    # Calls 2, 3 and 5 (DAY_B) at its price, cached input and cache writes at its input price (it has none for them).
+    assert result.total.calls == 3
+    assert result.total.replayed == priced(1_000, 500, 3, 15) + priced(3_000, 1_000, 3, 15) + priced(
+        9_500, 1_000, 3, 15
+    )
+    # Calls 1 and 4 (DAY_A) came before its first price.
+    no_price = next(a for a in result.apart if a.reason.startswith("in hours"))
+    assert (no_price.calls, no_price.real) == (2, BOOKED[1] + BOOKED[4])
+
+
+def test_a_period_without_calls_says_so(ledger: Ledger) -> None:
+    response = page(ledger.olivia, "?period=24h")
+
+    assert response.status_code == 200
+    assert 'data-testid="savings-empty"' in response.content.decode()
+    assert 'data-testid="replay-calls">0<' in response.content.decode()
