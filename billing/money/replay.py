@@ -136,13 +136,14 @@ def replay(
     # Every call chain[0] could not take is among `apart`; the rest of each hour, it serves.
     groups: dict[tuple[dt.datetime, int], TokenSums] = {(hour, 0): sums for hour, sums in everything.items()}
     for (hour, goes_to), sums in apart.items():
-        groups[(hour, 0)] -= sums
+        # A record with no rollup (one inserted around the booking; check_rollups finds it) leaves its hour short.
+        groups[(hour, 0)] = groups.get((hour, 0), TokenSums()) - sums
         groups[(hour, goes_to)] = sums
     # Summed per day, serving model and price before pricing: a cost per price, not per hour and model.
     priced: dict[tuple[dt.datetime, int, PriceRow], TokenSums] = {}
     set_apart = {reason: TokenSums() for reason in APART_REASONS}
     for (hour, goes_to), sums in groups.items():
-        if not sums.calls:
+        if sums.calls <= 0:
             continue
         price = price_of(chain[goes_to], hour) if goes_to >= 0 else None
         if price is None:

@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from billing.dashboards.access import team_access
 from billing.dashboards.filters import FiltersForm
+from billing.models import UsageRecord
 from billing.money.replay import replay_under
 from billing.money.savings import savings
 from routing.catalog import get_catalog
@@ -213,3 +214,13 @@ def test_a_period_without_calls_says_so(ledger: Ledger) -> None:
     assert response.status_code == 200
     assert 'data-testid="savings-empty"' in response.content.decode()
     assert 'data-testid="replay-calls">0<' in response.content.decode()
+
+
+def test_a_calls_record_says_what_it_needed(ledger: Ledger) -> None:
+    tools = UsageRecord.objects.get(needs="tools")
+    client = Client()
+    client.force_login(ledger.olivia)
+
+    response = client.get(reverse("billing-team-record", args=["acme", tools.request_id]))
+
+    assert 'data-testid="record-needs">tools<' in response.content.decode()
