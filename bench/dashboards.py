@@ -67,6 +67,8 @@ def pages() -> list[Page]:
         Page("call record", "billing-team-record", ("{request_id}",), filtered=False),
         Page("usage list", "billing-team-usage"),
         Page("CSV export", "billing-team-usage-csv", streamed=True),
+        # Savings against the dearest model, and the period replayed under the first route (billing/money/).
+        Page("savings", "billing-team-savings"),
     ]
 
 

@@ -118,6 +118,15 @@ class UsageRecord(models.Model):
     cache_write_tokens = models.PositiveIntegerField(default=0, help_text="Input tokens written to the prompt cache.")
     reasoning_tokens = models.PositiveIntegerField(default=0, help_text="Output tokens spent reasoning.")
     tokens_estimated = models.BooleanField(default=False)
+    needs = models.CharField(
+        max_length=40,
+        null=True,
+        blank=True,
+        help_text=(
+            "The capability tags the call needed of its model (tools, json, vision), comma-separated; "
+            "empty for none, null for calls booked before they were recorded."
+        ),
+    )
     input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     output_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     # What cached input and cache writes were booked at: the input price when the price book had none for them.
@@ -192,7 +201,7 @@ class UsageRollup(models.Model):
 
     Dashboards read these instead of the records. An absent team, user or
     key is 0, so that the unique key holds (SQL's NULLs never conflict).
-    Cost is in integer units of 10^-10 USD (billing/money.py): exact sums on
+    Cost is in integer units of 10^-10 USD (billing/money/__init__.py): exact sums on
     SQLite too. Latency and time to first token are histograms, one column
     per bucket of billing/rollups/buckets.py, from which percentiles come.
     """

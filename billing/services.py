@@ -19,6 +19,7 @@ from billing.models import ApiKey, Team, UsageRecord, tried_several
 from billing.money import usage_cost
 from billing.rollups.maintain import rollups_add
 from routing.catalog import PriceRow
+from routing.strategies.capabilities import needed_capabilities
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -138,6 +139,7 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
         cache_write_tokens=booking.cache_write_tokens,
         reasoning_tokens=booking.reasoning_tokens,
         tokens_estimated=booking.tokens_estimated,
+        needs=",".join(sorted(needed_capabilities(spec.request))),
         input_price_per_million=price.input_per_million if price else None,
         output_price_per_million=price.output_per_million if price else None,
         cached_input_price_per_million=price.cached_input_price if price else None,

@@ -33,7 +33,7 @@ from routing.calls.spec import CallSpec
 from routing.catalog import Catalog, CatalogModel, get_catalog
 from routing.models import LanguageModel, Provider
 from routing.providers.errors import ErrorKind
-from routing.providers.types import ChatRequest, Message
+from routing.providers.types import ChatRequest, Message, ToolSpec
 
 PREFIX = "gen"
 KEYS_PER_USER = 2
@@ -49,8 +49,13 @@ UNPRICED_SHARE = 0.01
 STREAMED_SHARE = 0.6
 PLAYGROUND_SHARE = 0.08
 FAILURES = (ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.TIMEOUT, ErrorKind.UNAVAILABLE)
-STREAMED = ChatRequest(messages=(Message(role="user"),), stream=True)
-NOT_STREAMED = ChatRequest(messages=(Message(role="user"),), stream=False)
+# Shares of the calls that send tools, or an image, where their model takes them (the savings page counts apart
+# the calls a model without them could not have served).
+TOOLS_SHARE = 0.08
+VISION_SHARE = 0.03
+PLAIN = (Message(role="user"),)
+WITH_IMAGE = (Message(role="user", images=("data:image/png;base64,AA==",)),)
+TOOLS = (ToolSpec(name="lookup"),)
 
 
 @dataclass(frozen=True)
@@ -170,12 +175,14 @@ class CallMaker:
             failed, model = chain[0], chain[rng.randrange(1, len(chain))]
             kind = rng.choice(FAILURES)
             attempts.append({"model": failed.public_id, "provider": failed.provider_name, "outcome": kind.value})
+        tools = TOOLS if "tools" in model.capabilities and rng.random() < TOOLS_SHARE else ()
+        messages = WITH_IMAGE if "vision" in model.capabilities and rng.random() < VISION_SHARE else PLAIN
         spec = CallSpec(
             call_id=call_id,
             created_at=created_at,
             requested=route or model.public_id,
             chain=tuple(m.public_id for m in chain) or (model.public_id,),
-            request=STREAMED if streamed else NOT_STREAMED,
+            request=ChatRequest(messages=messages, stream=streamed, tools=tools),
             route=route,
             user_id=user_id,
             team_id=team_id,

@@ -23,6 +23,7 @@ def usage_record(*, at: dt.datetime, model: str = "sim/quick", **fields: Any) ->
         "status": UsageRecord.Status.OK,
         "input_tokens": 1_000,
         "output_tokens": 500,
+        "needs": "",
         "latency_ms": 800,
         "ttft_ms": 120,
         "input_price_per_million": Decimal(1),

@@ -1,7 +1,7 @@
 """Spend counters: what a user, a team or an API key spent in the current period, in Redis.
 
 The spend of one subject in one UTC calendar period is a Redis integer in
-units of 10^-10 USD (billing/money.py), so sums stay exact (INCRBYFLOAT
+units of 10^-10 USD (billing/money/__init__.py), so sums stay exact (INCRBYFLOAT
 would round). Key: `sy:spend:<user|team|api_key>:<id>:<day|month>:<first
 day of the period>`, expiring a day after the period ends, so that a call
 started before the end and booked after it still lands in its own period.

@@ -59,6 +59,15 @@ class TeamAccess:
         """The team's rollups: totals every member may see (breakdowns by member: overview.MEMBER_CHARTS)."""
         return UsageRollup.objects.filter(team_id=self.team.pk)
 
+    def summed_records(self) -> QuerySet[UsageRecord]:
+        """The records behind rollups(): every call of the team, for figures summed over them, never listed one by one.
+
+        The savings page counts a period's calls by what each needed of its
+        model (billing/money/), which the rollups do not keep; its figures
+        are totals like the overview's, so every member reads the team's.
+        """
+        return UsageRecord.objects.filter(team=self.team)
+
     def keys(self) -> QuerySet[ApiKey]:
         """The team's API keys the viewer may filter by."""
         keys = ApiKey.objects.filter(team=self.team)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
 from billing.dashboards.selectors import Series, Share
+
+if TYPE_CHECKING:
+    from billing.money.replay import DayCompared
 
 # Mid-tone greys and a qualitative palette that read on both the light and the dark theme.
 PALETTE = ("#14b8a6", "#6366f1", "#f59e0b", "#ef4444", "#8b5cf6", "#0ea5e9", "#84cc16", "#ec4899", "#94a3b8")
@@ -79,3 +84,29 @@ def spend_by_chart(shares: list[Share]) -> str:
     )
     figure.update_xaxes(tickprefix="$", rangemode="tozero")
     return figure_html(figure, height=80 + 28 * max(len(shares), 1))
+
+
+def compared_chart(days: Sequence[DayCompared], *, real: str, replayed: str) -> str:
+    """Per day, side by side: what the calls cost, and what they would have cost replayed (billing/money/)."""
+    x = [day.day for day in days]
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=x,
+                y=[float(day.real) for day in days],
+                name=real,
+                marker={"color": PALETTE[0]},
+                hovertemplate=f"<b>{real}</b><br>%{{x|%Y-%m-%d}}<br>$%{{y:,.4f}}<extra></extra>",
+            ),
+            go.Bar(
+                x=x,
+                y=[float(day.replayed) for day in days],
+                name=replayed,
+                marker={"color": PALETTE[1]},
+                hovertemplate=f"<b>{replayed}</b><br>%{{x|%Y-%m-%d}}<br>$%{{y:,.4f}}<extra></extra>",
+            ),
+        ]
+    )
+    figure.update_layout(barmode="group", bargap=0.2, showlegend=True)
+    figure.update_yaxes(tickprefix="$", rangemode="tozero")
+    return figure_html(figure, height=320)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from routing.providers.types import ChatRequest
 
+# Every tag needed_capabilities may ask for: what a usage record keeps of its call's needs (UsageRecord.needs).
+NEEDED_TAGS = frozenset({"tools", "json", "vision"})
+
 
 def needed_capabilities(request: ChatRequest) -> frozenset[str]:
     """Capability tags a model must carry to take this request."""

@@ -1,4 +1,4 @@
-"""The cost of a call's tokens (billing/money.py usage_cost)."""
+"""The cost of a call's tokens (billing/money/__init__.py usage_cost)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Money: exact integer units for counters, the cost of a call's tokens, and dollars as pages show them."""
+"""Money: exact integer units for counters, the cost of a call's tokens, and dollars as pages show them.
+
+The package's modules tell the money story of a team's period: savings.py
+(its routes against one model), replay.py (the period under another route
+or model) and selectors.py (what those read).
+"""
 
 from __future__ import annotations
 

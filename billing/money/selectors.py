@@ -1,0 +1,137 @@
+"""What the savings and replay pages read: a period's tokens per hour and model, and the calls that need a look.
+
+Re-pricing is linear in tokens, so the calls that any model could serve
+are re-priced from the rollups' token sums per hour (720 rows for a
+month, whatever the number of calls). Only
+the calls that the first model of a chain could not serve, too long for
+its context, needing a capability it lacks, booked with no price or with
+needs never recorded, are read from the records: counted in SQL, per hour
+and the chain's model that would serve them instead, with
+the period's other calls passed over by the database, not by Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
+from django.db.models.functions import Coalesce, TruncHour
+
+from billing.caps.counters import COST_UNITS
+from billing.models import UNPRICED
+from routing.strategies.capabilities import NEEDED_TAGS
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from billing.models import UsageRecord, UsageRollup
+    from routing.catalog import CatalogModel
+
+# Where a call goes in a replay when no model of the chain serves it; 0 and up: the chain's model at that index.
+NO_MODEL = -1
+# Booked with no price: what it really cost is not known, so it is compared with nothing.
+REAL_UNPRICED = -2
+# Booked before the records kept what a call needed (tools, vision, JSON): whether a model could serve it is unknown.
+NEEDS_UNKNOWN = -3
+
+
+@dataclass(frozen=True)
+class TokenSums:
+    """Calls and what they used and cost: tokens as the booking prices them, the real cost in 10^-10 USD."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_units: int = 0
+
+    def __add__(self, other: TokenSums) -> TokenSums:
+        return TokenSums(*[a + b for a, b in zip(self.values(), other.values(), strict=True)])
+
+    def __sub__(self, other: TokenSums) -> TokenSums:
+        return TokenSums(*[a - b for a, b in zip(self.values(), other.values(), strict=True)])
+
+    def values(self) -> tuple[int, ...]:
+        return (
+            self.calls,
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_input_tokens,
+            self.cache_write_tokens,
+            self.cost_units,
+        )
+
+
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens")
+SUMMED = ("requests", *TOKEN_FIELDS, "cost_units")
+
+
+def hourly_sums(rollups: QuerySet[UsageRollup]) -> dict[dt.datetime, TokenSums]:
+    """Every call of `rollups`, summed per UTC hour.
+
+    Whichever model answered, a replay prices the hour's calls at one
+    model's price: the hour is all it needs (a month is 720 rows).
+    """
+    # Tuples, not dicts: each row's dict would cost more than its sums.
+    rows = (
+        rollups.values_list("hour")
+        .order_by()
+        .annotate(**{f"s_{name}": Coalesce(Sum(name), Value(0)) for name in SUMMED})
+    )
+    return {hour.astimezone(dt.UTC): TokenSums(*sums) for hour, *sums in rows}
+
+
+def answering_models(rollups: QuerySet[UsageRollup]) -> list[str]:
+    """The models that answered any call of `rollups`, by name."""
+    return sorted(rollups.exclude(model="").values_list("model", flat=True).order_by().distinct())
+
+
+def fits(model: CatalogModel) -> Q:
+    """The calls `model` could have served: their needs known and among its capabilities, their tokens in its limits.
+
+    Needs are matched as words of the record's comma-separated tags: no tag
+    of NEEDED_TAGS is a part of another.
+    """
+    match = Q(
+        needs__isnull=False,
+        total_tokens__lte=model.context_window,
+        output_tokens__lte=model.max_output_tokens,
+    )
+    for tag in sorted(NEEDED_TAGS - model.capabilities):
+        match &= ~Q(needs__contains=tag)
+    return match
+
+
+def apart_sums(
+    records: QuerySet[UsageRecord], chain: Sequence[CatalogModel]
+) -> dict[tuple[dt.datetime, int], TokenSums]:
+    """The calls of `records` that `chain[0]` would not take, summed per hour and where they go.
+
+    Where a call goes: the index of the first model of the chain that could
+    serve it, NO_MODEL when none could, REAL_UNPRICED or NEEDS_UNKNOWN.
+    Every other call of `records` is one `chain[0]` serves.
+    """
+    first = chain[0]
+    goes_to = Case(
+        When(UNPRICED, then=Value(REAL_UNPRICED)),
+        When(needs__isnull=True, then=Value(NEEDS_UNKNOWN)),
+        *(When(fits(model), then=Value(index)) for index, model in enumerate(chain)),
+        default=Value(NO_MODEL),
+        output_field=IntegerField(),
+    )
+    rows = (
+        records.annotate(total_tokens=F("input_tokens") + F("output_tokens"))
+        .filter(UNPRICED | ~fits(first))
+        .values_list(TruncHour("created_at", tzinfo=dt.UTC), goes_to)
+        .order_by()
+        .annotate(
+            s_calls=Count("pk"),
+            **{f"s_{name}": Coalesce(Sum(name), Value(0)) for name in TOKEN_FIELDS},
+            s_cost=Coalesce(Sum(COST_UNITS), Value(0)),
+        )
+    )
+    return {(hour.astimezone(dt.UTC), where): TokenSums(*sums) for hour, where, *sums in rows}
