@@ -58,7 +58,12 @@ class LoadForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.catalog = catalog
         cast(forms.ChoiceField, self.fields["target"]).choices = targets
+        # The rows are a table whose headers are the labels: each field still names itself to a screen reader.
+        for field in self.fields.values():
+            field.widget.attrs["aria-label"] = field.label
         self.fields["task"].widget.attrs["placeholder"] = "coding, chat, summarising…"
+        for name in ("requests", "input_tokens", "output_tokens"):
+            self.fields[name].widget.attrs["placeholder"] = str(self.fields[name].label).lower()
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -157,7 +162,11 @@ def _targets(catalog: Catalog, at: dt.datetime) -> tuple[Choices, Choices]:
     """The choices of a row (enabled routes, then usable models) and of the compared model."""
     options = picker_options(catalog=catalog, at=at)
     routes = [(option.value, option.value) for option in options if option.is_route]
-    models = [(option.value, option.value) for option in options if not option.is_route]
+    models = [
+        (option.value, option.value if price_of(catalog.models[option.value], at) else f"{option.value} (no price)")
+        for option in options
+        if not option.is_route
+    ]
     return [("", "Choose…"), ("Routes", routes), ("Models", models)], models
 
 
@@ -170,6 +179,9 @@ def calculator_page(*, access: TeamAccess, query: QueryDict, now: dt.datetime) -
     usage: RecentUsage | None = None
     fill: Fill | None = None
     data = query if f"{PREFIX}-TOTAL_FORMS" in query else form_data([{}], compare)
+    if "compare" not in data:
+        data = data.copy()
+        data["compare"] = compare
     if action == "fill":
         usage = recent_usage(access.rollups(), now=now)
         fill = loads_from(usage, limit=MAX_ROWS)

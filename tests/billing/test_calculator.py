@@ -288,6 +288,10 @@ def test_a_tampered_formset_or_compared_model_is_a_form_error(cast: Cast) -> Non
         assert response.status_code == 200
         assert 'data-testid="calc-errors"' in response.content.decode()
     assert calculator(cast.mike, [row("sim/cheap", 1, 1, 1)], compare="coding").context["page"].estimate is None
+    # A link without a compared model compares with the dearest priced one.
+    response = client.get(f"{url}?{form_data([row('sim/cheap', 1, 1, 1)], '').urlencode().replace('&compare=', '')}")
+    assert response.context["page"].estimate.compare == "sim/dear"
+    assert "sim/local (no price)" in response.content.decode()
 
 
 def test_the_calculator_is_a_tab_of_the_team_and_another_teams_is_a_404(cast: Cast) -> None:
