@@ -310,3 +310,10 @@ def test_the_calculator_is_a_tab_of_the_team_and_another_teams_is_a_404(cast: Ca
     assert calculator(cast.gina, [row("sim/cheap", 1, 1, 1)], action="fill").status_code == 404
     assert calculator(cast.staff, slug="globex").status_code == 200
     assert Client().get(reverse("billing-team-calculator", args=["acme"])).status_code == 302
+
+
+def test_the_largest_figures_allowed_are_priced_exactly(cast: Cast) -> None:
+    biggest = row("sim/dear", MAX_REQUESTS, 8_000, 1_000_000)
+    (dear,) = calculator(cast.mike, [biggest]).context["page"].estimate.rows
+    assert dear.monthly == cost(DEAR, MAX_REQUESTS, 8_000, 1_000_000) == Decimal("10020000000")
+    assert dear.yearly == Decimal("120240000000")
