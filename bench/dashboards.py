@@ -55,6 +55,8 @@ class Page:
     streamed: bool = False
     # Pages with a fixed scope (one call) are timed once, without the filter sets.
     filtered: bool = True
+    # The query of a page timed without the filter sets ("{route}": the team's busiest route).
+    query: tuple[tuple[str, str], ...] = ()
 
 
 def pages() -> list[Page]:
@@ -69,7 +71,21 @@ def pages() -> list[Page]:
         Page("CSV export", "billing-team-usage-csv", streamed=True),
         # Savings against the dearest model, and the period replayed under the first route (billing/money/).
         Page("savings", "billing-team-savings"),
+        Page("calculator fill", "billing-team-calculator", filtered=False, query=(("action", "fill"),)),
+        Page("calculator, a route", "billing-team-calculator", filtered=False, query=CALCULATOR_ROUTE_ROW),
     ]
+
+
+# One row through the team's busiest route: priced at the mix of its last 30 days, read from the rollups.
+CALCULATOR_ROUTE_ROW = (
+    ("rows-TOTAL_FORMS", "1"),
+    ("rows-INITIAL_FORMS", "0"),
+    ("rows-0-task", "coding"),
+    ("rows-0-target", "{route}"),
+    ("rows-0-requests", "100000"),
+    ("rows-0-input_tokens", "1500"),
+    ("rows-0-output_tokens", "400"),
+)
 
 
 def filter_sets(model: str, user_id: int, now_date: str, since_date: str) -> dict[str, dict[str, str]]:
@@ -112,6 +128,7 @@ def measure(runs: int) -> None:
     since = records.order_by("created_at").values_list("created_at", flat=True).first()
     model = records.values("model").annotate(n=Count("pk")).order_by("-n").values_list("model", flat=True)[:1][0]
     user_id = TeamMembership.objects.filter(team=team).exclude(user=owner).values_list("user_id", flat=True)[:1][0]
+    route = records.exclude(route="").values("route").annotate(n=Count("pk")).order_by("-n")[:1][0]["route"]
     request_id = records.order_by("-cost_usd").exclude(cost_usd=None).values_list("request_id", flat=True)[:1][0]
     assert since is not None
     today = dt.datetime.now(dt.UTC).date()
@@ -128,7 +145,8 @@ def measure(runs: int) -> None:
         except NoReverseMatch:
             print(f"{page.label:<22}not timed: no URL named {page.url_name!r} on this branch")
             continue
-        for name, query in filters.items() if page.filtered else [("", {})]:
+        fixed = {key: value.format(route=route) for key, value in page.query}
+        for name, query in filters.items() if page.filtered else [("", fixed)]:
             times, size = [], 0
             for run in range(runs + 1):
                 started = time.perf_counter()

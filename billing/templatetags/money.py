@@ -24,6 +24,14 @@ def usd_exact(amount: Decimal | None) -> str:
 
 
 @register.filter
+def usd_signed(amount: Decimal | None) -> str:
+    """A difference, rounded as `usd` is, with its sign: "+$12.35", "−$0.0042"; "–" when unknown."""
+    if amount is None:
+        return "–"
+    return f"{'−' if amount < 0 else '+'}{format_usd(abs(amount), rounded=True)}"
+
+
+@register.filter
 def percent(fraction: float | None) -> str:
     """0.0123 → "1.2%"; "–" when there is nothing to divide."""
     if fraction is None:
