@@ -55,6 +55,13 @@ SETTINGS = {
             {"name": "long", "when": {"min_chars": 20000}, "to": "b/x"},
         ]
     },
+    "complexity": {
+        "bands": [
+            {"name": "easy", "below": 0.1, "model": "b/mini"},
+            {"name": "medium", "below": 0.4, "model": "b/mid"},
+            {"name": "hard", "model": "b/pro"},
+        ]
+    },
     "budget": {"max_price": "0.01", "output_tokens": 600},
     "weighted": {"weights": {"b/mini": 80, "b/mid": 20}, "sticky": "session"},
     "fastest": {"by": "ttft", "min_calls": 20},
