@@ -13,10 +13,13 @@ admin, with a TTL, for requests sampled at or below its temperature; a
 request asks for it on any route or model (`"cache": true` in its
 `metadata`), or refuses it (`"cache": false`, or `cache-control: no-cache`).
 
-The worker (routing/calls/runner.py) reads the entry before the chain, and
-on a miss claims the key (with a lease), in one script; then runs the call.
-Only an answer that ended well is stored, with the claim released in the
-same script. An identical call that finds the key claimed asks again every
+The web reads the entry once a /v1 call is admitted (`cache_read`, in the
+round trip that takes its rate limits), and answers a hit itself
+(routing/calls/cache_hits.py). A miss goes to a worker, which looks again
+(routing/calls/runner.py, `CacheFlight`): the entry, or else the key's
+claim (with a lease), in one script; then runs the call. Only an answer
+that ended well is stored, with the claim released in the same script. An
+identical call that finds the key claimed asks again every
 WAIT_POLL_SECONDS (single flight), at most the lease, and runs itself once
 the claim goes away with nothing stored (the first call failed, or its
 worker died and the lease lapsed). A Redis that is away or flushed is a miss: the cache never
@@ -187,6 +190,18 @@ def _normalised(value: Any) -> Any:
 
 def claim_key(key: str) -> str:
     return CLAIM_PREFIX + key.removeprefix(KEY_PREFIX)
+
+
+async def cache_read(key: str) -> CachedAnswer | None:
+    """The answer stored under `key`, or None: a miss, or a Redis that could not be read (logged); "": None."""
+    if not key:
+        return None
+    try:
+        found = await get_resp().execute("GET", key)
+        return None if found is None else CachedAnswer.loads(found)
+    except (redis.RedisError, OSError, ValueError, TypeError):
+        logger.warning("the response cache could not be read; the call runs", exc_info=True)
+        return None
 
 
 class CacheFlight:
