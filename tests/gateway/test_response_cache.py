@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import time
@@ -23,7 +24,7 @@ from billing.rollups.build import rollups_check
 from billing.services import api_key_create
 from routing.gateway.openai_request import parse_chat_body
 from routing.models import Route
-from routing.resilience.cache import cache_key, cache_scope, claim_key
+from routing.resilience.cache import CachedAnswer, CacheFlight, CacheUse, cache_key, cache_scope, claim_key
 from switchyard.redis_clients import get_redis
 from tests.fakes.openai import FakeOpenAI
 from tests.usage_records import all_booked, booked
@@ -55,6 +56,10 @@ def _ask(client: openai.OpenAI, *, stream: bool, **options: Any) -> tuple[dict[s
     raw = client.chat.completions.with_raw_response.create(**options)
     completion = raw.parse()
     return dict(raw.headers), completion.choices[0].message.content or "", completion.usage
+
+
+def _scripts_run() -> int:
+    return int(get_redis().info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
 
 
 def _upstream_calls(upstream: FakeOpenAI) -> int:
@@ -153,6 +158,33 @@ def test_a_request_waiting_on_a_dead_workers_claim_runs_itself_once_the_lease_la
     assert _upstream_calls(upstream) == 1
     assert get_redis().exists(key)
     assert _ask(client, stream=False)[0]["x-switchyard-cache"] == "hit"
+
+
+def test_a_request_waiting_on_a_claim_is_answered_as_soon_as_its_holder_stores_the_answer(
+    client: openai.OpenAI, upstream: FakeOpenAI, cached_route: Route, alice: Any
+) -> None:
+    request = parse_chat_body(json.dumps({"model": "auto", "messages": HELLO}).encode()).request
+    key = cache_key(scope=cache_scope(team_id=None, user_id=alice.pk), target="auto", request=request)
+    holder = "chatcmpl-of-a-slow-first-call"
+    # An identical call in flight, whose lease would keep a waiter for 20 s.
+    get_redis().set(claim_key(key), holder, px=20_000)
+    answer = CachedAnswer("up/gpt-4o-mini", "up", "Stored by the first call.", "stop", input_tokens=9, output_tokens=5)
+    # A call of its own first, so that the worker is ready to take the waiting one at once.
+    _ask(client, stream=False, extra_headers={"cache-control": "no-cache"})
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(_ask, client, stream=False)
+        time.sleep(0.5)
+        evals = _scripts_run()
+        time.sleep(1)
+        assert not waiting.done()
+        assert _scripts_run() - evals <= 1, "the waiter blocks; it does not ask again and again"
+        asyncio.run(CacheFlight(CacheUse(key, 600), holder).store(answer))
+        stored_at = time.monotonic()
+        headers, text, _ = waiting.result(timeout=10)
+    assert time.monotonic() - stored_at < 1, "woken by the store, not by the lease's end"
+    assert (headers["x-switchyard-cache"], text) == ("hit", "Stored by the first call.")
+    assert not get_redis().exists(claim_key(key))
+    assert _upstream_calls(upstream) == 1
 
 
 def test_another_team_misses_where_a_teammate_hits(
