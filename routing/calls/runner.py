@@ -30,7 +30,8 @@ The rules of the chain:
 - A call that uses the response cache (routing/resilience/cache.py) is
   first looked up there, waiting for an identical call in flight: a hit is
   replayed (a stream or a body, as asked) and booked at no cost with its
-  saving. An answer that ended well is stored; an error, a cancelled or cut
+  saving (routing/calls/cache_hits.py; a hit the web found first never
+  reaches a worker). An answer that ended well is stored; an error, a cancelled or cut
   answer, or one a cascade sent only because nothing else answered, never.
 - Whatever fails in the worker itself (a bug, a request an adapter cannot
   take), the call still ends with a terminal error event and a record.

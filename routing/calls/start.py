@@ -171,9 +171,14 @@ async def _admit(
         for name in requested
     )
     looked_up = specs[0].cache_key if cache_lookup and len(specs) == 1 else ""
-    # The entry is read as the rate limits are taken, in the same round trip; a refused call ignores it.
-    # Its key depends on what was asked, not on how a classifier routes it.
-    rates, cached = await asyncio.gather(_rate_limits_take(caller, request, len(specs)), cache_read(looked_up))
+    cached: CachedAnswer | None = None
+    if looked_up:
+        # The entry is read as the rate limits are taken, in the same round trip; a refused call ignores it.
+        # Its key depends on what was asked, not on how a classifier routes it.
+        rates, cached = await asyncio.gather(_rate_limits_take(caller, request, len(specs)), cache_read(looked_up))
+    else:
+        # Not gathered with nothing: a task more per call costs the web's hot path.
+        rates = await _rate_limits_take(caller, request, len(specs))
     if Classifier.name in catalog.strategies and caps.block is None:
         specs = await _classified(catalog, caller, specs, hints, personal_data, health, standings)
     if caps.capped:
