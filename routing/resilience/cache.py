@@ -19,10 +19,11 @@ round trip that takes its rate limits), and answers a hit itself
 (routing/calls/runner.py, `CacheFlight`): the entry, or else the key's
 claim (with a lease), in one script; then runs the call. Only an answer
 that ended well is stored, with the claim released in the same script. An
-identical call that finds the key claimed waits on the key's ready stream,
-to which storing or releasing the claim adds an entry (through the
-process's stream hub, fastpath/stream_hub.py: one blocking read for all its
-waiters), at most until the claim's lease ends, and looks again; it runs
+identical call that finds the key claimed marks the key as waited for and
+waits on the key's ready stream, to which storing or releasing the claim
+then adds an entry (through the process's stream hub,
+fastpath/stream_hub.py: one blocking read for all its waiters), at most
+until the claim's lease ends, and looks again; it runs
 itself once the claim goes away with nothing stored (the first call failed,
 or its worker died and the lease lapsed). A Redis that is away or flushed
 is a miss: the cache never fails a call.
@@ -51,23 +52,28 @@ CACHE_PREFIX = "cache:"
 KEY_PREFIX = f"{CACHE_PREFIX}answer:"
 CLAIM_PREFIX = f"{CACHE_PREFIX}claim:"
 READY_PREFIX = f"{CACHE_PREFIX}ready:"
+WAITING_PREFIX = f"{CACHE_PREFIX}waiting:"
 # OpenAI's default temperature: a request that sets none is sampled at it.
 DEFAULT_TEMPERATURE = 1.0
 # A waiter looks again this long after the claim's lease ends, so that the claim is gone by then.
 LAPSE_MARGIN_SECONDS = 0.005
-# The answer is stored and the claim released together, only by the claim's holder; the waiters are told.
+# The answer is stored and the claim released together, only by the claim's holder; the waiters, if
+# any, are told (most answers have none: then the ready stream is not even made).
 _STORE = """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 if redis.call('GET', KEYS[2]) == ARGV[3] then
   redis.call('DEL', KEYS[2])
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', 1, '*', 'e', 'stored')
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', 1, '*', 'e', 'stored')
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
 return 1
 """
 # One round trip: the answer if stored; else the claim, taken (1) or held by another call: then the
-# claim's time to live (ms) and the ready stream's last entry, after which its waiter waits. A call
-# delivered again after its worker died finds the claim it made itself: it is still its own.
+# claim's time to live (ms) and the ready stream's last entry, after which its waiter waits, and the
+# key is marked as waited for. A call delivered again after its worker died finds the claim it made
+# itself: it is still its own.
 _LOOKUP = """
 local answer = redis.call('GET', KEYS[1])
 if answer then
@@ -75,6 +81,7 @@ if answer then
 end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then
+  redis.call('SET', KEYS[4], 1, 'PX', ARGV[2])
   local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
   return {redis.call('PTTL', KEYS[2]), last[1] and last[1][1] or '0-0'}
 end
@@ -84,8 +91,10 @@ return 1
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('XADD', KEYS[2], 'MAXLEN', 1, '*', 'e', 'released')
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('XADD', KEYS[2], 'MAXLEN', 1, '*', 'e', 'released')
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  end
   return 1
 end
 return 0
@@ -206,10 +215,13 @@ def ready_key(key: str) -> str:
     return READY_PREFIX + key.removeprefix(KEY_PREFIX)
 
 
+def waiting_key(key: str) -> str:
+    """Set while an identical call may wait for `key`'s answer: only then is the ready stream written."""
+    return WAITING_PREFIX + key.removeprefix(KEY_PREFIX)
+
+
 async def cache_read(key: str) -> CachedAnswer | None:
-    """The answer stored under `key`, or None: a miss, or a Redis that could not be read (logged); "": None."""
-    if not key:
-        return None
+    """The answer stored under `key`, or None: a miss, or a Redis that could not be read (logged)."""
     try:
         found = await get_resp().execute("GET", key)
         return None if found is None else CachedAnswer.loads(found)
@@ -233,7 +245,7 @@ class CacheFlight:
         """
         lease = settings.CACHE_CLAIM_LEASE_SECONDS
         give_up = min(deadline, time.monotonic() + lease)
-        keys = (self.use.key, claim_key(self.use.key), ready_key(self.use.key))
+        keys = (self.use.key, claim_key(self.use.key), ready_key(self.use.key), waiting_key(self.use.key))
         try:
             client = get_resp()
             while True:
@@ -259,10 +271,11 @@ class CacheFlight:
             await get_resp().execute(
                 "EVAL",
                 _STORE,
-                3,
+                4,
                 self.use.key,
                 claim_key(self.use.key),
                 ready_key(self.use.key),
+                waiting_key(self.use.key),
                 answer.dumps(),
                 self.use.ttl_seconds,
                 self.owner,
@@ -279,7 +292,14 @@ class CacheFlight:
         self.claimed = False
         try:
             await get_resp().execute(
-                "EVAL", _RELEASE, 2, claim_key(self.use.key), ready_key(self.use.key), self.owner, _ready_ttl_ms()
+                "EVAL",
+                _RELEASE,
+                3,
+                claim_key(self.use.key),
+                ready_key(self.use.key),
+                waiting_key(self.use.key),
+                self.owner,
+                _ready_ttl_ms(),
             )
         except (redis.RedisError, OSError):
             logger.warning("could not release a response cache claim; it lapses with its lease", exc_info=True)

@@ -24,7 +24,15 @@ from billing.rollups.build import rollups_check
 from billing.services import api_key_create
 from routing.gateway.openai_request import parse_chat_body
 from routing.models import Route
-from routing.resilience.cache import CachedAnswer, CacheFlight, CacheUse, cache_key, cache_scope, claim_key
+from routing.resilience.cache import (
+    READY_PREFIX,
+    CachedAnswer,
+    CacheFlight,
+    CacheUse,
+    cache_key,
+    cache_scope,
+    claim_key,
+)
 from switchyard.redis_clients import get_redis
 from tests.fakes.openai import FakeOpenAI
 from tests.usage_records import all_booked, booked
@@ -75,6 +83,7 @@ def test_a_hit_is_the_miss_it_replays_booked_at_no_cost_with_its_saving(
 
     assert (missed["x-switchyard-cache"], hit["x-switchyard-cache"]) == ("miss", "hit")
     assert _upstream_calls(upstream) == 1
+    assert not list(get_redis().scan_iter(match=f"{READY_PREFIX}*")), "nobody waited: no ready stream"
     assert hit_text == miss_text and hit_text
     for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
         assert getattr(hit_usage, name) == getattr(miss_usage, name)
