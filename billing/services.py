@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.caps.counters import counters_drop, counters_settle
+from billing.caps.counters import counters_drop, counters_settle, counters_settle_commands
 from billing.caps.reservations import reservations_release
 from billing.models import ApiKey, Team, UsageRecord, tried_several
 from billing.money import usage_cost
 from billing.rollups.maintain import rollups_add
+from fastpath.resp import Command
 from routing.catalog import PriceRow
 from routing.strategies.capabilities import needed_capabilities
 
@@ -209,6 +210,11 @@ def usage_record_insert(record: UsageRecord) -> bool:
 async def spend_count(records: Sequence[UsageRecord]) -> None:
     """Count the cost of newly inserted records where spend caps read it, each once, and free their reservations."""
     await counters_settle(records)
+
+
+def spend_count_commands(records: Sequence[UsageRecord]) -> list[Command]:
+    """spend_count as commands, for a caller that sends them with others (in a MULTI)."""
+    return counters_settle_commands(records)
 
 
 async def spend_recount(record: UsageRecord) -> None:

@@ -28,6 +28,19 @@ def run_calls_task(self: Task, specs: list[dict[str, Any]]) -> None:
         raise Reject(exc, requeue=True) from exc
 
 
+@shared_task(name="routing.book_cache_hits", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def book_cache_hits_task(self: Task, hits: list[dict[str, Any]]) -> None:
+    """Book the calls the web answered from the response cache (routing/calls/cache_hits.py), each once."""
+    from routing.calls import worker_loop
+    from routing.calls.booking import BookingFailed
+    from routing.calls.cache_hits import cache_hits_book
+
+    try:
+        worker_loop.run(cache_hits_book(hits))
+    except BookingFailed as exc:
+        raise Reject(exc, requeue=True) from exc
+
+
 @shared_task(name="routing.measure_model_health", ignore_result=True)
 def measure_model_health_task() -> None:
     """Measure how each model has been doing lately, for the strategies that read it (every minute)."""

@@ -122,6 +122,18 @@ def counters_rebuild(counters: Sequence[Counter]) -> list[int]:
     return [int(v) if v is not None else units[c.key] for c, v in zip(counters, values, strict=True)]
 
 
+def counters_settle_commands(records: Sequence[UsageRecord]) -> list[Command]:
+    """The scripts that count the records' costs on the counters that exist and release their reservations."""
+    return [
+        settle_command(record.request_id, [c.key for c in counters_of_record(record)], _units(record))
+        for record in records
+    ]
+
+
+def _units(record: UsageRecord) -> int:
+    return to_units(record.cost_usd) if record.cost_usd else 0
+
+
 async def counters_settle(records: Sequence[UsageRecord]) -> None:
     """Add the cost of newly inserted records to the counters that exist, and release their calls' reservations.
 
@@ -129,14 +141,9 @@ async def counters_settle(records: Sequence[UsageRecord]) -> None:
     """
     if not records:
         return
-    costs = [to_units(record.cost_usd) if record.cost_usd else 0 for record in records]
-    reserved = await get_resp().pipeline(
-        [
-            settle_command(record.request_id, [c.key for c in counters_of_record(record)], units)
-            for record, units in zip(records, costs, strict=True)
-        ]
-    )
-    for record, units, held in zip(records, costs, reserved, strict=True):
+    reserved = await get_resp().pipeline(counters_settle_commands(records))
+    for record, held in zip(records, reserved, strict=True):
+        units = _units(record)
         if 0 < held < units:
             # The guarantee that caps are never overshot rests on reservations covering costs.
             logger.warning(

@@ -24,18 +24,20 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.dispatch import Signal
 
 from billing.models import UsageRecord
-from billing.services import spend_count, spend_recount, usage_records_insert
+from billing.services import UsageBooking, spend_count, spend_recount, usage_records_insert
 from fastpath.coalesce import Coalescer
 from routing.calls import db_lane
 from routing.calls.events import Done, Figures, Terminal
-from routing.calls.spec import CallSpec
+from routing.calls.spec import CallSpec, spec_extra_cost
 from routing.calls.stream import CallPublisher
+from routing.catalog import Catalog
 
 logger = logging.getLogger(__name__)
 
@@ -154,3 +156,33 @@ async def _insert_on_lane(bookings: list[_Booked]) -> list[bool]:
 
 # The calls that end while a booking transaction runs are booked together in the next.
 _bookings: Coalescer[_Booked, bool] = Coalescer(_insert_on_lane)
+
+
+def booking_from_terminal(spec: CallSpec, catalog: Catalog, terminal: Terminal) -> UsageBooking:
+    """The booking that a call's published terminal event stands for (its figures are its record's)."""
+    figures = terminal.figures
+    if isinstance(terminal, Done):
+        status, error_kind, finish = "ok", "", terminal.finish
+    else:
+        status = "cancelled" if terminal.cancelled else "error"
+        error_kind, finish = ("" if terminal.cancelled else terminal.error_kind), ""
+    return UsageBooking(
+        spec=spec,
+        model=catalog.models.get(figures.model),
+        status=status,
+        attempts=list(figures.attempts),
+        input_tokens=figures.input_tokens,
+        output_tokens=figures.output_tokens,
+        tokens_estimated=figures.tokens_estimated,
+        latency_ms=figures.latency_ms,
+        ttft_ms=figures.ttft_ms,
+        error_kind=error_kind,
+        finish_reason=finish,
+        cached_input_tokens=figures.cached_input_tokens,
+        cache_write_tokens=figures.cache_write_tokens,
+        reasoning_tokens=figures.reasoning_tokens,
+        # What the call paid before it ran (a classifier); a cascade's escalated answers are not in the event.
+        extra_cost=spec_extra_cost(spec),
+        cache_hit=figures.cache_hit,
+        cache_saving=None if figures.cache_saving is None else Decimal(figures.cache_saving),
+    )

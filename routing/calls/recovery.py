@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from django.conf import settings
 
@@ -36,7 +35,14 @@ from billing.models import UsageRecord
 from billing.services import UsageBooking, usage_record_new
 from routing import tokens
 from routing.calls import db_lane
-from routing.calls.booking import call_announce, call_book, call_booked, figures_of, record_insert
+from routing.calls.booking import (
+    booking_from_terminal,
+    call_announce,
+    call_book,
+    call_booked,
+    figures_of,
+    record_insert,
+)
 from routing.calls.events import (
     CANCELLED_STATUS,
     CallEvent,
@@ -51,7 +57,7 @@ from routing.calls.lease import lease_keeper, run_claim
 from routing.calls.runner import CallRunner
 from routing.calls.spec import CallSpec
 from routing.calls.stream import CallPublisher
-from routing.catalog import Catalog, aget_catalog
+from routing.catalog import aget_catalog
 
 WORKER_LOST = "worker_lost"
 QUOTA = "insufficient_quota"
@@ -143,7 +149,7 @@ async def _book_lost_run(spec: CallSpec, publisher: CallPublisher) -> None:
     catalog = await aget_catalog()
     if transcript.terminal is not None:
         terminal = transcript.terminal
-        record = usage_record_new(_booking_from_terminal(spec, catalog, terminal))
+        record = usage_record_new(booking_from_terminal(spec, catalog, terminal))
         content = terminal.content if isinstance(terminal, Done) else None
         inserted = await record_insert(spec, record, terminal, text or content or "")
         await call_booked(publisher, record, counted_once=inserted)
@@ -195,31 +201,3 @@ def _terminal_of(record: UsageRecord) -> Terminal:
         return Failed(figures, "cancelled", "cancelled", CANCELLED_STATUS)
     said = [attempt["message"] for attempt in record.attempts if attempt.get("message")]
     return Failed(figures, record.error_kind, said[-1] if said else "the call failed")
-
-
-def _booking_from_terminal(spec: CallSpec, catalog: Catalog, terminal: Terminal) -> UsageBooking:
-    """The booking that a call's published terminal event stands for (its figures are its record's)."""
-    figures = terminal.figures
-    if isinstance(terminal, Done):
-        status, error_kind, finish = "ok", "", terminal.finish
-    else:
-        status = "cancelled" if terminal.cancelled else "error"
-        error_kind, finish = ("" if terminal.cancelled else terminal.error_kind), ""
-    return UsageBooking(
-        spec=spec,
-        model=catalog.models.get(figures.model),
-        status=status,
-        attempts=list(figures.attempts),
-        input_tokens=figures.input_tokens,
-        output_tokens=figures.output_tokens,
-        tokens_estimated=figures.tokens_estimated,
-        latency_ms=figures.latency_ms,
-        ttft_ms=figures.ttft_ms,
-        error_kind=error_kind,
-        finish_reason=finish,
-        cached_input_tokens=figures.cached_input_tokens,
-        cache_write_tokens=figures.cache_write_tokens,
-        reasoning_tokens=figures.reasoning_tokens,
-        cache_hit=figures.cache_hit,
-        cache_saving=None if figures.cache_saving is None else Decimal(figures.cache_saving),
-    )

@@ -30,7 +30,8 @@ The rules of the chain:
 - A call that uses the response cache (routing/resilience/cache.py) is
   first looked up there, waiting for an identical call in flight: a hit is
   replayed (a stream or a body, as asked) and booked at no cost with its
-  saving. An answer that ended well is stored; an error, a cancelled or cut
+  saving (routing/calls/cache_hits.py; a hit the web found first never
+  reaches a worker). An answer that ended well is stored; an error, a cancelled or cut
   answer, or one a cascade sent only because nothing else answered, never.
 - Whatever fails in the worker itself (a bug, a request an adapter cannot
   take), the call still ends with a terminal error event and a record.
@@ -45,15 +46,16 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 from django.conf import settings
 
-from billing.models import CACHE_HIT, UsageRecord
+from billing.models import UsageRecord
 from billing.services import UsageBooking, price_of, tokens_cost, usage_record_new
 from routing import tokens
 from routing.calls.answer_checks import answer_failure
+from routing.calls.attempts import Attempt, skipped_attempts
 from routing.calls.booking import call_book, figures_of
+from routing.calls.cache_hits import cache_hit_attempts, cache_hit_booking, cache_hit_events
 from routing.calls.cascade_outcomes import cascade_learns, cascade_outcome_keep
 from routing.calls.events import CANCELLED_STATUS, Done, Failed, Figures, Started, Terminal, ToolPiece
 from routing.calls.spec import CallSpec, spec_extra_cost
@@ -88,24 +90,6 @@ CACHEABLE_FINISHES = frozenset({"stop", "length", "tool_calls"})
 
 
 @dataclass
-class Attempt:
-    model: str
-    provider: str
-    outcome: str  # "ok", an ErrorKind value, "skipped", "cancelled" or "internal_error"
-    message: str = ""
-    status_code: int | None = None
-    retry_after: float | None = None
-    elapsed_ms: int = 0
-    # An escalated answer's tokens and cost (USD, as a string), booked with the call.
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost_usd: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, "")}
-
-
-@dataclass
 class AttemptResult:
     """What one model did. `error` is set on failure; `answered` once a token was relayed."""
 
@@ -126,10 +110,7 @@ class CallRunner:
         self.spec = spec
         self.publisher = publisher
         self.catalog = catalog
-        self.attempts: list[Attempt] = [
-            Attempt(model=s["model"], provider=s.get("provider", ""), outcome="skipped", message=s["reason"])
-            for s in spec.skipped
-        ]
+        self.attempts: list[Attempt] = skipped_attempts(spec)
         self.started = time.monotonic()
         self.deadline = self.started + settings.CALL_DEADLINE_SECONDS
         self.circuit_wait_left = spec.circuit_wait
@@ -160,38 +141,14 @@ class CallRunner:
 
     async def _replay(self, cached: CachedAnswer) -> None:
         """Answer from the cache as the model answered then, and book the call at no cost with its saving."""
-        self.attempts.append(Attempt(cached.model, cached.provider, CACHE_HIT))
-        if self.spec.publish_deltas:
-            start = Started(cached.model, cached.provider, tuple(a.as_json() for a in self.attempts), cache_hit=True)
-            await self.publisher.publish(start, text=cached.text)
-            for index, call in enumerate(cached.tool_calls):
-                await self.publisher.publish(ToolPiece(index, call["id"], call["name"], call["arguments"]))
-        model = self.catalog.models.get(cached.model)
+        self.attempts = cache_hit_attempts(self.spec, cached)
         elapsed = int((time.monotonic() - self.started) * 1000)
-        booking = UsageBooking(
-            spec=self.spec,
-            model=model,
-            status="ok",
-            attempts=[a.as_json() for a in self.attempts],
-            input_tokens=cached.input_tokens,
-            output_tokens=cached.output_tokens,
-            cached_input_tokens=cached.cached_input_tokens,
-            cache_write_tokens=cached.cache_write_tokens,
-            reasoning_tokens=cached.reasoning_tokens,
-            tokens_estimated=cached.tokens_estimated,
-            latency_ms=elapsed,
-            # No model sent a first token: the models' measured times to it (the fastest strategy's) stay theirs.
-            ttft_ms=None,
-            error_kind="",
-            finish_reason=cached.finish,
-            extra_cost=spec_extra_cost(self.spec),
-            cache_hit=True,
-            cache_saving=_saving(model, cached, self.spec),
-        )
-        record = usage_record_new(booking)
-        content = None if self.spec.publish_deltas else cached.text
-        tool_calls = () if self.spec.publish_deltas else cached.tool_calls
-        await self._end(record, Done(figures_of(record), cached.finish, content, tool_calls), cached.text)
+        record = usage_record_new(cache_hit_booking(self.spec, self.catalog, cached, self.attempts, elapsed))
+        *answer, done = cache_hit_events(self.spec, cached, self.attempts, figures_of(record))
+        for event in answer:
+            await self.publisher.publish(event)
+        assert isinstance(done, Done)
+        await self._end(record, done, cached.text)
 
     async def _keep_in_cache(self, model: CatalogModel, result: AttemptResult) -> None:
         """Store an answer that ended well, whole, for the identical calls to come."""
@@ -561,20 +518,6 @@ async def _estimated_usage(request: ChatRequest, result: AttemptResult) -> Usage
         output_tokens += await tokens.aestimate_text_tokens(call["arguments"])
     return Usage(
         input_tokens=await tokens.aestimate_request_tokens(request), output_tokens=output_tokens, estimated=True
-    )
-
-
-def _saving(model: CatalogModel | None, cached: CachedAnswer, spec: CallSpec) -> Decimal | None:
-    """What the cached answer would cost from its model at the call's prices; None when that is not known."""
-    price = price_of(model, spec.created_at) if model is not None else None
-    if price is None:
-        return None
-    return tokens_cost(
-        price,
-        input_tokens=cached.input_tokens,
-        output_tokens=cached.output_tokens,
-        cached_input_tokens=cached.cached_input_tokens,
-        cache_write_tokens=cached.cache_write_tokens,
     )
 
 

@@ -6,6 +6,12 @@ a worker. `call_start` does
 both; the playground admits all the columns of a run first and enqueues
 them once their rows are committed (`calls_admit`, `calls_enqueue`), so
 that a worker finishing a call always finds the row it updates.
+
+`call_start` also looks a call that uses the response cache up, in the
+round trip that takes its rate limits, and answers a hit itself, admitted
+as any call (rate limits and spend caps apply as to a miss) but never
+enqueued: its booking goes to the workers instead
+(routing/calls/cache_hits.py).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,14 +36,16 @@ from billing.money import to_units
 from billing.ratelimits.limiter import RateCheck, rate_limits_take
 from billing.services import spend_release
 from routing.arena_standings import arena_standings_read, standings_scope
+from routing.calls.cache_hits import cache_hit_answer
 from routing.calls.classify import route_classified
 from routing.calls.dispatch import call_enqueue
+from routing.calls.events import CallEvent
 from routing.calls.reservation import Unreservable, spec_for_capped_caller, spec_landed
 from routing.calls.spec import CallSpec
 from routing.catalog import Catalog, aget_catalog
 from routing.model_health import model_health_read
 from routing.providers.types import ChatRequest
-from routing.resilience.cache import cache_policy, cache_scope
+from routing.resilience.cache import CachedAnswer, cache_policy, cache_read, cache_scope
 from routing.strategies.base import Hints
 from routing.strategies.classifier import Classifier
 from routing.strategies.fastest import Fastest
@@ -95,6 +104,8 @@ class Admitted:
     caps: CapCheck
     # The caller's rate limits as OpenAI's x-ratelimit-* headers (billing/ratelimits/), for the answer.
     rate_headers: dict[str, str] = field(default_factory=dict)
+    # A call answered from the response cache by call_start: its events, ending with its Done; else ().
+    replay: tuple[CallEvent, ...] = ()
 
 
 async def calls_admit(
@@ -107,6 +118,29 @@ async def calls_admit(
     hints: Hints = NO_HINTS,
 ) -> Admitted:
     """One call per item of `requested` (a model id or a route name), all admitted or none (CallRefused)."""
+    _, admitted, _ = await _admit(
+        caller=caller,
+        requested=requested,
+        request=request,
+        source=source,
+        publish_deltas=publish_deltas,
+        hints=hints,
+        cache_lookup=False,
+    )
+    return admitted
+
+
+async def _admit(
+    *,
+    caller: Caller,
+    requested: Sequence[str],
+    request: ChatRequest,
+    source: str,
+    publish_deltas: bool,
+    hints: Hints,
+    cache_lookup: bool,
+) -> tuple[Catalog, Admitted, CachedAnswer | None]:
+    """calls_admit, with the catalog it used and, for one call when `cache_lookup`, its cached answer if any."""
     # Sent in the same turn of the event loop, so in one round trip to Redis.
     catalog, caps = await asyncio.gather(
         aget_catalog(),
@@ -136,7 +170,15 @@ async def calls_admit(
         )
         for name in requested
     )
-    rates = await _rate_limits_take(caller, request, len(specs))
+    looked_up = specs[0].cache_key if cache_lookup and len(specs) == 1 else ""
+    cached: CachedAnswer | None = None
+    if looked_up:
+        # The entry is read as the rate limits are taken, in the same round trip; a refused call ignores it.
+        # Its key depends on what was asked, not on how a classifier routes it.
+        rates, cached = await asyncio.gather(_rate_limits_take(caller, request, len(specs)), cache_read(looked_up))
+    else:
+        # Not gathered with nothing: a task more per call costs the web's hot path.
+        rates = await _rate_limits_take(caller, request, len(specs))
     if Classifier.name in catalog.strategies and caps.block is None:
         specs = await _classified(catalog, caller, specs, hints, personal_data, health, standings)
     if caps.capped:
@@ -146,7 +188,8 @@ async def calls_admit(
             raise CallRefused(str(exc), status=400, code="model_not_priced", param="model") from None
         if not any(spec.reserved_units for spec in specs):
             # Calls that can only reach free models cost nothing: a spend cap, even used up, has no say.
-            return Admitted(specs, dataclasses.replace(caps, block=None), rates.headers)
+            admitted = Admitted(specs, dataclasses.replace(caps, block=None), rates.headers)
+            return catalog, admitted, cached
         try:
             reserved = await caps_reserve(caps, [(spec.call_id, spec.reserved_units) for spec in specs])
             if reserved.block is not None and (landed := _soft_landed(catalog, specs, reserved.block)):
@@ -157,7 +200,7 @@ async def calls_admit(
             raise CallRefused(str(exc), status=503, code="caps_unavailable", error_type="api_error") from None
     if caps.block is not None:
         raise _cap_refusal(caps.block)
-    return Admitted(specs, caps, rates.headers)
+    return catalog, Admitted(specs, caps, rates.headers), cached
 
 
 async def _rate_limits_take(caller: Caller, request: ChatRequest, calls: int) -> RateCheck:
@@ -390,14 +433,24 @@ async def call_start(
     publish_deltas: bool = True,
     hints: Hints = NO_HINTS,
 ) -> Admitted:
-    """Admit one call and enqueue it; raises CallRefused when it may not start."""
-    admitted = await calls_admit(
+    """Admit one call and enqueue it, or answer it from the response cache (`replay`); CallRefused when it may not.
+
+    Raises redis.RedisError when it could be neither enqueued nor booked.
+    """
+    started = time.monotonic()
+    catalog, admitted, cached = await _admit(
         caller=caller,
         requested=[requested],
         request=request,
         source=source,
         publish_deltas=publish_deltas,
         hints=hints,
+        cache_lookup=True,
     )
+    if cached is not None:
+        [spec] = admitted.specs
+        latency_ms = int((time.monotonic() - started) * 1000)
+        replay = await cache_hit_answer(spec, catalog, cached, latency_ms)
+        return dataclasses.replace(admitted, replay=tuple(replay))
     await calls_enqueue(admitted.specs)
     return admitted

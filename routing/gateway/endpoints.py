@@ -12,18 +12,17 @@ import redis
 from django.conf import settings
 
 from billing.api_auth import Principal
-from routing.calls.events import CallEvent, Done, Failed
+from routing.calls.events import CallEvent
 from routing.calls.reservation import landed_models
 from routing.calls.spec import CallSpec
 from routing.calls.start import Caller, CallRefused, call_start
-from routing.calls.stream import read_events, request_cancel, stream_read_to_end
+from routing.calls.stream import read_events, request_cancel
 from routing.calls.watchdog import CallLost, CallWatch, call_give_up
 from routing.catalog import Catalog, aget_catalog
 from routing.gateway.hints import hints_from
 from routing.gateway.http import BodyTooLarge, Request, Response, header_value, json_response, openai_error
 from routing.gateway.openai_request import InvalidRequest, parse_chat_body
-from routing.gateway.openai_response import completion_body
-from routing.gateway.relay import call_headers, error_response, sse_stream
+from routing.gateway.relay import answer_response
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +101,10 @@ async def chat_completions(request: Request, principal: Principal) -> Response:
             headers=refused.headers,
         )
     [spec] = admitted.specs
-    response = await _answer(spec, parsed.include_usage)
+    if admitted.replay:
+        response = await answer_response(spec, list(admitted.replay), None, include_usage=parsed.include_usage)
+    else:
+        response = await _answer(spec, parsed.include_usage)
     response.headers.update(admitted.rate_headers)
     if warning := admitted.caps.warning_text:
         response.headers["x-switchyard-cap-warning"] = header_value(warning)
@@ -143,20 +145,7 @@ async def _answer(spec: CallSpec, include_usage: bool) -> Response:
             return openai_error(
                 504, "The call produced no answer in time.", type="server_error", headers={"x-request-id": spec.call_id}
             )
-    first = batch[0]
-    if isinstance(first, Failed):
-        await stream_read_to_end(spec.call_id)
-        return error_response(spec, first)
-    if isinstance(first, Done):
-        await stream_read_to_end(spec.call_id)
-        body = completion_body(spec.call_id, int(spec.created_at.timestamp()), first)
-        return json_response(200, body, call_headers(spec, first))
-    return Response(
-        200,
-        headers=call_headers(spec, first) | {"cache-control": "no-cache", "x-accel-buffering": "no"},
-        content_type="text/event-stream; charset=utf-8",
-        stream=sse_stream(spec, batch, events, include_usage=include_usage, watch=watch),
-    )
+    return await answer_response(spec, batch, events, include_usage=include_usage, watch=watch)
 
 
 async def _first_batch(

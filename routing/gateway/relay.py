@@ -14,8 +14,8 @@ from routing.calls.events import CallEvent, Done, Failed, Started, Text, ToolPie
 from routing.calls.spec import CallSpec
 from routing.calls.stream import request_cancel, stream_read_to_end
 from routing.calls.watchdog import CallLost, CallWatch
-from routing.gateway.http import Response, header_value, openai_error
-from routing.gateway.openai_response import ChunkWriter
+from routing.gateway.http import Response, header_value, json_response, openai_error
+from routing.gateway.openai_response import ChunkWriter, completion_body
 from routing.strategies.resolution import reasons
 
 logger = logging.getLogger(__name__)
@@ -78,17 +78,49 @@ def error_response(spec: CallSpec, failed: Failed) -> Response:
     )
 
 
+async def answer_response(
+    spec: CallSpec,
+    batch: list[CallEvent],
+    events: AsyncIterator[list[CallEvent]] | None,
+    *,
+    include_usage: bool,
+    watch: CallWatch | None = None,
+) -> Response:
+    """The call's answer from its first batch of events on: its error, its whole body, or its stream.
+
+    `events` gives the later batches, read from the call's stream; None
+    when `batch` holds every event of the call (a cache hit answered by the
+    web, which has no stream to read or release). `watch` is the call's
+    watchdog (routing/calls/watchdog.py), for a call a worker runs.
+    """
+    first = batch[0]
+    if isinstance(first, Done | Failed):
+        if events is not None:
+            await stream_read_to_end(spec.call_id)
+        if isinstance(first, Failed):
+            return error_response(spec, first)
+        body = completion_body(spec.call_id, int(spec.created_at.timestamp()), first)
+        return json_response(200, body, call_headers(spec, first))
+    return Response(
+        200,
+        headers=call_headers(spec, first) | {"cache-control": "no-cache", "x-accel-buffering": "no"},
+        content_type="text/event-stream; charset=utf-8",
+        stream=sse_stream(spec, batch, events, include_usage=include_usage, watch=watch),
+    )
+
+
 async def sse_stream(
     spec: CallSpec,
     batch: list[CallEvent],
-    events: AsyncIterator[list[CallEvent]],
+    events: AsyncIterator[list[CallEvent]] | None,
     *,
     include_usage: bool,
-    watch: CallWatch,
+    watch: CallWatch | None,
 ) -> AsyncIterator[tuple[bytes, bool]]:
     """The SSE pieces of a call, from its first batch of events (which begins with its start) on.
 
-    On each quiet interval `watch` looks for a run that died mid-answer, which it pushes again to be ended.
+    `events` and `watch` as for answer_response: `watch` looks, on each quiet interval, for a run that
+    died mid-answer, which it pushes again to be ended.
     """
     first = batch[0]
     writer = ChunkWriter(spec.call_id, first.model if isinstance(first, Started) else "")
@@ -118,13 +150,15 @@ async def sse_stream(
                     finished = True
                     pieces.append(writer.error(event.message, "server_error", event.error_kind))
             if finished:
-                await stream_read_to_end(spec.call_id)
+                if events is not None:
+                    await stream_read_to_end(spec.call_id)
                 yield held + b"".join(pieces), False
                 return
             if pieces:
                 yield held + b"".join(pieces), True
                 held = b""
-            if not batch:
+            assert events is not None, "a call's whole batch of events ends with its end"
+            if not batch and watch is not None:
                 await watch.check(answering=True)
             batch = await anext(events)
     except CallLost:

@@ -13,19 +13,24 @@ admin, with a TTL, for requests sampled at or below its temperature; a
 request asks for it on any route or model (`"cache": true` in its
 `metadata`), or refuses it (`"cache": false`, or `cache-control: no-cache`).
 
-The worker (routing/calls/runner.py) reads the entry before the chain, and
-on a miss claims the key (with a lease), in one script; then runs the call.
-Only an answer that ended well is stored, with the claim released in the
-same script. An identical call that finds the key claimed asks again every
-WAIT_POLL_SECONDS (single flight), at most the lease, and runs itself once
-the claim goes away with nothing stored (the first call failed, or its
-worker died and the lease lapsed). A Redis that is away or flushed is a miss: the cache never
-fails a call.
+The web reads the entry once a /v1 call is admitted (`cache_read`, in the
+round trip that takes its rate limits), and answers a hit itself
+(routing/calls/cache_hits.py). A miss goes to a worker, which looks again
+(routing/calls/runner.py, `CacheFlight`): the entry, or else the key's
+claim (with a lease), in one script; then runs the call. Only an answer
+that ended well is stored, with the claim released in the same script. An
+identical call that finds the key claimed marks the key as waited for and
+waits on the key's ready stream, to which storing or releasing the claim
+then adds an entry (through the process's stream hub,
+fastpath/stream_hub.py: one blocking read for all its waiters), at most
+until the claim's lease ends, and looks again; it runs
+itself once the claim goes away with nothing stored (the first call failed,
+or its worker died and the lease lapsed). A Redis that is away or flushed
+is a miss: the cache never fails a call.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import json
@@ -39,27 +44,36 @@ from django.conf import settings
 
 from routing.catalog import Catalog
 from routing.providers.types import ChatRequest
-from switchyard.redis_clients import get_resp
+from switchyard.redis_clients import get_resp, get_stream_hub
 
 logger = logging.getLogger(__name__)
 
 CACHE_PREFIX = "cache:"
 KEY_PREFIX = f"{CACHE_PREFIX}answer:"
 CLAIM_PREFIX = f"{CACHE_PREFIX}claim:"
+READY_PREFIX = f"{CACHE_PREFIX}ready:"
+WAITING_PREFIX = f"{CACHE_PREFIX}waiting:"
 # OpenAI's default temperature: a request that sets none is sampled at it.
 DEFAULT_TEMPERATURE = 1.0
-# A waiting call looks for the first call's answer this often.
-WAIT_POLL_SECONDS = 0.01
-# The answer is stored and the claim released together, only by the claim's holder.
+# A waiter looks again this long after the claim's lease ends, so that the claim is gone by then.
+LAPSE_MARGIN_SECONDS = 0.005
+# The answer is stored and the claim released together, only by the claim's holder; the waiters, if
+# any, are told (most answers have none: then the ready stream is not even made).
 _STORE = """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 if redis.call('GET', KEYS[2]) == ARGV[3] then
   redis.call('DEL', KEYS[2])
 end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', 1, '*', 'e', 'stored')
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
 return 1
 """
-# One round trip: the answer if stored; else the claim, taken (1) or held by another call (0). A call
-# delivered again after its worker died finds the claim it made itself: it is still its own.
+# One round trip: the answer if stored; else the claim, taken (1) or held by another call: then the
+# claim's time to live (ms) and the ready stream's last entry, after which its waiter waits, and the
+# key is marked as waited for. A call delivered again after its worker died finds the claim it made
+# itself: it is still its own.
 _LOOKUP = """
 local answer = redis.call('GET', KEYS[1])
 if answer then
@@ -67,14 +81,21 @@ if answer then
 end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then
-  return 0
+  redis.call('SET', KEYS[4], 1, 'PX', ARGV[2])
+  local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+  return {redis.call('PTTL', KEYS[2]), last[1] and last[1][1] or '0-0'}
 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('XADD', KEYS[2], 'MAXLEN', 1, '*', 'e', 'released')
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  end
+  return 1
 end
 return 0
 """
@@ -189,6 +210,26 @@ def claim_key(key: str) -> str:
     return CLAIM_PREFIX + key.removeprefix(KEY_PREFIX)
 
 
+def ready_key(key: str) -> str:
+    """The stream that tells the waiters of `key`'s claim that it was stored or released."""
+    return READY_PREFIX + key.removeprefix(KEY_PREFIX)
+
+
+def waiting_key(key: str) -> str:
+    """Set while an identical call may wait for `key`'s answer: only then is the ready stream written."""
+    return WAITING_PREFIX + key.removeprefix(KEY_PREFIX)
+
+
+async def cache_read(key: str) -> CachedAnswer | None:
+    """The answer stored under `key`, or None: a miss, or a Redis that could not be read (logged)."""
+    try:
+        found = await get_resp().execute("GET", key)
+        return None if found is None else CachedAnswer.loads(found)
+    except (redis.RedisError, OSError, ValueError, TypeError):
+        logger.warning("the response cache could not be read; the call runs", exc_info=True)
+        return None
+
+
 class CacheFlight:
     """One call's use of the cache in the worker: find the answer, or claim the key, run, and store."""
 
@@ -204,20 +245,22 @@ class CacheFlight:
         """
         lease = settings.CACHE_CLAIM_LEASE_SECONDS
         give_up = min(deadline, time.monotonic() + lease)
+        keys = (self.use.key, claim_key(self.use.key), ready_key(self.use.key), waiting_key(self.use.key))
         try:
             client = get_resp()
             while True:
-                found = await client.execute(
-                    "EVAL", _LOOKUP, 2, self.use.key, claim_key(self.use.key), self.owner, int(lease * 1000)
-                )
+                found = await client.execute("EVAL", _LOOKUP, len(keys), *keys, self.owner, int(lease * 1000))
                 if isinstance(found, bytes):
                     return CachedAnswer.loads(found)
                 if found == 1:
                     self.claimed = True
                     return None
-                if time.monotonic() + WAIT_POLL_SECONDS >= give_up:
+                claim_ttl_ms, last_ready = found
+                left = give_up - time.monotonic()
+                if left <= 0:
                     return None
-                await asyncio.sleep(WAIT_POLL_SECONDS)
+                claim_left = lease if claim_ttl_ms < 0 else claim_ttl_ms / 1000 + LAPSE_MARGIN_SECONDS
+                await _ready_or_timeout(keys[2], last_ready.decode(), min(left, claim_left))
         except (redis.RedisError, OSError, ValueError, TypeError):
             logger.warning("the response cache could not be read; the call runs", exc_info=True)
             return None
@@ -228,12 +271,15 @@ class CacheFlight:
             await get_resp().execute(
                 "EVAL",
                 _STORE,
-                2,
+                4,
                 self.use.key,
                 claim_key(self.use.key),
+                ready_key(self.use.key),
+                waiting_key(self.use.key),
                 answer.dumps(),
                 self.use.ttl_seconds,
                 self.owner,
+                _ready_ttl_ms(),
             )
             self.claimed = False
         except (redis.RedisError, OSError):
@@ -245,6 +291,26 @@ class CacheFlight:
             return
         self.claimed = False
         try:
-            await get_resp().execute("EVAL", _RELEASE, 1, claim_key(self.use.key), self.owner)
+            await get_resp().execute(
+                "EVAL",
+                _RELEASE,
+                3,
+                claim_key(self.use.key),
+                ready_key(self.use.key),
+                waiting_key(self.use.key),
+                self.owner,
+                _ready_ttl_ms(),
+            )
         except (redis.RedisError, OSError):
             logger.warning("could not release a response cache claim; it lapses with its lease", exc_info=True)
+
+
+async def _ready_or_timeout(key: str, after: str, timeout: float) -> None:
+    """Return once the ready stream at `key` has an entry after `after`, or after `timeout` seconds."""
+    async with get_stream_hub().follow(key, after=after) as follower:
+        await follower.entries(timeout=timeout)
+
+
+def _ready_ttl_ms() -> int:
+    # A waiter waits no longer than a lease: an older entry tells nobody anything.
+    return int(settings.CACHE_CLAIM_LEASE_SECONDS * 1000)

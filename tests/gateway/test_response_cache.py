@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -14,16 +16,26 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from billing.caps.counters import counter_for
-from billing.models import SpendCap, Team, UsageRollup
+from billing.caps.reservations import HELD_PREFIX, RESERVATION_PREFIX
+from billing.models import ApiKey, RateLimit, SpendCap, Team, UsageRecord, UsageRollup
 from billing.money import to_units
+from billing.ratelimits.config import rate_limits_publish
 from billing.rollups.build import rollups_check
 from billing.services import api_key_create
 from routing.gateway.openai_request import parse_chat_body
 from routing.models import Route
-from routing.resilience.cache import cache_key, cache_scope, claim_key
+from routing.resilience.cache import (
+    READY_PREFIX,
+    CachedAnswer,
+    CacheFlight,
+    CacheUse,
+    cache_key,
+    cache_scope,
+    claim_key,
+)
 from switchyard.redis_clients import get_redis
 from tests.fakes.openai import FakeOpenAI
-from tests.usage_records import booked
+from tests.usage_records import all_booked, booked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,6 +66,10 @@ def _ask(client: openai.OpenAI, *, stream: bool, **options: Any) -> tuple[dict[s
     return dict(raw.headers), completion.choices[0].message.content or "", completion.usage
 
 
+def _scripts_run() -> int:
+    return int(get_redis().info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
+
+
 def _upstream_calls(upstream: FakeOpenAI) -> int:
     return sum(1 for request in upstream.requests if request.path == "/v1/chat/completions")
 
@@ -67,11 +83,14 @@ def test_a_hit_is_the_miss_it_replays_booked_at_no_cost_with_its_saving(
 
     assert (missed["x-switchyard-cache"], hit["x-switchyard-cache"]) == ("miss", "hit")
     assert _upstream_calls(upstream) == 1
+    assert not list(get_redis().scan_iter(match=f"{READY_PREFIX}*")), "nobody waited: no ready stream"
     assert hit_text == miss_text and hit_text
     for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
         assert getattr(hit_usage, name) == getattr(miss_usage, name)
     assert hit["x-switchyard-model"] == missed["x-switchyard-model"] == "up/gpt-4o-mini"
     first, again = booked(missed["x-request-id"]), booked(hit["x-request-id"])
+    time.sleep(0.3)
+    assert UsageRecord.objects.filter(request_id=hit["x-request-id"]).count() == 1, "booked once"
     assert (first.cache_hit, first.cache_saving_usd) == (False, None)
     assert first.cost_usd > 0
     assert (again.cache_hit, again.cost_usd, again.cache_saving_usd) == (True, Decimal(0), first.cost_usd)
@@ -148,6 +167,33 @@ def test_a_request_waiting_on_a_dead_workers_claim_runs_itself_once_the_lease_la
     assert _upstream_calls(upstream) == 1
     assert get_redis().exists(key)
     assert _ask(client, stream=False)[0]["x-switchyard-cache"] == "hit"
+
+
+def test_a_request_waiting_on_a_claim_is_answered_as_soon_as_its_holder_stores_the_answer(
+    client: openai.OpenAI, upstream: FakeOpenAI, cached_route: Route, alice: Any
+) -> None:
+    request = parse_chat_body(json.dumps({"model": "auto", "messages": HELLO}).encode()).request
+    key = cache_key(scope=cache_scope(team_id=None, user_id=alice.pk), target="auto", request=request)
+    holder = "chatcmpl-of-a-slow-first-call"
+    # An identical call in flight, whose lease would keep a waiter for 20 s.
+    get_redis().set(claim_key(key), holder, px=20_000)
+    answer = CachedAnswer("up/gpt-4o-mini", "up", "Stored by the first call.", "stop", input_tokens=9, output_tokens=5)
+    # A call of its own first, so that the worker is ready to take the waiting one at once.
+    _ask(client, stream=False, extra_headers={"cache-control": "no-cache"})
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(_ask, client, stream=False)
+        time.sleep(0.5)
+        evals = _scripts_run()
+        time.sleep(1)
+        assert not waiting.done()
+        assert _scripts_run() - evals <= 1, "the waiter blocks; it does not ask again and again"
+        asyncio.run(CacheFlight(CacheUse(key, 600), holder).store(answer))
+        stored_at = time.monotonic()
+        headers, text, _ = waiting.result(timeout=10)
+    assert time.monotonic() - stored_at < 1, "woken by the store, not by the lease's end"
+    assert (headers["x-switchyard-cache"], text) == ("hit", "Stored by the first call.")
+    assert not get_redis().exists(claim_key(key))
+    assert _upstream_calls(upstream) == 1
 
 
 def test_another_team_misses_where_a_teammate_hits(
@@ -249,6 +295,41 @@ def test_a_capped_callers_hit_counts_nothing_against_its_cap(
     assert booked(hit["x-request-id"]).cost_usd == 0
     counter = counter_for("user", alice.pk, "month", timezone.now()).key
     assert int(get_redis().get(counter)) == to_units(booked(first["x-request-id"]).cost_usd)
+    assert not get_redis().exists(f"{RESERVATION_PREFIX}{hit['x-request-id']}"), "the hit's reservation is released"
+    assert not list(get_redis().scan_iter(match=f"{HELD_PREFIX}*")), "nothing is held for a call in progress"
+
+
+def test_a_hit_is_refused_by_a_spend_cap_without_room_as_a_miss_is(
+    client: openai.OpenAI, upstream: FakeOpenAI, cached_route: Route, alice: Any
+) -> None:
+    cap = SpendCap.objects.create(user=alice, limit_usd=Decimal("1"))
+    assert _ask(client, stream=False)[0]["x-switchyard-cache"] == "miss"
+    # Less left than the call's worst case: a hit is admitted as any call is, and refused.
+    cap.limit_usd = Decimal("0.000001")
+    cap.save()
+    with pytest.raises(openai.RateLimitError) as refused:
+        _ask(client, stream=False)
+    assert refused.value.code == "insufficient_quota"
+    assert UsageRecord.objects.filter(cache_hit=True).count() == 0
+
+
+def test_a_hit_counts_against_the_rate_limits_and_carries_their_headers(
+    client: openai.OpenAI, upstream: FakeOpenAI, cached_route: Route, alice: Any
+) -> None:
+    RateLimit.objects.create(api_key=ApiKey.objects.get(user=alice), requests_per_minute=2)
+    try:
+        missed, hit = _ask(client, stream=False)[0], _ask(client, stream=True)[0]
+        assert (missed["x-switchyard-cache"], hit["x-switchyard-cache"]) == ("miss", "hit")
+        assert (missed["x-ratelimit-remaining-requests"], hit["x-ratelimit-remaining-requests"]) == ("1", "0")
+        assert hit["x-ratelimit-limit-requests"] == "2"
+        with pytest.raises(openai.RateLimitError) as refused:
+            _ask(client, stream=False)
+        assert refused.value.code == "rate_limit_exceeded"
+        records = all_booked(2)
+        assert sorted(record.cache_hit for record in records) == [False, True]
+    finally:
+        RateLimit.objects.all().delete()
+        rate_limits_publish()
 
 
 WEATHER = {
