@@ -115,7 +115,7 @@ async def sse_stream(
     events: AsyncIterator[list[CallEvent]] | None,
     *,
     include_usage: bool,
-    watch: CallWatch | None,
+    watch: CallWatch | None = None,
 ) -> AsyncIterator[tuple[bytes, bool]]:
     """The SSE pieces of a call, from its first batch of events (which begins with its start) on.
 
