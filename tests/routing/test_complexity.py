@@ -99,4 +99,3 @@ def test_it_counts_a_name_that_is_also_a_word_only_when_capitalised() -> None:
     assert score_prompt("How do plants react to light")["coding"] == 0
     assert score_prompt("a KeyError in my dict lookup")["coding"] == 3
     assert score_prompt("an Error occurred")["coding"] == 0
-
