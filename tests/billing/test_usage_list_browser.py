@@ -47,7 +47,10 @@ def owner() -> Any:
     key, _ = api_key_create(user=olivia, name="ci", team=acme)
     mine = {"user": olivia, "team": acme, "api_key": key}
     book(
-        *(usage_record(at=NOW - dt.timedelta(hours=n), model="up/mini", route="cheap", **mine) for n in (*range(23), *range(24, 56))),
+        *(
+            usage_record(at=NOW - dt.timedelta(hours=n), model="up/mini", route="cheap", **mine)
+            for n in (*range(23), *range(24, 56))
+        ),
         *(
             usage_record(
                 at=NOW - dt.timedelta(days=20, minutes=n),
