@@ -57,7 +57,7 @@ PROBABILITY, LOG_ODDS = "probability", "log-odds"
 
 _HASHER = HashingVectorizer(n_features=FEATURES, ngram_range=(1, 2), alternate_sign=False, norm="l2")
 # Beside the words, what the local scorer reads (routing/strategies/complexity.py): each category's cues and
-# the length. The hashed words are normalised, so without these a model cannot tell a long prompt from a short one.
+# the length. The hashed words are normalised, so without the length a model does not see how long a prompt is.
 FACTS = (*CATEGORIES, "length")
 # Cue scores and length brought near the hashed features' scale: a category's cues score up to about 10.
 _CUE_SCALE = 10
