@@ -20,7 +20,7 @@ beside a CSV are dropped.
 Run:
   .venv/bin/python bench/routing_eval.py --train A.csv [--train B.csv …] --test C.csv \
       --weak COLUMN --strong COLUMN --strategy random --strategy learned [--json]
-  Splits of a folder of graded CSVs: bench/routing_eval_split.py.
+  Splits of a folder of graded CSVs: bench/routing_eval_split.py; means over several splits: bench/routing_eval_seeds.py.
 """
 
 from __future__ import annotations
@@ -63,6 +63,14 @@ def _scorer(name: str, train: Sequence[Graded], target_share: float) -> tuple[Ca
         return complexity_score, None
     router = router_train(train, target_share=target_share)
     return router.score, router.threshold
+
+
+def unseen(train: Sequence[Graded], test: Sequence[Graded]) -> list[Graded]:
+    """The test prompts not in the training ones: MMLU's files share a few, and a strategy is tested on unseen ones."""
+    seen = {r.prompt for r in train}
+    if overlap := [r for r in test if r.prompt in seen]:
+        print(f"left out of the test: {len(overlap)} prompts that are also in the training data", file=sys.stderr)
+    return [r for r in test if r.prompt not in seen]
 
 
 def _cost(rows: Sequence[Graded], strong: Sequence[bool], weak_price: Decimal, strong_price: Decimal) -> Decimal:
@@ -147,11 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if not test:
         parser.error("no test prompts left (after dropping the contaminated ones)")
-    # A strategy is tested on prompts it never trained on: one asked in both (MMLU files share a few) is left out.
-    seen = {r.prompt for r in train}
-    if overlap := [r for r in test if r.prompt in seen]:
-        print(f"left out of the test: {len(overlap)} prompts that are also in the training data", file=sys.stderr)
-        test = [r for r in test if r.prompt not in seen]
+    test = unseen(train, test)
     results = {}
     for name in args.strategy or STRATEGIES:
         try:

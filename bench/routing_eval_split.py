@@ -18,6 +18,7 @@ import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -25,6 +26,15 @@ sys.path.insert(0, str(ROOT))
 from routing.learned.graded import contaminated_beside  # noqa: E402
 
 SEED = 17
+Key = TypeVar("Key")
+
+
+def split_keys(keys: Sequence[Key], *, seed: int, test_share: float) -> tuple[list[Key], list[Key]]:
+    """`keys` (distinct prompts, or subjects) shuffled with `seed` and cut in two: (training, test)."""
+    shuffled = list(keys)
+    random.Random(seed).shuffle(shuffled)
+    cut = round(len(shuffled) * (1 - test_share))
+    return shuffled[:cut], shuffled[cut:]
 
 
 def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -46,7 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = sorted(args.folder.glob("*.csv"))
     if not files:
         parser.error(f"no CSV files in {args.folder}")
-    draw = random.Random(args.seed)
     columns: list[str] = []
     train: list[dict[str, str]] = []
     test: list[dict[str, str]] = []
@@ -57,18 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             columns, rows = _rows(path)
             for row in rows:
                 by_prompt.setdefault(row["prompt"], []).append(row)
-        prompts = list(by_prompt)
-        draw.shuffle(prompts)
-        cut = round(len(prompts) * (1 - args.test_share))
-        train = [row for prompt in prompts[:cut] for row in by_prompt[prompt]]
-        test = [row for prompt in prompts[cut:] for row in by_prompt[prompt]]
+        train_prompts, test_prompts = split_keys(list(by_prompt), seed=args.seed, test_share=args.test_share)
+        train = [row for prompt in train_prompts for row in by_prompt[prompt]]
+        test = [row for prompt in test_prompts for row in by_prompt[prompt]]
     else:
-        draw.shuffle(files)
-        cut = round(len(files) * (1 - args.test_share))
-        for i, path in enumerate(files):
+        train_files, test_files = split_keys(files, seed=args.seed, test_share=args.test_share)
+        for path in [*train_files, *test_files]:
             columns, rows = _rows(path)
-            (train if i < cut else test).extend(rows)
-        print("test subjects:", ", ".join(p.stem for p in files[cut:]))
+            (train if path in train_files else test).extend(rows)
+        print("test subjects:", ", ".join(p.stem for p in test_files))
     args.out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("train.csv", train), ("test.csv", test)):
         with (args.out / name).open("w", encoding="utf-8", newline="") as handle:

@@ -453,9 +453,20 @@ class RouteAdmin(SortableAdminBase, admin.ModelAdmin[Route]):
         if newest is not None:
             when = f"{newest.trained_at:%Y-%m-%d %H:%M} UTC"
             what = f"v{newest.version}, trained {when} from {newest.sources}; {newest.metrics}"
+        failure = selectors.learned_training_failure(route=obj, newest=newest)
         # A submit button of the change form: change_view starts the training instead of saving.
-        return format_html(
+        button = format_html(
             '{} <button type="submit" name="_retrain" value="1" class="button">Retrain now</button>', what
+        )
+        if failure is None:
+            return button
+        still = f"v{newest.version} still routes its calls." if newest is not None else "No model routes its calls."
+        return format_html(
+            '<p class="errornote">The last training failed at {} UTC: {} {}</p>{}',
+            f"{failure.failed_at:%Y-%m-%d %H:%M:%S}",
+            failure.reason,
+            still,
+            button,
         )
 
     def change_view(

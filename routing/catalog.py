@@ -10,6 +10,7 @@ every web process and worker on their next call.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -220,8 +221,12 @@ def _load(version: int) -> Catalog:
     return Catalog(version=version, models=models, routes=routes, strategies=strategies, learned=learned)
 
 
+logger = logging.getLogger(__name__)
+
 # Router models by primary key: a version is deserialized once per process, not at every registry change.
 _routers: dict[int, LoadedRouter] = {}
+# Versions this code cannot read, by primary key: read once, then passed over.
+_unreadable: set[int] = set()
 
 
 def _learned_routers(route_ids: list[int]) -> dict[str, LoadedRouter]:
@@ -239,12 +244,20 @@ def _learned_routers(route_ids: list[int]) -> dict[str, LoadedRouter]:
     found: dict[str, LoadedRouter] = {}
     kept: set[int] = set()
     for pk, route, number in newest:
-        if route in found:
+        if route in found or pk in _unreadable:
             continue
-        kept.add(pk)
         if pk not in _routers:
             blob = RouterModel.objects.values_list("weights", flat=True).get(pk=pk)
-            _routers[pk] = LoadedRouter(number, LearnedRouter.from_bytes(bytes(blob)))
+            try:
+                _routers[pk] = LoadedRouter(number, LearnedRouter.from_bytes(bytes(blob)))
+            except ValueError as exc:
+                # Stored by another release, or damaged: the newest version that loads keeps routing.
+                logger.warning(
+                    "route %s: router model v%s cannot be loaded (%s); an older version routes", route, number, exc
+                )
+                _unreadable.add(pk)
+                continue
+        kept.add(pk)
         found[route] = _routers[pk]
     # Older versions route no call any more: each would hold its 2 MB of weights for nothing.
     for pk in set(_routers) - kept:

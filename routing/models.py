@@ -374,3 +374,21 @@ class RouterModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.route} v{self.version}"
+
+
+class RouterTrainingFailure(models.Model):
+    """A training of a learned route's model that failed: when and why, for the route's admin page.
+
+    The route's newest trained version keeps routing its calls; a later training
+    that succeeds makes this one history.
+    """
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="router_training_failures")
+    failed_at = models.DateTimeField()
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["route", "-failed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.route}: failed at {self.failed_at:%Y-%m-%d %H:%M} UTC"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypedDict
 from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
 from django.utils import timezone
 
-from routing.models import LanguageModel, ModelPrice, Provider, Route, RouteStep
+from routing.models import LanguageModel, ModelPrice, Provider, Route, RouterModel, RouterTrainingFailure, RouteStep
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -93,3 +93,11 @@ def route_chain_for(*, route: Route) -> list[LanguageModel]:
 def routes_using(*, models: QuerySet[LanguageModel] | list[LanguageModel]) -> list[Route]:
     """Routes whose chain contains any of `models`, by name."""
     return list(Route.objects.filter(steps__model__in=models).distinct().order_by("name"))
+
+
+def learned_training_failure(*, route: Route, newest: RouterModel | None) -> RouterTrainingFailure | None:
+    """The route's newest failed training, unless a version was trained since (`newest`: its newest version)."""
+    failure = RouterTrainingFailure.objects.filter(route=route).first()
+    if failure is None or (newest is not None and newest.trained_at >= failure.failed_at):
+        return None
+    return failure

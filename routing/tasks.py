@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import Reject
 from celery.signals import worker_ready
-
-logger = logging.getLogger(__name__)
 
 
 @shared_task(name="routing.run_calls", bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -61,13 +58,7 @@ def prepare_for_calls(**_: Any) -> None:
 
 @shared_task(name="routing.train_router_model", ignore_result=True)
 def train_router_model_task(route_id: int) -> None:
-    """Train a learned route's model (started from the admin); a failure to is logged with its reason."""
-    from routing.learned.graded import GradedDataError
-    from routing.learned.router import TrainingError
-    from routing.learned.training import router_model_train
-    from routing.models import Route
+    """Train a learned route's model (started from the admin); a failure is kept for the route's admin page."""
+    from routing.learned.training import router_model_train_or_record
 
-    try:
-        router_model_train(route=Route.objects.get(pk=route_id))
-    except (TrainingError, GradedDataError, Route.DoesNotExist) as exc:
-        logger.warning("route %s: its router model was not trained: %s", route_id, exc)
+    router_model_train_or_record(route_id=route_id)

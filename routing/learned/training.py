@@ -17,6 +17,7 @@ weak and strong models answered a prompt well:
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
@@ -25,9 +26,11 @@ from django.db.models import Max
 from django.utils import timezone
 
 from routing.learned.evaluation import sweep
-from routing.learned.graded import Graded, graded_rows
+from routing.learned.graded import Graded, GradedDataError, graded_rows
 from routing.learned.router import TrainingError, router_train
-from routing.models import CascadeOutcome, Route, RouterModel
+from routing.models import CascadeOutcome, Route, RouterModel, RouterTrainingFailure
+
+logger = logging.getLogger(__name__)
 
 HOLDOUT_SHARE = 0.2
 HOLDOUT_MIN_PROMPTS = 50
@@ -134,3 +137,27 @@ def router_model_train(*, route: Route) -> RouterModel:
             metrics=metrics,
             weights=router.to_bytes(),
         )
+
+
+def router_model_train_or_record(*, route_id: int) -> RouterModel | None:
+    """router_model_train, for the worker: a failure is logged and kept (time, reason) for the route's admin page.
+
+    Nothing else changes on a failure: the route's newest trained version, if
+    any, keeps routing its calls.
+    """
+    try:
+        route = Route.objects.get(pk=route_id)
+    except Route.DoesNotExist:
+        logger.warning("route %s: no such route, so no router model was trained", route_id)
+        return None
+    try:
+        return router_model_train(route=route)
+    except (TrainingError, GradedDataError) as exc:
+        logger.warning("route %s: its router model was not trained: %s", route.name, exc)
+        reason = str(exc)
+    except Exception as exc:
+        # A bug or a resource limit, not the data: the admin sees that much, the log has the trace.
+        logger.exception("route %s: training its router model failed", route.name)
+        reason = f"Unexpected error ({type(exc).__name__}: {exc}); the worker's log has the details."
+    RouterTrainingFailure.objects.create(route=route, failed_at=timezone.now(), reason=reason)
+    return None

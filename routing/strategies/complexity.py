@@ -24,7 +24,9 @@ prompt does not win by sheer length.
 
 Only the first HEAD_CHARS and last TAIL_CHARS characters are read: the
 instruction is nearly always at the start or the end of a long paste, and the
-time stays under a few milliseconds whatever the prompt's size.
+time does not grow with the prompt's size. The sample is lowercased once and
+most rules are searched in it without IGNORECASE; each word list is led by a
+look-ahead at its first letters (_words).
 
 The highest total wins. Ties go to the more demanding category, in the order
 coding, reasoning, writing, quick: sending a hard task to a small model costs
@@ -56,29 +58,60 @@ WEAK = 1
 
 @dataclass(frozen=True)
 class Rule:
+    """A cue: it matches when any of its patterns is found, the lowercase ones in the lowercased sample."""
+
     category: str
     weight: int
-    pattern: re.Pattern[str]
+    # Written in lowercase and searched in the lowercased sample: one lowering instead of IGNORECASE in every rule.
+    lowercase: tuple[re.Pattern[str], ...] = ()
+    # Searched in the sample as written, for cues whose case matters (class names, SQL keywords, capitalised names).
+    cased: tuple[re.Pattern[str], ...] = ()
+
+    def matches(self, sample: str, lowered: str) -> bool:
+        return any(p.search(lowered) for p in self.lowercase) or any(p.search(sample) for p in self.cased)
 
 
-def _rule(category: str, weight: int, pattern: str, flags: int = re.IGNORECASE) -> Rule:
-    return Rule(category, weight, re.compile(pattern, flags))
+def _rule(category: str, weight: int, *lowercase: str, cased: tuple[str, ...] = ()) -> Rule:
+    return Rule(
+        category,
+        weight,
+        tuple(re.compile(p, re.MULTILINE) for p in lowercase),
+        tuple(re.compile(p, re.MULTILINE) for p in cased),
+    )
+
+
+def _words(*alternatives: str, before: str = r"\b", after: str = r"\b") -> str:
+    """A pattern for any of `alternatives`, led by a look-ahead at their first characters.
+
+    re tries a pattern at every position of the text; the look-ahead turns most
+    positions away at once, where the alternation would try each word there. It
+    is what keeps score_prompt's rules cheap on a long sample (BENCHMARKS.md).
+    Each alternative must start with a literal character (escaped or not).
+    """
+    firsts = {alt[1] if alt.startswith("\\") else alt[0] for alt in alternatives}
+    if not all(first.isalnum() or first in ".+#-" for first in firsts):
+        raise ValueError(f"an alternative starts with a pattern, not a character: {sorted(firsts)}")
+    charset = "".join(re.escape(first) for first in sorted(firsts))
+    return f"(?=[{charset}]){before}(?:{'|'.join(alternatives)}){after}"
 
 
 _LANGUAGES = (
     r"python|javascript|typescript|java|kotlin|scala|golang|c\+\+|c#|\.net|ruby|php|perl|haskell|elixir|"
     r"erlang|clojure|ocaml|fortran|cobol|matlab|lua|swiftui|objective-c|assembly|sql|postgres(?:ql)?|"
     r"mysql|sqlite|bash|zsh|powershell|shell script|regex|regexp|html|css|json|yaml|dockerfile|docker|kubernetes|"
-    r"terraform|svelte|django|flask|fastapi|node\.?js|npm|pandas|numpy|pytorch|tensorflow|git|"
-    # Names that are also English words count only when capitalised.
-    r"(?-i:React|Vue|Angular|Rust|Dart)"
-)
+    r"terraform|svelte|django|flask|fastapi|node\.?js|npm|pandas|numpy|pytorch|tensorflow|git"
+).split("|")
+# Names that are also English words count only when capitalised.
+_CAPITALISED_LANGUAGES = ("React", "Vue", "Angular", "Rust", "Dart")
 
 _GENRES = (
     r"poem|haiku|sonnet|limerick|song|lyrics|story|stories|essay|e-?mail|letter|cover letter|blog(?: post)?|"
     r"article|speech|toast|tweet|linkedin post|bio|slogan|tagline|press release|eulogy|fairy tale|novel|"
     r"chapter|dialogue|screenplay|newsletter|product description|ad copy|caption|invitation|apology"
-)
+).split("|")
+
+# A language's name is not part of a longer name ("javascript" is not "java"; "c++" is not "c").
+_NAME_BEFORE, _NAME_AFTER = r"(?<![\w+#.])", r"(?![\w+#])"
 
 RULES: tuple[Rule, ...] = (
     # Coding
@@ -86,59 +119,153 @@ RULES: tuple[Rule, ...] = (
     _rule(
         CODING,
         STRONG,
-        r"Traceback \(most recent call last\)|^\s*File \".+\", line \d+|(?-i:\b[A-Z]\w*(?:Error|Exception)\b)"
-        r"|^\s+at \S+ \(.+:\d+:\d+\)|segmentation fault|core dumped|panicked at|undefined is not a function"
-        r"|\bstack ?trace\b|\bexit (?:code|status) \d+",
-        re.IGNORECASE | re.MULTILINE,
+        _words(
+            r"traceback \(most recent call last\)",
+            "segmentation fault",
+            "core dumped",
+            "panicked at",
+            "undefined is not a function",
+            before="",
+            after="",
+        ),
+        _words("stack ?trace", r"exit (?:code|status) \d+"),
+        r"^\s*file \".+\", line \d+|^\s+at \S+ \(.+:\d+:\d+\)",
+        cased=(r"(?=[A-Z])\b[A-Z]\w*(?:Error|Exception)\b",),
     ),
     _rule(
         CODING,
         STRONG,
-        r"^\s*(?:def |class \w+[:(]|import \w|from \w+(?:\.\w+)* import |#include|function \w+\(|"
-        r"(?:const|let|var) \w+ =|fn \w+\(|func \w+\(|public (?:static )?\w+|SELECT .+ FROM )"
-        r"|[;{}]\s*$",
-        re.MULTILINE,
+        cased=(
+            r"^\s*(?:def |class \w+[:(]|import \w|from \w+(?:\.\w+)* import |#include|function \w+\(|"
+            r"(?:const|let|var) \w+ =|fn \w+\(|func \w+\(|public (?:static )?\w+|SELECT .+ FROM )",
+            r"[;{}]\s*$",
+        ),
     ),
-    _rule(CODING, STRONG, rf"(?<![\w+#.])(?:{_LANGUAGES})(?![\w+#])"),
     _rule(
         CODING,
         STRONG,
-        r"\b(?:write|implement|fix|debug|refactor|optimi[sz]e|review)\b.{0,40}"
-        r"\b(?:function|method|class|script|program|query|regex|endpoint|unit tests?|code|bug|loop|algorithm)\b",
+        _words(*_LANGUAGES, before=_NAME_BEFORE, after=_NAME_AFTER),
+        cased=(_words(*_CAPITALISED_LANGUAGES, before=_NAME_BEFORE, after=_NAME_AFTER),),
+    ),
+    _rule(
+        CODING,
+        STRONG,
+        _words("write", "implement", "fix", "debug", "refactor", r"optimi[sz]e", "review")
+        + ".{0,40}"
+        + _words(
+            "function",
+            "method",
+            "class",
+            "script",
+            "program",
+            "query",
+            "regex",
+            "endpoint",
+            "unit tests?",
+            "code",
+            "bug",
+            "loop",
+            "algorithm",
+        ),
     ),
     _rule(
         CODING,
         WEAK,
-        r"\b(?:code|coding|bug|debug|compile[rd]?|refactor|api|sdk|library|variable|recursion|runtime"
-        r"|big-?o|repository|pull request|unit tests?|linter|cli)\b",
+        _words(
+            "code",
+            "coding",
+            "bug",
+            "debug",
+            "compile[rd]?",
+            "refactor",
+            "api",
+            "sdk",
+            "library",
+            "variable",
+            "recursion",
+            "runtime",
+            "big-?o",
+            "repository",
+            "pull request",
+            "unit tests?",
+            "linter",
+            "cli",
+        ),
     ),
     # Writing
     _rule(
-        WRITING, STRONG, rf"\b(?:write|draft|compose|pen|craft|create|give me|come up with)\b.{{0,40}}\b(?:{_GENRES})\b"
+        WRITING,
+        STRONG,
+        _words("write", "draft", "compose", "pen", "craft", "create", "give me", "come up with")
+        + ".{0,40}"
+        + _words(*_GENRES),
     ),
     _rule(
         WRITING,
         STRONG,
-        r"\b(?:rewrite|re-?word|rephrase|paraphrase|proof-?read|copy-?edit|polish|make (?:it|this) (?:sound )?"
-        r"(?:more |less )?(?:formal|casual|concise|friendly|persuasive|professional)|in the style of)\b",
+        _words(
+            "rewrite",
+            "re-?word",
+            "rephrase",
+            "paraphrase",
+            "proof-?read",
+            "copy-?edit",
+            "polish",
+            r"make (?:it|this) (?:sound )?(?:more |less )?(?:formal|casual|concise|friendly|persuasive|professional)",
+            "in the style of",
+        ),
     ),
-    _rule(WRITING, MEDIUM, rf"\b(?:{_GENRES})\b"),
-    _rule(WRITING, MEDIUM, r"\b(?:summari[sz]e|summary of|translate|tone|wording|outline for|rhym\w*)\b"),
+    _rule(WRITING, MEDIUM, _words(*_GENRES)),
+    _rule(
+        WRITING, MEDIUM, _words("summari[sz]e", "summary of", "translate", "tone", "wording", "outline for", r"rhym\w*")
+    ),
     # Reasoning
     _rule(
         REASONING,
         STRONG,
-        r"\b(?:prove|proof|show that|why|step[- ]by[- ]step|explain (?:how|why)|calculate|compute|solve"
-        r"|derive|work out|how (?:many|much|long|far) would)\b",
+        _words(
+            "prove",
+            "proof",
+            "show that",
+            "why",
+            "step[- ]by[- ]step",
+            "explain (?:how|why)",
+            "calculate",
+            "compute",
+            "solve",
+            "derive",
+            "work out",
+            "how (?:many|much|long|far) would",
+        ),
     ),
     _rule(
         REASONING,
         MEDIUM,
-        r"\b(?:probability|odds|expected value|theorem|lemma|equation|integral|derivative|matrix|prime"
-        r"|puzzle|riddle|logic(?:al)?|paradox|trade-?offs?|pros and cons|compare|estimate|reason(?:ing)?"
-        r"|think (?:it )?through|how many)\b",
+        _words(
+            "probability",
+            "odds",
+            "expected value",
+            "theorem",
+            "lemma",
+            "equation",
+            "integral",
+            "derivative",
+            "matrix",
+            "prime",
+            "puzzle",
+            "riddle",
+            "logic(?:al)?",
+            "paradox",
+            "trade-?offs?",
+            "pros and cons",
+            "compare",
+            "estimate",
+            "reason(?:ing)?",
+            "think (?:it )?through",
+            "how many",
+        ),
     ),
-    _rule(REASONING, MEDIUM, r"\d\s*[-+*/^×÷]\s*\(?\d|\bx\s*[=<>]\s*\d|\d\s*%"),
+    _rule(REASONING, MEDIUM, r"(?=[\dx])(?:\d\s*[-+*/^×÷]\s*\(?\d|\bx\s*[=<>]\s*\d|\d\s*%)"),
 )
 
 _QUESTION_START = re.compile(
@@ -147,12 +274,17 @@ _QUESTION_START = re.compile(
 )
 
 
+def _sample(text: str) -> str:
+    return text if len(text) <= HEAD_CHARS + TAIL_CHARS else f"{text[:HEAD_CHARS]}\n{text[-TAIL_CHARS:]}"
+
+
 def score_prompt(text: str) -> dict[str, int]:
     """The score of every category for this prompt, under the rules in the module docstring."""
     scores = dict.fromkeys(CATEGORIES, 0)
-    sample = text if len(text) <= HEAD_CHARS + TAIL_CHARS else f"{text[:HEAD_CHARS]}\n{text[-TAIL_CHARS:]}"
+    sample = _sample(text)
+    lowered = sample.lower()
     for rule in RULES:
-        if rule.pattern.search(sample):
+        if rule.matches(sample, lowered):
             scores[rule.category] += rule.weight
     if len(text.split()) <= SHORT_WORDS and "```" not in text:
         scores[QUICK] += 2

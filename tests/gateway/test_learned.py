@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from routing.models import GradedSet, Route, RouterModel
+from routing.models import GradedSet, Route, RouterModel, RouterTrainingFailure
 from tests.graded_csv import STRONG, WEAK, graded_csv
 from tests.usage_records import booked
 
@@ -78,6 +78,45 @@ def test_a_retrain_from_the_admin_changes_the_version_the_next_calls_trace_names
     second = client.chat.completions.with_raw_response.create(model="auto", messages=HARD)
     assert booked(second.headers["x-request-id"]).trace["routing"]["inputs"]["version"] == 2
     assert second.headers["x-switchyard-route-reason"].startswith("auto: model v2: score")
+
+
+def _failure(route: Route, timeout: float = 60) -> RouterTrainingFailure:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if failure := RouterTrainingFailure.objects.filter(route=route).first():
+            return failure
+        time.sleep(0.05)
+    raise AssertionError(f"no failed training of {route.name} within {timeout} s")
+
+
+def test_a_failed_retrain_shows_on_the_routes_page_and_the_last_good_version_keeps_routing(
+    client: openai.OpenAI, learned_route: Route, admin_client: Client
+) -> None:
+    graded = GradedSet.objects.create(
+        route=learned_route, name="g", weak_column=WEAK, strong_column=STRONG, csv_text=graded_csv(200, seed=1)
+    )
+    page = f"/admin/routing/route/{learned_route.pk}/change/"
+    admin_client.post(page, {"_retrain": "1"})
+    assert _newest_version(learned_route, 1) == 1
+    graded.delete()
+
+    admin_client.post(page, {"_retrain": "1"})
+    failure = _failure(learned_route)
+
+    shown = admin_client.get(page).content.decode()
+    assert f"The last training failed at {failure.failed_at:%Y-%m-%d %H:%M:%S} UTC" in shown
+    assert "Too few graded prompts to train on: 0 (at least 10). v1 still routes its calls." in shown
+    assert "Retrain now" in shown
+    call = client.chat.completions.with_raw_response.create(model="auto", messages=HARD)
+    assert booked(call.headers["x-request-id"]).trace["routing"]["inputs"]["version"] == 1
+    assert RouterModel.objects.filter(route=learned_route).count() == 1
+
+    GradedSet.objects.create(
+        route=learned_route, name="g", weak_column=WEAK, strong_column=STRONG, csv_text=graded_csv(200, seed=1)
+    )
+    admin_client.post(page, {"_retrain": "1"})
+    assert _newest_version(learned_route, 2) == 2
+    assert "The last training failed" not in admin_client.get(page).content.decode()
 
 
 def test_a_csv_without_the_columns_named_is_a_form_error(learned_route: Route, admin_client: Client) -> None:

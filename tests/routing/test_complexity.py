@@ -86,3 +86,16 @@ def test_it_does_not_mistake_ordinary_words_for_error_names() -> None:
 
 def test_it_reads_the_instruction_at_the_end_of_a_long_paste() -> None:
     assert classify_prompt("lorem ipsum dolor " * 5_000 + "\nWrite a poem about the text above.") == "writing"
+
+
+def test_it_reads_cues_whatever_their_case() -> None:
+    assert classify_prompt("WRITE A POEM ABOUT THE SEA, PLEASE, IN FOUR LINES AND WITH A RHYME") == "writing"
+    assert score_prompt("TRACEBACK (MOST RECENT CALL LAST): it crashed")["coding"] == 3
+    assert score_prompt("Why Does Postgres Lock The Table")["coding"] == 3
+
+
+def test_it_counts_a_name_that_is_also_a_word_only_when_capitalised() -> None:
+    assert score_prompt("My React app is slow")["coding"] == 3
+    assert score_prompt("How do plants react to light")["coding"] == 0
+    assert score_prompt("a KeyError in my dict lookup")["coding"] == 3
+    assert score_prompt("an Error occurred")["coding"] == 0

@@ -5,16 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
 import random
+import struct
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
 
-from bench import routing_eval
+from bench import routing_eval, routing_eval_seeds
 from routing.catalog import Catalog, CatalogRoute, LoadedRouter
 from routing.learned.evaluation import sweep, threshold_for_share
-from routing.learned.graded import GradedDataError, graded_rows
+from routing.learned.graded import GradedDataError, graded_files, graded_rows
 from routing.learned.router import LearnedRouter, TrainingError, router_train
 from routing.providers.types import ChatRequest, Message
 from routing.strategies.base import Hints, SettingsError, Situation
@@ -54,6 +56,39 @@ def test_a_stored_router_scores_as_the_trained_one() -> None:
     prompt = "What about the integral number 7?"
     assert loaded.score(prompt) == pytest.approx(router.score(prompt), abs=1e-5)
     assert loaded.threshold == router.threshold
+    assert loaded.strong_facts == router.strong_facts and len(router.strong_facts) == 5
+
+
+def test_its_score_is_the_strong_tiers_chance_of_answering_well_minus_the_weak_ones() -> None:
+    router = router_train(graded_rows(graded_csv(100, seed=1), weak=WEAK, strong=STRONG), target_share=0.3)
+
+    prediction = router.predict("What about the eigenvalue number 7?")
+
+    assert prediction.score == pytest.approx(prediction.strong_ok - prediction.weak_ok)
+
+
+def test_a_format_2_model_still_routes_by_the_log_odds_its_threshold_was_set_in() -> None:
+    router = router_train(graded_rows(graded_csv(100, seed=1), weak=WEAK, strong=STRONG), target_share=0.3)
+    blob = router.to_bytes()
+    (size,) = struct.unpack_from("<I", blob)
+    header = json.loads(blob[4 : 4 + size])
+    header["format"] = 2
+    del header["scale"]
+    old_header = json.dumps(header).encode()
+
+    loaded = LearnedRouter.from_bytes(struct.pack("<I", len(old_header)) + old_header + blob[4 + size :])
+
+    prediction = loaded.predict("What about the eigenvalue number 7?")
+    log_odds = [math.log(p / (1 - p)) for p in (prediction.strong_ok, prediction.weak_ok)]
+    assert prediction.score == pytest.approx(log_odds[0] - log_odds[1], abs=1e-4)
+
+
+def test_a_damaged_model_is_a_value_error() -> None:
+    blob = router_train(graded_rows(graded_csv(100, seed=1), weak=WEAK, strong=STRONG), target_share=0.3).to_bytes()
+
+    for damaged in (b"\x01", blob[:3], b"\x02\x00\x00\x00{}", blob[:100]):
+        with pytest.raises(ValueError, match="router model"):
+            LearnedRouter.from_bytes(damaged)
 
 
 def test_prompts_that_never_tell_the_tiers_apart_train_nothing() -> None:
@@ -135,3 +170,25 @@ def test_routing_eval_runs_on_a_tiny_csv_and_drops_contaminated_prompts(tmp_path
     assert results["learned"]["apgr"] > results["random"]["apgr"]
     for figures in results.values():
         assert 0 <= figures["strong_share"] <= 1 and figures["decision_ms_p50"] >= 0
+
+
+def test_routing_eval_seeds_gives_each_strategy_its_mean_and_spread_over_disjoint_splits(tmp_path: Path) -> None:
+    for subject in range(4):
+        (tmp_path / f"subject{subject}.csv").write_text(graded_csv(60, seed=subject))
+    files = sorted(tmp_path.glob("*.csv"))
+    rows = graded_files(files, weak=WEAK, strong=STRONG)
+    out = io.StringIO()
+
+    with redirect_stdout(out):
+        routing_eval_seeds.main(
+            [str(tmp_path), "--weak", WEAK, "--strong", STRONG, "--seed", "1", "--seed", "2", "--json"]
+        )
+
+    results = json.loads(out.getvalue())
+    learned = results["summaries"]["learned"]["random"]
+    assert learned["seeds"] == 2 and learned["apgr_min"] <= learned["apgr_mean"] <= learned["apgr_max"]
+    assert [run["seed"] for run in results["runs"]["complexity"]["subject"]] == [1, 2]
+    for by, key in (("random", "prompt"), ("subject", "group")):
+        train, test = routing_eval_seeds.split(rows, files, by=by, seed=1)
+        assert not {getattr(r, key) for r in train} & {getattr(r, key) for r in test}
+        assert len(train) + len(test) == len(rows)

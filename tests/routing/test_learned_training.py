@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from billing.models import Team
 from playground.models import PlaygroundRun, RunPanel, Vote
+from routing.catalog import bump_version, get_catalog
 from routing.learned.router import TrainingError
-from routing.learned.training import router_model_train, training_rows
-from routing.models import CascadeOutcome, GradedSet, LanguageModel, Provider, Route, RouterModel
+from routing.learned.training import router_model_train, router_model_train_or_record, training_rows
+from routing.models import (
+    CascadeOutcome,
+    GradedSet,
+    LanguageModel,
+    Provider,
+    Route,
+    RouterModel,
+    RouterTrainingFailure,
+)
 from tests.graded_csv import STRONG, WEAK, graded_csv
 
 pytestmark = pytest.mark.django_db
@@ -64,8 +75,6 @@ def test_it_trains_on_its_teams_votes_and_never_another_teams(route: Route) -> N
 
 
 def test_a_cascade_that_escalated_from_the_weak_model_says_the_strong_one_was_needed(route: Route) -> None:
-    from django.utils import timezone
-
     for prompt, escalated, answered in (("hard", [MINI], PRO), ("easy", [], MINI)):
         CascadeOutcome.objects.create(
             created_at=timezone.now(),
@@ -102,3 +111,23 @@ def test_each_training_is_the_next_version_with_its_sources_and_held_out_figures
 def test_a_route_with_nothing_to_learn_from_says_so(route: Route) -> None:
     with pytest.raises(TrainingError, match="Too few graded prompts"):
         router_model_train(route=route)
+
+
+def test_a_version_that_cannot_be_loaded_leaves_the_one_before_it_routing(route: Route) -> None:
+    GradedSet.objects.create(
+        route=route, name="g", weak_column=WEAK, strong_column=STRONG, csv_text=graded_csv(100, seed=1), prompts=100
+    )
+    router_model_train(route=route)
+    RouterModel.objects.create(route=route, version=2, trained_at=timezone.now(), weights=b"\x05\x00\x00\x00[1, 2")
+    bump_version()
+
+    assert get_catalog().learned["smart"].version == 1
+
+
+def test_a_failed_training_is_kept_with_its_reason_and_trains_nothing(route: Route) -> None:
+    assert router_model_train_or_record(route_id=route.pk) is None
+
+    failure = RouterTrainingFailure.objects.get(route=route)
+    assert failure.reason == "Too few graded prompts to train on: 0 (at least 10)."
+    assert timezone.now() - failure.failed_at < dt.timedelta(minutes=1)
+    assert not RouterModel.objects.exists()
