@@ -20,7 +20,8 @@ beside a CSV are dropped.
 Run:
   .venv/bin/python bench/routing_eval.py --train A.csv [--train B.csv …] --test C.csv \
       --weak COLUMN --strong COLUMN --strategy random --strategy learned [--json]
-  Splits of a folder of graded CSVs: bench/routing_eval_split.py; means over several splits: bench/routing_eval_seeds.py.
+  Splits of a folder of graded CSVs: bench/routing_eval_split.py;
+  means over several splits: bench/routing_eval_seeds.py.
 """
 
 from __future__ import annotations
