@@ -223,10 +223,11 @@ def _load(version: int) -> Catalog:
 
 logger = logging.getLogger(__name__)
 
-# Router models by primary key: a version is deserialized once per process, not at every registry change.
-_routers: dict[int, LoadedRouter] = {}
-# Versions this code cannot read, by primary key: read once, then passed over.
-_unreadable: set[int] = set()
+# Router models by primary key and training time: a version is deserialized once per process, not at every
+# registry change. The time is part of the key because SQLite gives a deleted newest row's key to the next row.
+_routers: dict[tuple[int, dt.datetime], LoadedRouter] = {}
+# Versions this code cannot read, by the same key: read once, then passed over.
+_unreadable: set[tuple[int, dt.datetime]] = set()
 
 
 def _learned_routers(route_ids: list[int]) -> dict[str, LoadedRouter]:
@@ -239,29 +240,30 @@ def _learned_routers(route_ids: list[int]) -> dict[str, LoadedRouter]:
     newest = (
         RouterModel.objects.filter(route_id__in=route_ids)
         .order_by("route_id", "-version")
-        .values_list("pk", "route__name", "version")
+        .values_list("pk", "route__name", "version", "trained_at")
     )
     found: dict[str, LoadedRouter] = {}
-    kept: set[int] = set()
-    for pk, route, number in newest:
-        if route in found or pk in _unreadable:
+    kept: set[tuple[int, dt.datetime]] = set()
+    for pk, route, number, trained_at in newest:
+        key = (pk, trained_at)
+        if route in found or key in _unreadable:
             continue
-        if pk not in _routers:
+        if key not in _routers:
             blob = RouterModel.objects.values_list("weights", flat=True).get(pk=pk)
             try:
-                _routers[pk] = LoadedRouter(number, LearnedRouter.from_bytes(bytes(blob)))
+                _routers[key] = LoadedRouter(number, LearnedRouter.from_bytes(bytes(blob)))
             except ValueError as exc:
                 # Stored by another release, or damaged: the newest version that loads keeps routing.
                 logger.warning(
                     "route %s: router model v%s cannot be loaded (%s); an older version routes", route, number, exc
                 )
-                _unreadable.add(pk)
+                _unreadable.add(key)
                 continue
-        kept.add(pk)
-        found[route] = _routers[pk]
+        kept.add(key)
+        found[route] = _routers[key]
     # Older versions route no call any more: each would hold its 2 MB of weights for nothing.
-    for pk in set(_routers) - kept:
-        _routers.pop(pk, None)
+    for gone in set(_routers) - kept:
+        _routers.pop(gone, None)
     return found
 
 
@@ -309,8 +311,13 @@ async def aget_catalog(version: bytes | None = None) -> Catalog:
     return _cached(number) or _store(await _loads.run(number, lambda: sync_to_async(_load)(number)))
 
 
-def bump_version() -> None:
+def forget() -> None:
+    """Drop this process's snapshot: its next call loads the registry again."""
     global _current
     with _lock:
         _current = None
+
+
+def bump_version() -> None:
+    forget()
     get_redis().incr(VERSION_KEY)

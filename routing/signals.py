@@ -28,9 +28,13 @@ def _bump() -> None:
 
 
 def registry_changed(**_: Any) -> None:
-    # Now, for this process (and tests inside one transaction), and again
-    # after commit, so that no other process reloads before the row is visible.
-    _bump()
+    # This process forgets its snapshot at once, so that it reads its own
+    # change (tests inside one transaction too); the version moves only once
+    # the change is committed. Moved before, it would let another process load
+    # the registry as it still was and keep that under the new version, until
+    # the next change: a call made just after a retrain would still be routed
+    # by the model before it.
+    catalog.forget()
     transaction.on_commit(_bump)
 
 

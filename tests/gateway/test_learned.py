@@ -11,7 +11,9 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
+from routing.catalog import VERSION_KEY
 from routing.models import GradedSet, Route, RouterModel, RouterTrainingFailure
+from switchyard.redis_clients import get_redis
 from tests.graded_csv import STRONG, WEAK, graded_csv
 from tests.usage_records import booked
 
@@ -38,10 +40,20 @@ def admin_client(transactional_db: Any) -> Client:
     return browser
 
 
-def _newest_version(route: Route, at_least: int, timeout: float = 60) -> int:
+def _registry_version() -> int:
+    return int(get_redis().get(VERSION_KEY) or 0)
+
+
+def _newest_version(route: Route, at_least: int, *, registry_before: int, timeout: float = 60) -> int:
+    """The route's newest model version once it is in the database and the registry's version has moved past it.
+
+    The version moves only after the training's commit (routing/signals.py): from then on every process's next
+    call loads the new model.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if newest := RouterModel.objects.filter(route=route, version__gte=at_least).first():
+        newest = RouterModel.objects.filter(route=route, version__gte=at_least).first()
+        if newest is not None and _registry_version() > registry_before:
             return newest.version
         time.sleep(0.05)
     raise AssertionError(f"no router model v{at_least} for {route.name} within {timeout} s")
@@ -63,8 +75,9 @@ def test_a_retrain_from_the_admin_changes_the_version_the_next_calls_trace_names
 
     page = f"/admin/routing/route/{learned_route.pk}/change/"
     assert "Retrain now" in admin_client.get(page).content.decode()
+    registry = _registry_version()
     admin_client.post(page, {"_retrain": "1"})
-    assert _newest_version(learned_route, 1) == 1
+    assert _newest_version(learned_route, 1, registry_before=registry) == 1
 
     first = client.chat.completions.with_raw_response.create(model="auto", messages=HARD)
     routing = booked(first.headers["x-request-id"]).trace["routing"]
@@ -72,8 +85,9 @@ def test_a_retrain_from_the_admin_changes_the_version_the_next_calls_trace_names
     assert routing["inputs"]["p_strong_ok"] > routing["inputs"]["p_weak_ok"]
     assert first.headers["x-switchyard-model"] == "up2/gpt-4o"
 
+    registry = _registry_version()
     admin_client.post(page, {"_retrain": "1"})
-    assert _newest_version(learned_route, 2) == 2
+    assert _newest_version(learned_route, 2, registry_before=registry) == 2
 
     second = client.chat.completions.with_raw_response.create(model="auto", messages=HARD)
     assert booked(second.headers["x-request-id"]).trace["routing"]["inputs"]["version"] == 2
@@ -96,8 +110,9 @@ def test_a_failed_retrain_shows_on_the_routes_page_and_the_last_good_version_kee
         route=learned_route, name="g", weak_column=WEAK, strong_column=STRONG, csv_text=graded_csv(200, seed=1)
     )
     page = f"/admin/routing/route/{learned_route.pk}/change/"
+    registry = _registry_version()
     admin_client.post(page, {"_retrain": "1"})
-    assert _newest_version(learned_route, 1) == 1
+    assert _newest_version(learned_route, 1, registry_before=registry) == 1
     graded.delete()
 
     admin_client.post(page, {"_retrain": "1"})
@@ -114,8 +129,9 @@ def test_a_failed_retrain_shows_on_the_routes_page_and_the_last_good_version_kee
     GradedSet.objects.create(
         route=learned_route, name="g", weak_column=WEAK, strong_column=STRONG, csv_text=graded_csv(200, seed=1)
     )
+    registry = _registry_version()
     admin_client.post(page, {"_retrain": "1"})
-    assert _newest_version(learned_route, 2) == 2
+    assert _newest_version(learned_route, 2, registry_before=registry) == 2
     assert "The last training failed" not in admin_client.get(page).content.decode()
 
 

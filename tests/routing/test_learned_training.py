@@ -131,3 +131,22 @@ def test_a_failed_training_is_kept_with_its_reason_and_trains_nothing(route: Rou
     assert failure.reason == "Too few graded prompts to train on: 0 (at least 10)."
     assert timezone.now() - failure.failed_at < dt.timedelta(minutes=1)
     assert not RouterModel.objects.exists()
+
+
+def test_a_version_trained_after_the_newest_was_deleted_routes_even_where_it_reuses_its_key(route: Route) -> None:
+    # SQLite gives the deleted newest row's primary key to the next row: the process must not keep the old router.
+    GradedSet.objects.create(
+        route=route, name="g", weak_column=WEAK, strong_column=STRONG, csv_text=graded_csv(100, seed=1), prompts=100
+    )
+    first = router_model_train(route=route)
+    before = get_catalog().learned["smart"].router
+    first.delete()
+    route.settings = {**route.settings, "strong_share": 0.9}
+    route.save()
+
+    again = router_model_train(route=route)
+
+    loaded = get_catalog().learned["smart"]
+    assert loaded.version == again.version == 1
+    assert loaded.router is not before
+    assert loaded.router.threshold != before.threshold
