@@ -251,27 +251,27 @@ class UsageRollup(RollupSums):
 
 
 class UsageDayRollup(RollupSums):
-    """A team's usage of one UTC day, summed by one dimension: per model, per route, per user or per API key.
+    """A team's usage of one UTC day, summed per model and route, and apart per user and API key.
 
-    Every hour rollup counts once in each dimension, so the rows of one
-    dimension hold all of the team's calls of the day. The columns of the
-    other dimensions stay empty ("" or 0): the dashboards filter and group
-    these rows by the hour rollups' own column names. A card whose filters
-    and grouping name at most one dimension reads its whole days here
+    Every hour rollup counts once in each grain: in its model and route's
+    row, and in its user and key's row, so the rows of one grain hold all
+    of the team's calls of the day. The other grain's columns stay empty
+    ("" or 0): the dashboards filter and group these rows by the hour
+    rollups' own column names. A card whose filters and grouping name only
+    model and route, or only user and key, reads its whole days here
     (billing/dashboards/sources.py): 90 days of spend by model are 90 rows
-    per model, where the hour rollups hold one per hour, user, key, model
-    and route.
+    per model and route, where the hour rollups hold one per hour, user,
+    key, model and route. (A key has one user, so the user and key grain
+    is hardly bigger than the keys alone.)
     """
 
-    class Dimension(models.TextChoices):
-        MODEL = "model", "Model"
-        ROUTE = "route", "Route"
-        USER = "user", "User"
-        KEY = "key", "API key"
+    class Grain(models.TextChoices):
+        MODEL_ROUTE = "model_route", "Model and route"
+        USER_KEY = "user_key", "User and API key"
 
     day = models.DateTimeField(help_text="Midnight UTC.")
     team_id = models.IntegerField(default=0)
-    dimension = models.CharField(max_length=5, choices=Dimension.choices)
+    grain = models.CharField(max_length=11, choices=Grain.choices)
     model = models.CharField(max_length=200, blank=True)
     route = models.CharField(max_length=50, blank=True)
     user_id = models.IntegerField(default=0)
@@ -279,15 +279,15 @@ class UsageDayRollup(RollupSums):
 
     class Meta:
         constraints = [
-            # Also the index of a card's read: one team, one dimension, a run of days.
+            # Also the index of a card's read: one team, one grain, a run of days.
             models.UniqueConstraint(
-                fields=["team_id", "dimension", "day", "model", "route", "user_id", "api_key_id"],
+                fields=["team_id", "grain", "day", "model", "route", "user_id", "api_key_id"],
                 name="one_day_rollup_per_slice",
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.day:%Y-%m-%d} team {self.team_id} by {self.dimension}: {self.requests} calls"
+        return f"{self.day:%Y-%m-%d} team {self.team_id} by {self.grain}: {self.requests} calls"
 
 
 for _model in (UsageRollup, UsageDayRollup):

@@ -24,8 +24,11 @@ from billing.rollups.buckets import BOUNDS_MS, LATENCY_COLUMNS, TTFT_COLUMNS
 from billing.rollups.maintain import DAY_SLICE, SLICE, SUMS, DaySlice, Slice, day_slices
 
 SAVING_UNITS = Cast(Round(F("cache_saving_usd") * Value(UNITS_PER_USD)), output_field=BigIntegerField())
-# The column each dimension of the day rollups keeps of its hour rollups (the others are emptied).
-DIMENSION_COLUMNS = {"model": "model", "route": "route", "user": "user_id", "key": "api_key_id"}
+# The columns each grain of the day rollups keeps of its hour rollups (the others are emptied).
+GRAIN_COLUMNS = {
+    UsageDayRollup.Grain.MODEL_ROUTE.value: ("model", "route"),
+    UsageDayRollup.Grain.USER_KEY.value: ("user_id", "api_key_id"),
+}
 # Rebuilt or checked a day at a time, so that memory stays bounded by one day's slices.
 STEP = dt.timedelta(days=1)
 
@@ -203,16 +206,16 @@ def whole_days(since: dt.datetime, until: dt.datetime) -> Iterator[tuple[dt.date
         start += dt.timedelta(days=1)
 
 
-def day_sums(rollups: QuerySet[Any], dimension: str) -> QuerySet[Any, dict[str, Any]]:
-    """The hour rollups summed per UTC day, team and one dimension's value: DAY_SLICE and SUMS, prefixed "s_"."""
-    kept = DIMENSION_COLUMNS[dimension]
+def day_sums(rollups: QuerySet[Any], grain: str) -> QuerySet[Any, dict[str, Any]]:
+    """The hour rollups summed per UTC day, team and one grain's values: DAY_SLICE and SUMS, prefixed "s_"."""
+    kept = GRAIN_COLUMNS[grain]
     emptied = {"model": Value(""), "route": Value(""), "user_id": Value(0), "api_key_id": Value(0)}
     grouped: QuerySet[Any, dict[str, Any]] = (
         rollups.values(
             s_day=TruncDay("hour", tzinfo=dt.UTC),
             s_team_id=F("team_id"),
-            s_dimension=Value(dimension),
-            **{f"s_{column}": F(column) if column == kept else empty for column, empty in emptied.items()},
+            s_grain=Value(grain),
+            **{f"s_{column}": F(column) if column in kept else empty for column, empty in emptied.items()},
         )
         .order_by()
         .annotate(**{f"s_{name}": Sum(name) for name in SUMS})
@@ -245,8 +248,8 @@ def day_rollups_rebuild(
                     cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
             day_model._default_manager.filter(day__gte=start, day__lt=end).delete()
             hours = rollup_model._default_manager.filter(hour__gte=start, hour__lt=end)
-            for dimension in DIMENSION_COLUMNS:
-                compiler = day_sums(hours, dimension).query.get_compiler(connection=connection)
+            for grain in GRAIN_COLUMNS:
+                compiler = day_sums(hours, grain).query.get_compiler(connection=connection)
                 select, params = compiler.as_sql()
                 columns = ", ".join(quote(alias.removeprefix("s_")) for _, _, alias in compiler.select)
                 with connection.cursor() as cursor:
@@ -262,9 +265,11 @@ class DayMismatch:
     found: list[int] | None
 
     def describe(self) -> str:
-        day, team, dimension, model, route, user, key = self.slice
-        value = {"model": model or "-", "route": route or "-", "user": user, "key": key}[dimension]
-        where = f"{day:%Y-%m-%d} team={team} {dimension}={value}"
+        day, team, grain, model, route, user, key = self.slice
+        if grain == UsageDayRollup.Grain.MODEL_ROUTE:
+            where = f"{day:%Y-%m-%d} team={team} model={model or '-'} route={route or '-'}"
+        else:
+            where = f"{day:%Y-%m-%d} team={team} user={user} key={key}"
         if self.expected is None:
             return f"{where}: a day rollup with no hour rollups"
         if self.found is None:

@@ -3,8 +3,8 @@
 One upsert per slice touched, which adds to the counts already there: SQLite
 and PostgreSQL both take `INSERT … ON CONFLICT … DO UPDATE`, and both apply
 it atomically, so workers booking into the same slice never lose a count.
-Each record adds to its hour rollup and to its team's four day rollups (per
-model, route, user and key: billing/rollups/days.py).
+Each record adds to its hour rollup and to its team's two day rollups (its
+model and route's, its user and key's: UsageDayRollup).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ SUMS = (
 _SUM_INDEX = {name: i for i, name in enumerate(SUMS)}
 
 Slice = tuple[dt.datetime, int, int, int, str, str]
-# A day rollup's slice: its UTC midnight, team, dimension, and that dimension's value (the others empty).
-DAY_SLICE = ("day", "team_id", "dimension", "model", "route", "user_id", "api_key_id")
+# A day rollup's slice: its UTC midnight, team, grain, and that grain's two values (the others empty).
+DAY_SLICE = ("day", "team_id", "grain", "model", "route", "user_id", "api_key_id")
 DaySlice = tuple[dt.datetime, int, str, str, str, int, int]
 
 
@@ -103,15 +103,13 @@ def merged(records: Iterable[UsageRecord]) -> dict[Slice, list[int]]:
 
 
 def day_slices(slices: dict[Slice, list[int]]) -> dict[DaySlice, list[int]]:
-    """Hour slices summed into their teams' day rollups: each counts once per model, route, user and key."""
+    """Hour slices summed into their teams' day rollups: each counts once per model and route, once per user and key."""
     days: dict[DaySlice, list[int]] = {}
     for (hour, team, user, key, model, route), sums in slices.items():
         day = hour.astimezone(dt.UTC).replace(hour=0)
         for day_slice in (
-            (day, team, UsageDayRollup.Dimension.MODEL.value, model, "", 0, 0),
-            (day, team, UsageDayRollup.Dimension.ROUTE.value, "", route, 0, 0),
-            (day, team, UsageDayRollup.Dimension.USER.value, "", "", user, 0),
-            (day, team, UsageDayRollup.Dimension.KEY.value, "", "", 0, key),
+            (day, team, UsageDayRollup.Grain.MODEL_ROUTE.value, model, route, 0, 0),
+            (day, team, UsageDayRollup.Grain.USER_KEY.value, "", "", user, key),
         ):
             counted = days.get(day_slice)
             days[day_slice] = sums.copy() if counted is None else [a + b for a, b in zip(counted, sums, strict=True)]
@@ -146,20 +144,20 @@ def rollups_upsert(slices: dict[Slice, list[int]]) -> None:
 
 
 def day_rollups_upsert(slices: dict[DaySlice, list[int]]) -> None:
-    """Add each slice's sums to its day rollup row, creating the row when it is new.
-
-    In a fixed order: a team's day rows are shared by all of its calls of
-    the day, and on PostgreSQL two bookings that lock the same rows in
-    opposite orders would deadlock.
-    """
-    _upsert(UsageDayRollup, DAY_SLICE, dict(sorted(slices.items())))
+    """Add each slice's sums to its day rollup row, creating the row when it is new."""
+    _upsert(UsageDayRollup, DAY_SLICE, slices)
 
 
 def _upsert(model: type[Model], slice_columns: tuple[str, ...], slices: dict[Any, list[int]]) -> None:
+    # Rows in a fixed order: a team's day rows are shared by all of its calls of the day, and on PostgreSQL two
+    # bookings that lock the same rows in opposite orders would deadlock.
     with connection.cursor() as cursor:
         cursor.executemany(
             _upsert_sql(connection.vendor, model, slice_columns),
-            [(connection.ops.adapt_datetimefield_value(key[0]), *key[1:], *sums) for key, sums in slices.items()],
+            [
+                (connection.ops.adapt_datetimefield_value(key[0]), *key[1:], *sums)
+                for key, sums in sorted(slices.items())
+            ],
         )
 
 
@@ -184,4 +182,4 @@ def _fold(model: type[Model], slice_columns: tuple[str, ...], field: str, subjec
         slices[tuple(key)] = list(row[len(slice_columns) :])
     rows.delete()
     if slices:
-        _upsert(model, slice_columns, dict(sorted(slices.items())))
+        _upsert(model, slice_columns, slices)

@@ -17,7 +17,7 @@ from billing.dashboards import selectors
 from billing.dashboards.access import PersonalAccess, TeamAccess, UsageScope
 from billing.dashboards.filters import Filters
 from billing.dashboards.overview import chart_figures
-from billing.dashboards.sources import card_rollups
+from billing.dashboards.sources import GRAIN_OF, card_rollups
 from billing.models import ApiKey, Team, TeamMembership, UsageDayRollup, UsageRecord, UsageRollup
 from billing.money import to_units
 from billing.services import api_key_create
@@ -69,41 +69,47 @@ def acme(django_user_model: Any) -> dict[str, Any]:
     return {"team": team, "olivia": olivia, "mike": mike, "ci": ci, "mine": mine, "globex": globex}
 
 
-def test_a_booking_adds_to_its_teams_day_rollups_per_model_route_user_and_key(acme: dict[str, Any]) -> None:
+def test_a_booking_adds_to_its_teams_day_rollups_per_model_and_route_and_per_user_and_key(
+    acme: dict[str, Any],
+) -> None:
     day_two = UsageDayRollup.objects.filter(team_id=acme["team"].pk, day=at(2, 0))
     records = UsageRecord.objects.filter(team=acme["team"], created_at__gte=at(2, 0), created_at__lt=at(3, 0))
     assert records.count() == 5
-    for dimension, field, empty in (
-        ("model", "model", ""),
-        ("route", "route", ""),
-        ("user", "user_id", 0),
-        ("key", "api_key_id", 0),
+    for grain, field, empty in (
+        ("model_route", "model", ""),
+        ("model_route", "route", ""),
+        ("user_key", "user_id", 0),
+        ("user_key", "api_key_id", 0),
     ):
-        rows = day_two.filter(dimension=dimension)
-        assert dict(rows.values_list(field, "requests")) == Counter(getattr(r, field) or empty for r in records)
-    mini = day_two.get(dimension="model", model="up/mini")
-    assert (mini.route, mini.user_id, mini.api_key_id) == ("", 0, 0)
+        rows = day_two.filter(grain=grain).values(field).annotate(n=Sum("requests"))
+        assert {row[field]: row["n"] for row in rows} == Counter(getattr(r, field) or empty for r in records)
+    mini = day_two.filter(grain="model_route", model="up/mini")
+    assert set(mini.values_list("user_id", "api_key_id")) == {(0, 0)}
     minis = records.filter(model="up/mini")
-    assert mini.requests == minis.count()
-    assert mini.cost_units == sum(to_units(record.cost_usd) for record in minis if record.cost_usd is not None)
-    assert mini.input_tokens == sum(record.input_tokens for record in minis)
-    assert day_two.get(dimension="model", model="up/free").unpriced == 1
+    assert mini.aggregate(n=Sum("requests"))["n"] == minis.count()
+    assert mini.aggregate(cost=Sum("cost_units"))["cost"] == sum(to_units(r.cost_usd or Decimal(0)) for r in minis)
+    assert mini.aggregate(tokens=Sum("input_tokens"))["tokens"] == sum(record.input_tokens for record in minis)
+    assert day_two.get(grain="model_route", model="up/free").unpriced == 1
     # Globex's call is Globex's.
-    assert UsageDayRollup.objects.get(team_id=acme["globex"].pk, dimension="model").requests == 1
+    assert UsageDayRollup.objects.get(team_id=acme["globex"].pk, grain="user_key").requests == 1
     call_command("check_rollups")
 
 
 def test_check_rollups_names_a_day_rollup_that_differs_and_rebuild_mends_it(acme: dict[str, Any], capsys: Any) -> None:
-    UsageDayRollup.objects.filter(dimension="route", route="auto", day=at(1, 0)).update(cost_units=F("cost_units") + 1)
-    UsageDayRollup.objects.create(day=at(-3, 0), team_id=acme["team"].pk, dimension="model", model="ghost", requests=2)
-    UsageDayRollup.objects.filter(dimension="key", day=at(4, 0), api_key_id=acme["ci"].pk).delete()
+    UsageDayRollup.objects.filter(grain="model_route", model="up/mini", route="auto", day=at(1, 0)).update(
+        cost_units=F("cost_units") + 1
+    )
+    UsageDayRollup.objects.create(
+        day=at(-3, 0), team_id=acme["team"].pk, grain="model_route", model="ghost", requests=2
+    )
+    UsageDayRollup.objects.filter(grain="user_key", day=at(4, 0), api_key_id=acme["ci"].pk).delete()
     with pytest.raises(CommandError, match="0 rollups differ from their records .*; 3 day rollups differ"):
         call_command("check_rollups", "--since", "2026-11-20")
     out = capsys.readouterr().out
-    team, ci = acme["team"].pk, acme["ci"].pk
-    assert f"2026-11-28 team={team} route=auto: cost_units" in out
-    assert f"2026-11-24 team={team} model=ghost: a day rollup with no hour rollups" in out
-    assert f"2026-12-01 team={team} key={ci}: hour rollups with no day rollup" in out
+    team, olivia, ci = acme["team"].pk, acme["olivia"].pk, acme["ci"].pk
+    assert f"2026-11-28 team={team} model=up/mini route=auto: cost_units" in out
+    assert f"2026-11-24 team={team} model=ghost route=-: a day rollup with no hour rollups" in out
+    assert f"2026-12-01 team={team} user={olivia} key={ci}: hour rollups with no day rollup" in out
 
     call_command("check_rollups", "--rebuild", "--since", "2026-11-20")
     assert "the day rollups their hour rollups" in capsys.readouterr().out
@@ -116,7 +122,7 @@ def test_deleting_a_user_a_key_or_a_team_folds_their_day_rollups_as_their_record
     mike.delete()
     call_command("check_rollups")
     assert not UsageDayRollup.objects.filter(user_id=mike.pk).exists()
-    nobodys = UsageDayRollup.objects.filter(team_id=team.pk, dimension="user", user_id=0)
+    nobodys = UsageDayRollup.objects.filter(team_id=team.pk, grain="user_key", user_id=0)
     assert (
         nobodys.aggregate(n=Sum("requests"))["n"] == mikes == UsageRecord.objects.filter(team=team, user=None).count()
     )
@@ -128,7 +134,7 @@ def test_deleting_a_user_a_key_or_a_team_folds_their_day_rollups_as_their_record
     call_command("check_rollups")
     assert not UsageDayRollup.objects.filter(team_id=team_id).exists()
     # Acme's 25 calls and Globex's one are every call of "no team" now but Globex's.
-    assert UsageDayRollup.objects.filter(team_id=0, dimension="model").aggregate(n=Sum("requests"))["n"] == 25
+    assert UsageDayRollup.objects.filter(team_id=0, grain="model_route").aggregate(n=Sum("requests"))["n"] == 25
 
 
 def _filters(**fields: Any) -> Filters:
@@ -178,6 +184,8 @@ def _figures(parts: list[Any], filters: Filters) -> dict[str, Any]:
         {"user": "mike"},
         {"key": "ci", "bucket": "week"},
         {"model": "up/mini", "route": "auto"},
+        {"user": "olivia", "key": "ci", "bucket": "month"},
+        {"model": "up/mini", "user": "mike"},
     ],
 )
 def test_every_card_gives_the_same_figures_from_day_rollups_as_from_hour_rollups(
@@ -195,9 +203,8 @@ def test_every_card_gives_the_same_figures_from_day_rollups_as_from_hour_rollups
     for grouped_by in ("model", "route", "user", "key"):
         parts = card_rollups(access, filters, grouped_by=grouped_by, bucketed=True)
         reads_days = parts[0].model is UsageDayRollup
-        assert reads_days == (len(filters.dimensions() | {grouped_by}) == 1 and filters.bucket != "hour"), (
-            f"{grouped_by}: {parts}"
-        )
+        grains = {GRAIN_OF[dimension] for dimension in filters.dimensions() | {grouped_by}}
+        assert reads_days == (len(grains) == 1 and filters.bucket != "hour"), f"{grouped_by}: {parts}"
         figures, expected = _figures(parts, filters), _figures(hours_only, filters)
         # Each card reads its own grouping; the figures of that grouping must match the hour rollups' exactly.
         assert figures["totals"] == expected["totals"]
