@@ -9,9 +9,14 @@ page. A streamed page (the CSV export) is read to its end, and its peak
 memory (Python's allocations, tracemalloc) is printed for one extra read.
 
 Run:  .venv/bin/python bench/dashboards.py [--records N] [--reuse] [--databases sqlite,postgresql]
+      [--postgres-database NAME] [--sqlite-path PATH] [--pages LABEL,…]
 
 PostgreSQL is the server on 127.0.0.1:5432 (user postgres, trust), database
-BENCH_DATABASE, dropped and created again unless --reuse. An embedded Redis
+--postgres-database (default BENCH_DATABASE), dropped and created again unless
+--reuse; SQLite is the file --sqlite-path (default SQLITE_PATH). --pages times
+only the pages whose label starts with one of the given prefixes (for example
+"chart spend,chart tokens": the export of a 90-day period at 5M records takes
+seconds a request). An embedded Redis
 is started for the run and stopped after it. Bounded: --runs requests per
 page and filter set; generation by --records.
 """
@@ -104,7 +109,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def measure(runs: int) -> None:
+def measure(runs: int, only: list[str]) -> None:
     """In the bench's child process, with DATABASE_URL and REDIS_URL set: time every page."""
     import django
 
@@ -139,6 +144,8 @@ def measure(runs: int) -> None:
     print(header)
     print("-" * len(header))
     for page in pages():
+        if only and not any(page.label.startswith(prefix) for prefix in only):
+            continue
         args = [team.slug, *(arg.format(request_id=request_id) for arg in page.extra_args)]
         try:
             url = reverse(page.url_name, args=args if page.url_name != "billing-teams" else [])
@@ -191,26 +198,26 @@ def has_records(env: dict[str, str]) -> bool:
     return out.returncode == 0 and out.stdout.strip().endswith("True")
 
 
-def fresh_database(vendor: str) -> None:
+def fresh_database(vendor: str, sqlite_path: Path, postgres_database: str) -> None:
     if vendor == "sqlite":
         for suffix in ("", "-wal", "-shm"):
-            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
+            Path(f"{sqlite_path}{suffix}").unlink(missing_ok=True)
         return
     import psycopg
 
     with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE}")
-        connection.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+        connection.execute(f"DROP DATABASE IF EXISTS {postgres_database}")
+        connection.execute(f"CREATE DATABASE {postgres_database}")
 
 
-def vacuumed() -> None:
+def vacuumed(postgres_database: str) -> None:
     """The bench database as autovacuum leaves it after a bulk load: with statistics and a visibility map.
 
     Without the map, PostgreSQL reads every row an index-only scan would skip.
     """
     import psycopg
 
-    with psycopg.connect(f"{POSTGRES_SERVER}/{BENCH_DATABASE}", autocommit=True) as connection:
+    with psycopg.connect(f"{POSTGRES_SERVER}/{postgres_database}", autocommit=True) as connection:
         connection.execute("VACUUM ANALYZE")
 
 
@@ -223,12 +230,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15, help="timed requests per page and filter set")
     parser.add_argument("--reuse", action="store_true", help="keep the records a bench database holds already")
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--postgres-database", default=BENCH_DATABASE)
+    parser.add_argument("--sqlite-path", type=Path, default=SQLITE_PATH)
+    parser.add_argument("--pages", default="", help="comma-separated label prefixes of the pages to time")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        measure(args.runs)
+        measure(args.runs, [prefix for prefix in args.pages.split(",") if prefix])
         return
-    urls = {"sqlite": f"sqlite:///{SQLITE_PATH}", "postgresql": f"{POSTGRES_SERVER}/{BENCH_DATABASE}"}
+    urls = {"sqlite": f"sqlite:///{args.sqlite_path}", "postgresql": f"{POSTGRES_SERVER}/{args.postgres_database}"}
     children: list[devstack.Child] = []
     try:
         redis_url = devstack.start_redis(devstack.free_port(), port_hint="", into=children)
@@ -237,7 +247,7 @@ def main() -> None:
         for vendor in args.databases.split(","):
             env = {**base, "DATABASE_URL": urls[vendor]}
             if not (args.reuse and has_records(env)):
-                fresh_database(vendor)
+                fresh_database(vendor, args.sqlite_path, args.postgres_database)
                 run(["migrate", "--noinput", "-v", "0"], env)
                 run(["load_demo"], env)
                 started = time.monotonic()
@@ -250,9 +260,12 @@ def main() -> None:
             else:
                 run(["migrate", "--noinput", "-v", "0"], env)
             if vendor == "postgresql":
-                vacuumed()
+                vacuumed(args.postgres_database)
             subprocess.run(
-                [sys.executable, __file__, "--measure", f"--runs={args.runs}"], env=env, cwd=ROOT, check=True
+                [sys.executable, __file__, "--measure", f"--runs={args.runs}", f"--pages={args.pages}"],
+                env=env,
+                cwd=ROOT,
+                check=True,
             )
     finally:
         devstack.stop(children)

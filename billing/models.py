@@ -196,22 +196,14 @@ COVERED_SUMS = (
 )
 
 
-class UsageRollup(models.Model):
-    """The usage records of one hour, team, user, API key, model and route, summed (billing/rollups/).
+class RollupSums(models.Model):
+    """What a rollup sums of its records (billing/rollups/maintain.py SUMS), whatever its slice.
 
-    Dashboards read these instead of the records. An absent team, user or
-    key is 0, so that the unique key holds (SQL's NULLs never conflict).
     Cost is in integer units of 10^-10 USD (billing/money/__init__.py): exact sums on
     SQLite too. Latency and time to first token are histograms, one column
     per bucket of billing/rollups/buckets.py, from which percentiles come.
     """
 
-    hour = models.DateTimeField()
-    team_id = models.IntegerField(default=0)
-    user_id = models.IntegerField(default=0)
-    api_key_id = models.IntegerField(default=0)
-    model = models.CharField(max_length=200, blank=True)
-    route = models.CharField(max_length=50, blank=True)
     requests = models.IntegerField(default=0)
     errors = models.IntegerField(default=0)
     cancelled = models.IntegerField(default=0)
@@ -227,6 +219,25 @@ class UsageRollup(models.Model):
     ttft_count = models.IntegerField(default=0)
     cache_hits = models.IntegerField(default=0, help_text="Calls answered from the response cache.")
     cache_saving_units = models.BigIntegerField(default=0, help_text="What the cache hits saved, in 10^-10 USD.")
+
+    class Meta:
+        abstract = True
+
+
+class UsageRollup(RollupSums):
+    """The usage records of one hour, team, user, API key, model and route, summed (billing/rollups/).
+
+    Dashboards read these (or the day rollups, UsageDayRollup) instead of
+    the records. An absent team, user or key is 0, so that the unique key
+    holds (SQL's NULLs never conflict).
+    """
+
+    hour = models.DateTimeField()
+    team_id = models.IntegerField(default=0)
+    user_id = models.IntegerField(default=0)
+    api_key_id = models.IntegerField(default=0)
+    model = models.CharField(max_length=200, blank=True)
+    route = models.CharField(max_length=50, blank=True)
 
     class Meta:
         constraints = [
@@ -248,8 +259,49 @@ class UsageRollup(models.Model):
         return f"{self.hour:%Y-%m-%d %H}h team {self.team_id} {self.model or '-'}: {self.requests} calls"
 
 
-for _column in (*LATENCY_COLUMNS, *TTFT_COLUMNS):
-    models.IntegerField(default=0).contribute_to_class(UsageRollup, _column)
+class UsageDayRollup(RollupSums):
+    """A team's usage of one UTC day, summed per model and route, and apart per user and API key.
+
+    Every hour rollup counts once in each grain: in its model and route's
+    row, and in its user and key's row, so the rows of one grain hold all
+    of the team's calls of the day. The other grain's columns stay empty
+    ("" or 0): the dashboards filter and group these rows by the hour
+    rollups' own column names. A card whose filters and grouping name only
+    model and route, or only user and key, reads its whole days here
+    (billing/dashboards/sources.py): 90 days of spend by model are 90 rows
+    per model and route, where the hour rollups hold one per hour, user,
+    key, model and route. (A key has one user, so the user and key grain
+    is hardly bigger than the keys alone.)
+    """
+
+    class Grain(models.TextChoices):
+        MODEL_ROUTE = "model_route", "Model and route"
+        USER_KEY = "user_key", "User and API key"
+
+    day = models.DateTimeField(help_text="Midnight UTC.")
+    team_id = models.IntegerField(default=0)
+    grain = models.CharField(max_length=11, choices=Grain.choices)
+    model = models.CharField(max_length=200, blank=True)
+    route = models.CharField(max_length=50, blank=True)
+    user_id = models.IntegerField(default=0)
+    api_key_id = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # Also the index of a card's read: one team, one grain, a run of days.
+            models.UniqueConstraint(
+                fields=["team_id", "grain", "day", "model", "route", "user_id", "api_key_id"],
+                name="one_day_rollup_per_slice",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} team {self.team_id} by {self.grain}: {self.requests} calls"
+
+
+for _model in (UsageRollup, UsageDayRollup):
+    for _column in (*LATENCY_COLUMNS, *TTFT_COLUMNS):
+        models.IntegerField(default=0).contribute_to_class(_model, _column)
 
 
 # A spend cap or a rate limit applies to exactly one of a user, a team, an API key.

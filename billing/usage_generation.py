@@ -6,8 +6,8 @@ dated price book of the call's moment, with cached input, cache writes and
 reasoning tokens at their own prices. The mix: calls to routes (falling
 back along their chains now and then) and to models by id, streamed and
 not, errors and cancellations, calls to a model with no price. The records
-are inserted in batches, then their rollups are rebuilt from them
-(billing/rollups/build.py), so that `check_rollups` finds them equal.
+are inserted in batches, then their hour and day rollups are rebuilt from
+them (billing/rollups/build.py), so that `check_rollups` finds them equal.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from billing.models import ApiKey, Team, TeamMembership, UsageRecord
-from billing.rollups.build import rollups_rebuild
+from billing.rollups.build import day_rollups_rebuild, rollups_rebuild
 from billing.services import UsageBooking, api_key_hash, usage_record_new
 from routing.calls.spec import CallSpec
 from routing.catalog import Catalog, CatalogModel, get_catalog
@@ -71,6 +71,7 @@ class Cast:
 class Generated:
     records: int
     rollups: int
+    day_rollups: int
     since: dt.datetime
     until: dt.datetime
     seconds_inserting: float
@@ -322,9 +323,11 @@ def usage_generate(
             progress(done)
     inserted = time.monotonic()
     rollups = rollups_rebuild(since, until)
+    day_rollups = day_rollups_rebuild(since, until)
     return Generated(
         records=records,
         rollups=rollups,
+        day_rollups=day_rollups,
         since=since,
         until=until,
         seconds_inserting=inserted - started,

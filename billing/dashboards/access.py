@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.http import Http404
 from django.urls import reverse
 
-from billing.models import ApiKey, Team, TeamMembership, UsageRecord, UsageRollup
+from billing.models import ApiKey, Team, TeamMembership, UsageDayRollup, UsageRecord, UsageRollup
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -36,6 +36,8 @@ class UsageScope(Protocol):
     def records(self) -> QuerySet[UsageRecord]: ...
 
     def rollups(self) -> QuerySet[UsageRollup]: ...
+
+    def day_rollups(self) -> QuerySet[UsageDayRollup] | None: ...
 
     def keys(self) -> QuerySet[ApiKey]: ...
 
@@ -68,6 +70,10 @@ class TeamAccess:
         """
         return UsageRecord.objects.filter(team=self.team)
 
+    def day_rollups(self) -> QuerySet[UsageDayRollup]:
+        """The team's day rollups: the same figures, summed per day (billing/dashboards/sources.py)."""
+        return UsageDayRollup.objects.filter(team_id=self.team.pk)
+
     def keys(self) -> QuerySet[ApiKey]:
         """The team's API keys the viewer may filter by."""
         keys = ApiKey.objects.filter(team=self.team)
@@ -91,6 +97,10 @@ class PersonalAccess:
 
     def rollups(self) -> QuerySet[UsageRollup]:
         return UsageRollup.objects.filter(user_id=self.viewer.pk)
+
+    def day_rollups(self) -> None:
+        # Day rollups are a team's: one's own usage across teams has none.
+        return None
 
     def keys(self) -> QuerySet[ApiKey]:
         return ApiKey.objects.filter(user=self.viewer)

@@ -53,14 +53,20 @@ class Filters:
 
     def rollup_q(self) -> Q:
         """The rollups these filters select (the period, then each filter set)."""
-        return Q(hour__gte=self.since, hour__lt=self.until) & self._narrowing()
+        return Q(hour__gte=self.since, hour__lt=self.until) & self.narrowing()
 
     def record_q(self) -> Q:
         """The usage records these filters select: the same calls as rollup_q's rollups."""
-        return Q(created_at__gte=self.since, created_at__lt=self.until) & self._narrowing()
+        return Q(created_at__gte=self.since, created_at__lt=self.until) & self.narrowing()
 
-    def _narrowing(self) -> Q:
-        # The same names on both tables: a rollup's columns are the record's fields (ids for relations).
+    def dimensions(self) -> set[str]:
+        """The dimensions the filters narrow (model, route, user, key): a day rollup holds one."""
+        chosen = {"model": self.model, "route": self.route, "user": self.user_id, "key": self.key_id}
+        return {dimension for dimension, value in chosen.items() if value not in ("", None)}
+
+    def narrowing(self) -> Q:
+        """The filters but the period."""
+        # The same names on every table: a rollup's columns are the record's fields (ids for relations).
         match = Q()
         if self.model:
             match &= Q(model=self.model)

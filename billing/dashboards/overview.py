@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from billing.dashboards import charts, selectors
 from billing.dashboards.caps import cap_usage
+from billing.dashboards.sources import card_rollups
 
 if TYPE_CHECKING:
     from billing.dashboards.access import TeamAccess
@@ -24,18 +25,22 @@ def charts_for(access: TeamAccess) -> list[str]:
 
 def chart_figures(access: TeamAccess, filters: Filters, chart: str) -> dict[str, Any]:
     """The figures of one card (one of charts_for(access)), for its template."""
-    rollups = access.rollups().filter(filters.rollup_q())
     if chart in ("spend", "tokens"):
         series = selectors.over_time(
-            rollups, since=filters.since, until=filters.until, bucket=filters.bucket, stack=filters.stack, metric=chart
+            card_rollups(access, filters, grouped_by=filters.stack, bucketed=True),
+            since=filters.since,
+            until=filters.until,
+            bucket=filters.bucket,
+            stack=filters.stack,
+            metric=chart,
         )
         return {"figure": charts.over_time_chart(series, metric=chart), "empty": not series.values}
     if chart.startswith("by-"):
         dimension = chart.removeprefix("by-")
-        shares = selectors.spend_by(rollups, dimension)
+        shares = selectors.spend_by(card_rollups(access, filters, grouped_by=dimension), dimension)
         return {"figure": charts.spend_by_chart(shares), "shares": shares, "dimension": dimension, "empty": not shares}
     if chart == "models":
-        health = selectors.model_health(rollups)
+        health = selectors.model_health(card_rollups(access, filters, grouped_by="model"))
         return {"health": health, "empty": not health}
     if chart == "caps":
         usage = cap_usage(access)

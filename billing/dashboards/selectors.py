@@ -1,14 +1,16 @@
 """The dashboards' figures, read from the rollups (never the raw records, which may be millions).
 
 Every function takes the rollups a viewer may read, already narrowed by
-the page's filters, and sums them in SQL; percentiles come from the summed
+the page's filters, as parts that add up (hour rollups, and day rollups
+for whole days: billing/dashboards/sources.py). Each part is summed in
+SQL, the parts' few rows in Python; percentiles come from the summed
 latency histograms (billing/rollups/buckets.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
@@ -16,7 +18,7 @@ from typing import Any, cast
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet, Sum
 
-from billing.models import COVERED_SUMS, ApiKey, Team, UsageRecord, UsageRollup
+from billing.models import COVERED_SUMS, ApiKey, Team, UsageDayRollup, UsageRecord
 from billing.money import from_units
 from billing.rollups.buckets import LATENCY_COLUMNS, TTFT_COLUMNS, percentile
 
@@ -65,9 +67,15 @@ class Totals:
         return self.cache_hits / self.requests if self.requests else None
 
 
-def totals(rollups: QuerySet[UsageRollup]) -> Totals:
-    sums = rollups.aggregate(**{name: Sum(name) for name in COVERED_SUMS})
-    values = {name: int(sums[name] or 0) for name in COVERED_SUMS}
+Parts = Sequence[QuerySet[Any]]
+
+
+def totals(parts: Parts) -> Totals:
+    values = dict.fromkeys(COVERED_SUMS, 0)
+    for part in parts:
+        sums = part.aggregate(**{name: Sum(name) for name in COVERED_SUMS})
+        for name in COVERED_SUMS:
+            values[name] += int(sums[name] or 0)
     cost = from_units(values.pop("cost_units"))
     saving = from_units(values.pop("cache_saving_units"))
     return Totals(**values, cost=cost, cache_saving=saving)
@@ -117,7 +125,7 @@ def bucket_starts(since: dt.datetime, until: dt.datetime, bucket: str) -> list[d
 
 
 def over_time(
-    rollups: QuerySet[UsageRollup],
+    parts: Parts,
     *,
     since: dt.datetime,
     until: dt.datetime,
@@ -128,17 +136,18 @@ def over_time(
     """Spend (USD) or tokens per bucket, stacked by model, user, key or route."""
     field = DIMENSION_FIELDS[stack]
     amount = Sum("cost_units") if metric == "spend" else Sum("input_tokens") + Sum("output_tokens")
-    # Summed per hour in SQL and into buckets here: truncating every row's hour in SQL is a function call per
-    # rollup (in Python, on SQLite), where the rows per hour and series are far fewer.
-    rows = rollups.values("hour", field).order_by().annotate(amount=amount)
     starts = bucket_starts(since, until, bucket)
     index = {start: i for i, start in enumerate(starts)}
     sums: dict[Any, list[int]] = {}
-    for row in rows:
-        counted = sums.setdefault(row[field], [0] * len(starts))
-        i = index.get(bucket_of(row["hour"].astimezone(dt.UTC), bucket))
-        if i is not None:
-            counted[i] += row["amount"] or 0
+    for part in parts:
+        # Summed per hour (or day) in SQL and into buckets here: truncating every row's hour in SQL is a function
+        # call per rollup (in Python, on SQLite), where the rows per hour and series are far fewer.
+        moment = "day" if part.model is UsageDayRollup else "hour"
+        for row in part.values(moment, field).order_by().annotate(amount=amount):
+            counted = sums.setdefault(row[field], [0] * len(starts))
+            i = index.get(bucket_of(row[moment].astimezone(dt.UTC), bucket))
+            if i is not None:
+                counted[i] += row["amount"] or 0
     by_label = {
         key: [float(from_units(units)) for units in counted] if metric == "spend" else [float(n) for n in counted]
         for key, counted in sums.items()
@@ -165,31 +174,39 @@ class Share:
     unpriced: int
 
 
-def spend_by(rollups: QuerySet[UsageRollup], dimension: str, *, limit: int = 12) -> list[Share]:
-    """Spend, requests and tokens per model, user, key or route, the most expensive first."""
+def spend_by(parts: Parts, dimension: str, *, limit: int = 12) -> list[Share]:
+    """Spend, requests and tokens per model, user, key or route, the most expensive first (ties by value)."""
     field = DIMENSION_FIELDS[dimension]
-    rows = list(
-        rollups.values(field)
-        .order_by()
-        .annotate(
-            cost=Sum("cost_units"),
-            n=Sum("requests"),
-            tokens=Sum("input_tokens") + Sum("output_tokens"),
-            unpriced_n=Sum("unpriced"),
+    # Per value: cost units, requests, tokens, unpriced requests. Every value is read (a team has at most
+    # hundreds), so that parts add up before the dearest are chosen.
+    sums: dict[Any, list[int]] = {}
+    for part in parts:
+        rows = (
+            part.values(field)
+            .order_by()
+            .annotate(
+                cost=Sum("cost_units"),
+                n=Sum("requests"),
+                tokens=Sum("input_tokens") + Sum("output_tokens"),
+                unpriced_n=Sum("unpriced"),
+            )
         )
-        .order_by("-cost", "-n")[:limit]
-    )
-    labels = labels_of(dimension, [row[field] for row in rows])
+        for row in rows:
+            added = [int(row[name] or 0) for name in ("cost", "n", "tokens", "unpriced_n")]
+            counted = sums.get(row[field])
+            sums[row[field]] = added if counted is None else [a + b for a, b in zip(counted, added, strict=True)]
+    ranked = sorted(sums.items(), key=lambda item: (-item[1][0], -item[1][1], str(item[0])))[:limit]
+    labels = labels_of(dimension, [key for key, _ in ranked])
     return [
         Share(
-            key=row[field],
-            label=labels[row[field]],
-            requests=row["n"] or 0,
-            tokens=row["tokens"] or 0,
-            cost=from_units(row["cost"] or 0),
-            unpriced=row["unpriced_n"] or 0,
+            key=key,
+            label=labels[key],
+            requests=n,
+            tokens=tokens,
+            cost=from_units(cost),
+            unpriced=unpriced,
         )
-        for row in rows
+        for key, (cost, n, tokens, unpriced) in ranked
     ]
 
 
@@ -213,21 +230,27 @@ class ModelHealth:
         return self.fell_back / self.requests if self.requests else 0.0
 
 
-def model_health(rollups: QuerySet[UsageRollup]) -> list[ModelHealth]:
+def model_health(parts: Parts) -> list[ModelHealth]:
     """Requests, error and fallback rates, latency and time to first token (p50, p95) per model."""
-    sums: dict[str, Any] = {"n": Sum("requests"), "failed": Sum("errors"), "moved": Sum("fell_back")}
-    sums.update({column: Sum(column) for column in (*LATENCY_COLUMNS, *TTFT_COLUMNS)})
-    rows = cast("Iterable[dict[str, Any]]", rollups.values("model").order_by().annotate(**sums))
+    columns = ("requests", "errors", "fell_back", *LATENCY_COLUMNS, *TTFT_COLUMNS)
+    # Named apart from the columns they sum: an aggregate may not shadow a field.
+    sums = {f"s_{column}": Sum(column) for column in columns}
+    per_model: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for row in cast("Iterable[dict[str, Any]]", part.values("model").order_by().annotate(**sums)):
+            counted = per_model.setdefault(row["model"], dict.fromkeys(columns, 0))
+            for column in columns:
+                counted[column] += int(row[f"s_{column}"] or 0)
     health = []
-    for row in rows:
-        latency = [row[column] or 0 for column in LATENCY_COLUMNS]
-        ttft = [row[column] or 0 for column in TTFT_COLUMNS]
+    for model, row in per_model.items():
+        latency = [row[column] for column in LATENCY_COLUMNS]
+        ttft = [row[column] for column in TTFT_COLUMNS]
         health.append(
             ModelHealth(
-                model=row["model"] or NONE_LABEL["model"],
-                requests=row["n"] or 0,
-                errors=row["failed"] or 0,
-                fell_back=row["moved"] or 0,
+                model=model or NONE_LABEL["model"],
+                requests=row["requests"],
+                errors=row["errors"],
+                fell_back=row["fell_back"],
                 latency_p50=percentile(latency, 0.5),
                 latency_p95=percentile(latency, 0.95),
                 ttft_p50=percentile(ttft, 0.5),

@@ -77,7 +77,7 @@ def me(request: AuthenticatedHttpRequest) -> HttpResponse:
     context["export_url"] = reverse("me-usage-csv")
     filters = context["filters"]
     if filters is not None:
-        rollups = access.rollups().filter(filters.rollup_q())
+        rollups = [access.rollups().filter(filters.rollup_q())]
         keys = list(access.keys().select_related("team").order_by("-created_at"))
         spend_by_key = {share.key: share for share in selectors.spend_by(rollups, "key", limit=len(keys) + 1)}
         context["totals"] = selectors.totals(rollups)

@@ -21,6 +21,7 @@ from billing.dashboards import selectors
 from billing.dashboards.access import UsageScope, record_page, team_access, teams_of
 from billing.dashboards.filters import Filters, FiltersForm
 from billing.dashboards.overview import chart_figures, charts_for
+from billing.dashboards.sources import card_rollups
 from routing.selectors import model_and_route_names
 from routing.trace import trace_view
 
@@ -69,7 +70,7 @@ def team(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     context["show_chart_options"] = True
     filters: Filters | None = context["filters"]
     if filters is not None:
-        context["totals"] = selectors.totals(access.rollups().filter(filters.rollup_q()))
+        context["totals"] = selectors.totals(card_rollups(access, filters))
         context["charts"] = charts_for(access)
     return partial_or_page(request, "billing/team/overview.html", "team-view", context)
 

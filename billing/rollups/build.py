@@ -1,7 +1,8 @@
 """Rollups summed from the raw records in SQL: to check the rollups kept by booking, and to rebuild them.
 
 Both read the same aggregate, grouped by the rollup's slice, so a rollup
-that equals it is exact for every figure the dashboards show.
+that equals it is exact for every figure the dashboards show. The day
+rollups are checked against, and rebuilt from, the hour rollups.
 """
 
 from __future__ import annotations
@@ -13,16 +14,21 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Count, F, IntegerField, Max, Min, Model, Q, QuerySet, Sum, Value
-from django.db.models.functions import Cast, Coalesce, Round, TruncHour
+from django.db.models.functions import Cast, Coalesce, Round, TruncDay, TruncHour
 
 from billing.caps.counters import COST_UNITS
-from billing.models import UNPRICED, UsageRecord, UsageRollup
+from billing.models import UNPRICED, UsageDayRollup, UsageRecord, UsageRollup
 from billing.money import UNITS_PER_USD
 from billing.periods import hour_of
 from billing.rollups.buckets import BOUNDS_MS, LATENCY_COLUMNS, TTFT_COLUMNS
-from billing.rollups.maintain import SLICE, SUMS, Slice
+from billing.rollups.maintain import DAY_SLICE, SLICE, SUMS, DaySlice, Slice, day_slices
 
 SAVING_UNITS = Cast(Round(F("cache_saving_usd") * Value(UNITS_PER_USD)), output_field=BigIntegerField())
+# The columns each grain of the day rollups keeps of its hour rollups (the others are emptied).
+GRAIN_COLUMNS = {
+    UsageDayRollup.Grain.MODEL_ROUTE.value: ("model", "route"),
+    UsageDayRollup.Grain.USER_KEY.value: ("user_id", "api_key_id"),
+}
 # Rebuilt or checked a day at a time, so that memory stays bounded by one day's slices.
 STEP = dt.timedelta(days=1)
 
@@ -190,3 +196,102 @@ def rollups_rebuild(
                 cursor.execute(f"INSERT INTO {table} ({columns}) {select}", params)
                 written += max(cursor.rowcount, 0)
     return written
+
+
+def whole_days(since: dt.datetime, until: dt.datetime) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+    """[since, until) widened to whole UTC days, a day at a time: the day rollups' grain."""
+    start = hour_of(since).replace(hour=0)
+    while start < until:
+        yield start, start + dt.timedelta(days=1)
+        start += dt.timedelta(days=1)
+
+
+def day_sums(rollups: QuerySet[Any], grain: str) -> QuerySet[Any, dict[str, Any]]:
+    """The hour rollups summed per UTC day, team and one grain's values: DAY_SLICE and SUMS, prefixed "s_"."""
+    kept = GRAIN_COLUMNS[grain]
+    emptied = {"model": Value(""), "route": Value(""), "user_id": Value(0), "api_key_id": Value(0)}
+    grouped: QuerySet[Any, dict[str, Any]] = (
+        rollups.values(
+            s_day=TruncDay("hour", tzinfo=dt.UTC),
+            s_team_id=F("team_id"),
+            s_grain=Value(grain),
+            **{f"s_{column}": F(column) if column in kept else empty for column, empty in emptied.items()},
+        )
+        .order_by()
+        .annotate(**{f"s_{name}": Sum(name) for name in SUMS})
+    )
+    return grouped
+
+
+def day_rollups_rebuild(
+    since: dt.datetime,
+    until: dt.datetime,
+    *,
+    rollup_model: type[Model] = UsageRollup,
+    day_model: type[Model] = UsageDayRollup,
+) -> int:
+    """Replace the day rollups of the UTC days from since's to until's with sums of their hour rollups; the rows.
+
+    Run after the hour rollups are right (check_rollups --rebuild rebuilds
+    those first). Locked as rollups_rebuild locks: a booking adds to its
+    hour rollup and then to its day rollups, so on PostgreSQL it waits for
+    the day table's lock, and its hour rollup, not committed yet, is not
+    among the sums read.
+    """
+    quote = connection.ops.quote_name
+    table = quote(day_model._meta.db_table)
+    written = 0
+    for start, end in whole_days(since, until):
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+            day_model._default_manager.filter(day__gte=start, day__lt=end).delete()
+            hours = rollup_model._default_manager.filter(hour__gte=start, hour__lt=end)
+            for grain in GRAIN_COLUMNS:
+                compiler = day_sums(hours, grain).query.get_compiler(connection=connection)
+                select, params = compiler.as_sql()
+                columns = ", ".join(quote(alias.removeprefix("s_")) for _, _, alias in compiler.select)
+                with connection.cursor() as cursor:
+                    cursor.execute(f"INSERT INTO {table} ({columns}) {select}", params)
+                    written += max(cursor.rowcount, 0)
+    return written
+
+
+@dataclass(frozen=True)
+class DayMismatch:
+    slice: DaySlice
+    expected: list[int] | None
+    found: list[int] | None
+
+    def describe(self) -> str:
+        day, team, grain, model, route, user, key = self.slice
+        if grain == UsageDayRollup.Grain.MODEL_ROUTE:
+            where = f"{day:%Y-%m-%d} team={team} model={model or '-'} route={route or '-'}"
+        else:
+            where = f"{day:%Y-%m-%d} team={team} user={user} key={key}"
+        if self.expected is None:
+            return f"{where}: a day rollup with no hour rollups"
+        if self.found is None:
+            return f"{where}: hour rollups with no day rollup"
+        differ = [
+            f"{n} {e} in hour rollups, {f} in day rollup"
+            for n, e, f in zip(SUMS, self.expected, self.found, strict=True)
+            if e != f
+        ]
+        return f"{where}: " + "; ".join(differ)
+
+
+def day_rollups_check(since: dt.datetime, until: dt.datetime) -> Iterator[DayMismatch]:
+    """Every day rollup of the UTC days from since's to until's that differs from its hour rollups summed.
+
+    With rollups_check (the hour rollups equal the records), this proves the
+    day rollups equal the records too.
+    """
+    for start, end in whole_days(since, until):
+        expected = day_slices(rollup_slices(start, end))
+        rows = UsageDayRollup.objects.filter(day__gte=start, day__lt=end).values_list(*DAY_SLICE, *SUMS)
+        found = {tuple(row[: len(DAY_SLICE)]): list(row[len(DAY_SLICE) :]) for row in rows if row[len(DAY_SLICE)]}
+        for key in sorted(expected.keys() | found.keys()):
+            if expected.get(key) != found.get(key):
+                yield DayMismatch(key, expected.get(key), found.get(key))

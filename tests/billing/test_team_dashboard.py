@@ -301,7 +301,7 @@ def test_hours_fall_in_their_day_week_and_month(bucket: str, starts: list[str], 
     UsageRollup.objects.create(hour=hour(30, 11, 0), model="a", input_tokens=20)
     UsageRollup.objects.create(hour=hour(1, 12, 5), model="b", input_tokens=40)
     series = over_time(
-        UsageRollup.objects.all(),
+        [UsageRollup.objects.all()],
         since=hour(29, 11, 0),
         until=hour(2, 12, 0),
         bucket=bucket,

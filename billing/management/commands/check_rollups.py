@@ -1,4 +1,4 @@
-"""`manage.py check_rollups`: prove that the dashboards' rollups equal the usage records they sum."""
+"""`manage.py check_rollups`: prove that the dashboards' rollups (hour and day) equal the usage records they sum."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from billing.rollups.build import rollups_check, rollups_rebuild, rollups_span
+from billing.rollups.build import (
+    day_rollups_check,
+    day_rollups_rebuild,
+    rollups_check,
+    rollups_rebuild,
+    rollups_span,
+)
 
 # Mismatches printed before the rest are only counted.
 SHOWN = 20
@@ -25,7 +31,8 @@ def _moment(text: str) -> dt.datetime:
 class Command(BaseCommand):
     help = (
         "Compare the usage rollups of a period, hour by hour and slice by slice, with sums of the raw usage "
-        "records; exit 1 on any difference. With --rebuild, replace that period's rollups with those sums."
+        "records, and the day rollups of its UTC days with sums of their hour rollups; exit 1 on any difference. "
+        "With --rebuild, replace that period's rollups with those sums first."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -46,12 +53,23 @@ class Command(BaseCommand):
         if options["rebuild"]:
             written = rollups_rebuild(since, until)
             self.stdout.write(f"Rebuilt {written} rollups from {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC.")
+            written = day_rollups_rebuild(since, until)
+            days = f"{since:%Y-%m-%d} to {until:%Y-%m-%d}"
+            self.stdout.write(f"Rebuilt {written} day rollups of the UTC days from {days}.")
         found = 0
         for mismatch in rollups_check(since, until):
             found += 1
             if found <= SHOWN:
                 self.stdout.write(mismatch.describe())
+        found_days = 0
+        for day_mismatch in day_rollups_check(since, until):
+            found_days += 1
+            if found + found_days <= SHOWN:
+                self.stdout.write(day_mismatch.describe())
         period = f"from {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC"
-        if found:
-            raise CommandError(f"{found} rollups differ from their records {period}.")
-        self.stdout.write(f"The rollups equal the usage records {period}.")
+        if found or found_days:
+            raise CommandError(
+                f"{found} rollups differ from their records {period}; "
+                f"{found_days} day rollups differ from their hour rollups."
+            )
+        self.stdout.write(f"The rollups equal the usage records {period}, and the day rollups their hour rollups.")

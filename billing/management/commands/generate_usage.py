@@ -44,6 +44,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{generated.records:,} records inserted in {generated.seconds_inserting:.1f} s "
             f"({generated.records / max(generated.seconds_inserting, 1e-9):,.0f}/s), "
-            f"{generated.rollups:,} rollups rebuilt in {generated.seconds_rolling_up:.1f} s, "
+            f"{generated.rollups:,} rollups and {generated.day_rollups:,} day rollups rebuilt "
+            f"in {generated.seconds_rolling_up:.1f} s, "
             f"from {generated.since:%Y-%m-%d %H:%M} to {generated.until:%Y-%m-%d %H:%M} UTC."
         )
