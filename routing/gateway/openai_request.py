@@ -368,7 +368,11 @@ def _messages(raw: Any) -> tuple[str | None, tuple[Message, ...]]:
         name = item.get("name")
         if name is not None and not isinstance(name, str):
             raise _invalid_type(f"{where}.name", "a string", name)
-        text, images = _text(item.get("content"), f"{where}.content")
+        content = item.get("content")
+        # Only an assistant message that calls tools may leave its content out, as OpenAI has it.
+        if content is None and role != "assistant":
+            raise _missing(f"{where}.content")
+        text, images = _text(content, f"{where}.content")
         if role in ("system", "developer"):
             system.append(text)
         elif role in ("tool", "function"):
@@ -385,7 +389,10 @@ def _messages(raw: Any) -> tuple[str | None, tuple[Message, ...]]:
                 )
             )
         elif role == "assistant":
-            messages.append(Message(role="assistant", content=text, tool_calls=_tool_calls(item, where)))
+            tool_calls = _tool_calls(item, where)
+            if content is None and not tool_calls:
+                raise _missing(f"{where}.content")
+            messages.append(Message(role="assistant", content=text, tool_calls=tool_calls))
         else:
             messages.append(Message(role="user", content=text, images=images, name=name))
     if not messages:

@@ -225,8 +225,9 @@ def test_records_inserted_together_are_written_at_once_and_a_call_booked_already
         return call_spec("up/gpt-4o-mini", prompt="Hi", call_id=call_id, user_id=alice.pk)
 
     together = [usage_record_new(_booking(spec(f"chatcmpl-together-{n}"))) for n in range(5)]
-    # One statement for the five and one for the rollup they share (at most a savepoint and its release besides).
-    with django_assert_max_num_queries(4):
+    # One statement for the five, one for the hour rollup and one for the day rollups they share (at most a
+    # savepoint and its release besides). SQLite's rollup statements go past Django's cursor, so it counts fewer.
+    with django_assert_max_num_queries(5):
         assert usage_records_insert(together) == [True] * 5
     assert all(record.pk for record in together)
 
