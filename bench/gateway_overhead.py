@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import devstack  # noqa: E402
 from bench.loadgen import PhaseResult, run_phase  # noqa: E402
-from bench.site import site_prepared  # noqa: E402
+from bench.site import site_prepared, site_started  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -234,20 +234,7 @@ def main() -> int:
             .strip()
             .splitlines()[-1]
         )
-        web_port = devstack.free_port()
-        devstack.spawn(
-            "worker",
-            [sys.executable, "-m", "celery", "-A", "switchyard", "worker", "--pool=threads",
-             f"--concurrency={args.concurrency}", "--loglevel=WARNING", "--without-mingle", "--without-gossip"],
-            env, into=children,
-        )  # fmt: skip
-        devstack.spawn(
-            "web",
-            [sys.executable, "-m", "switchyard.server", "--host", "127.0.0.1",
-             "--port", str(web_port), "--no-access-log", "--log-level", "warning"],
-            env, into=children,
-        )  # fmt: skip
-        devstack.wait_until_serving(f"http://127.0.0.1:{web_port}/accounts/login/", children)
+        web_port = site_started(env, children, concurrency=args.concurrency)
         worker_pid = children[2].process.pid
         web_pid = children[3].process.pid
         redis_pid = children[1].process.pid

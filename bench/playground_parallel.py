@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import devstack  # noqa: E402
-from bench.site import site_prepared  # noqa: E402
+from bench.site import site_prepared, site_started  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 USERS = 20
@@ -263,21 +263,8 @@ def main() -> int:
         env = site_prepared(workdir, redis_url)
         setup = SETUP.format(models=MODELS, options=SIM_OPTIONS, users=USERS, password=PASSWORD)
         key = devstack.manage("shell", "-c", setup, env=env, capture=True).strip().splitlines()[-1]
-        web_port = devstack.free_port()
-        devstack.spawn(
-            "worker",
-            [sys.executable, "-m", "celery", "-A", "switchyard", "worker", "--pool=threads",
-             f"--concurrency={args.concurrency}", "--loglevel=WARNING", "--without-mingle", "--without-gossip"],
-            env, into=children,
-        )  # fmt: skip
-        devstack.spawn(
-            "web",
-            [sys.executable, "-m", "switchyard.server", "--host", "127.0.0.1",
-             "--port", str(web_port), "--no-access-log", "--log-level", "warning"],
-            env, into=children,
-        )  # fmt: skip
+        web_port = site_started(env, children, concurrency=args.concurrency)
         base_url = f"http://127.0.0.1:{web_port}"
-        devstack.wait_until_serving(f"{base_url}/accounts/login/", children)
         pids = {
             "web": children[2].process.pid,
             "worker": children[1].process.pid,

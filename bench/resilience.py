@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import devstack  # noqa: E402
 from bench.loadgen import PhaseResult, run_phase  # noqa: E402
-from bench.site import site_prepared  # noqa: E402
+from bench.site import site_prepared, site_started  # noqa: E402
 
 SETUP = """
 from decimal import Decimal
@@ -150,20 +150,7 @@ def main() -> int:
         env = site_prepared(workdir, redis_url)
         setup = SETUP.format(base_url=f"http://127.0.0.1:{upstream_port}/v1")
         key = devstack.manage("shell", "-c", setup, env=env, capture=True).strip().splitlines()[-1]
-        web_port = devstack.free_port()
-        devstack.spawn(
-            "worker",
-            [sys.executable, "-m", "celery", "-A", "switchyard", "worker", "--pool=threads",
-             "--concurrency=256", "--loglevel=WARNING", "--without-mingle", "--without-gossip"],
-            env, into=children,
-        )  # fmt: skip
-        devstack.spawn(
-            "web",
-            [sys.executable, "-m", "switchyard.server", "--host", "127.0.0.1",
-             "--port", str(web_port), "--no-access-log", "--log-level", "warning"],
-            env, into=children,
-        )  # fmt: skip
-        devstack.wait_until_serving(f"http://127.0.0.1:{web_port}/accounts/login/", children)
+        web_port = site_started(env, children, concurrency=256)
         auth = {"Authorization": f"Bearer {key}"}
         print(f"Switchyard resilience bench: {os.cpu_count()} CPUs, scale {scale:g}\n")
 

@@ -181,14 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(header)
     for name, r in results.items():
         print(
-            f"{name:<11}{r['apgr']:>7.3f}{_pct(r['cpt50']):>8}{_pct(r['cpt80']):>8}{r['strong_share']:>8.1%}"
+            f"{name:<11}{r['apgr']:>7.3f}{percent_or_dash(r['cpt50']):>8}{percent_or_dash(r['cpt80']):>8}{r['strong_share']:>8.1%}"
             f"{r['quality']:>9.1%}{r['cost_saved']:>8.1%}{r['decision_ms_p50']:>9.3f}{r['decision_ms_p99']:>9.3f}"
             f"{r['decision_ms_p50_12kb']:>10.3f}"
         )
     return 0
 
 
-def _pct(value: float | None) -> str:
+def percent_or_dash(value: float | None) -> str:
+    """A CPT figure as a percentage; a dash where the strategy never reached that quality."""
     return "–" if value is None else f"{value:.1%}"
 
 

@@ -32,7 +32,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.routing_eval import STRATEGIES, STRONG_PRICE, WEAK_PRICE, evaluate, unseen  # noqa: E402
+from bench.routing_eval import (  # noqa: E402
+    STRATEGIES,
+    STRONG_PRICE,
+    WEAK_PRICE,
+    evaluate,
+    percent_or_dash,
+    unseen,
+)
 from bench.routing_eval_split import split_keys  # noqa: E402
 from routing.learned.graded import Graded, GradedDataError, graded_files  # noqa: E402
 
@@ -117,14 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for by, s in splits.items():
             print(
                 f"{name:<11}{by:<9}{s['apgr_mean']:>7.3f}{s['apgr_sd']:>7.3f}{s['apgr_min']:>7.3f}{s['apgr_max']:>7.3f}"
-                f"{_pct(s['cpt50_mean']):>8}{_pct(s['cpt80_mean']):>8}{s['decision_ms_p50']:>9.3f}"
+                f"{percent_or_dash(s['cpt50_mean']):>8}{percent_or_dash(s['cpt80_mean']):>8}{s['decision_ms_p50']:>9.3f}"
                 f"{s['decision_ms_p99']:>9.3f}{s['decision_ms_p50_12kb']:>10.3f}"
             )
     return 0
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import devstack
@@ -23,3 +24,22 @@ def site_prepared(workdir: Path, redis_url: str) -> dict[str, str]:
     devstack.manage("collectstatic", "--noinput", "-v", "0", env=env)
     devstack.manage("migrate", "--noinput", "-v", "0", env=env)
     return env
+
+
+def site_started(env: dict[str, str], children: list[devstack.Child], *, concurrency: int) -> int:
+    """Start the site's worker (`concurrency` threads) and web process, in that order, into `children`; its port."""
+    web_port = devstack.free_port()
+    devstack.spawn(
+        "worker",
+        [sys.executable, "-m", "celery", "-A", "switchyard", "worker", "--pool=threads",
+         f"--concurrency={concurrency}", "--loglevel=WARNING", "--without-mingle", "--without-gossip"],
+        env, into=children,
+    )  # fmt: skip
+    devstack.spawn(
+        "web",
+        [sys.executable, "-m", "switchyard.server", "--host", "127.0.0.1",
+         "--port", str(web_port), "--no-access-log", "--log-level", "warning"],
+        env, into=children,
+    )  # fmt: skip
+    devstack.wait_until_serving(f"http://127.0.0.1:{web_port}/accounts/login/", children)
+    return web_port

@@ -7,6 +7,7 @@ rollups are checked against, and rebuilt from, the hour rollups.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -178,23 +179,39 @@ def rollups_rebuild(
     that commits its record in between cannot add to a row that is about
     to be replaced.
     """
-    quote = connection.ops.quote_name
-    table = quote(rollup_model._meta.db_table)
     written = 0
     for start, end in days(since, until):
-        with transaction.atomic():
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+        with _rebuilding(rollup_model):
             rollup_model._default_manager.filter(hour__gte=start, hour__lt=end).delete()
             sums = raw_sums(record_model._default_manager.filter(created_at__gte=start, created_at__lt=end))
-            compiler = sums.query.get_compiler(connection=connection)
-            select, params = compiler.as_sql()
-            # The SELECT's columns are named s_<rollup column>, in the compiler's order.
-            columns = ", ".join(quote(alias.removeprefix("s_")) for _, _, alias in compiler.select)
+            written += _insert_sums(rollup_model, sums)
+    return written
+
+
+@contextlib.contextmanager
+def _rebuilding(model: type[Model]) -> Iterator[None]:
+    """A transaction in which `model`'s table is rebuilt while bookings wait (locked on PostgreSQL)."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute(f"INSERT INTO {table} ({columns}) {select}", params)
-                written += max(cursor.rowcount, 0)
+                cursor.execute(
+                    f"LOCK TABLE {connection.ops.quote_name(model._meta.db_table)} IN SHARE ROW EXCLUSIVE MODE"
+                )
+        yield
+
+
+def _insert_sums(model: type[Model], sums: QuerySet[Any, dict[str, Any]]) -> int:
+    """Write `sums` into `model`'s table in the database (INSERT … SELECT); the rows written.
+
+    The SELECT's columns are named s_<column of the table>, in the compiler's order.
+    """
+    quote = connection.ops.quote_name
+    compiler = sums.query.get_compiler(connection=connection)
+    select, params = compiler.as_sql()
+    columns = ", ".join(quote(alias.removeprefix("s_")) for _, _, alias in compiler.select)
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {select}", params)
+        written: int = max(cursor.rowcount, 0)
     return written
 
 
@@ -238,23 +255,13 @@ def day_rollups_rebuild(
     the day table's lock, and its hour rollup, not committed yet, is not
     among the sums read.
     """
-    quote = connection.ops.quote_name
-    table = quote(day_model._meta.db_table)
     written = 0
     for start, end in whole_days(since, until):
-        with transaction.atomic():
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+        with _rebuilding(day_model):
             day_model._default_manager.filter(day__gte=start, day__lt=end).delete()
             hours = rollup_model._default_manager.filter(hour__gte=start, hour__lt=end)
             for grain in GRAIN_COLUMNS:
-                compiler = day_sums(hours, grain).query.get_compiler(connection=connection)
-                select, params = compiler.as_sql()
-                columns = ", ".join(quote(alias.removeprefix("s_")) for _, _, alias in compiler.select)
-                with connection.cursor() as cursor:
-                    cursor.execute(f"INSERT INTO {table} ({columns}) {select}", params)
-                    written += max(cursor.rowcount, 0)
+                written += _insert_sums(day_model, day_sums(hours, grain))
     return written
 
 
