@@ -127,6 +127,13 @@ class UsageRecord(models.Model):
             "empty for none, null for calls booked before they were recorded."
         ),
     )
+    plain = models.BooleanField(
+        default=False,
+        help_text=(
+            "Any model with PLAIN_CONTEXT tokens of context and PLAIN_OUTPUT of output could have served it: "
+            "booked with a price, its needs recorded and none, within those limits."
+        ),
+    )
     input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     output_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     # What cached input and cache writes were booked at: the input price when the price book had none for them.
@@ -169,6 +176,8 @@ class UsageRecord(models.Model):
             models.Index(fields=["route", "created_at"]),
             # A team's most expensive calls of a period (its dashboard): read dearest first until ten fall in it.
             models.Index(fields=["team", "-cost_usd"], name="record_team_dearest"),
+            # The calls a replay may set apart (billing/money/selectors.py): a small part of a team's calls.
+            models.Index(fields=["team", "created_at"], condition=models.Q(plain=False), name="record_team_unplain"),
         ]
 
     def __str__(self) -> str:
@@ -177,6 +186,24 @@ class UsageRecord(models.Model):
 
 # Answered by a model that had no price, so no cost was booked (a failed call has no model).
 UNPRICED = models.Q(cost_usd__isnull=True) & ~models.Q(model="")
+
+# The limits under which a call is plain: the smallest of the demo's models (8K context, 2K output) has them,
+# and most calls fit them, so a replay on any model at least that large reads only the few calls that are not.
+PLAIN_CONTEXT = 8_192
+PLAIN_OUTPUT = 2_048
+
+
+def plain_call(
+    *, model: str, cost_usd: Decimal | None, needs: str | None, input_tokens: int, output_tokens: int
+) -> bool:
+    """Whether a call is plain (UsageRecord.plain): one that no model at least PLAIN_CONTEXT/PLAIN_OUTPUT large
+    would set apart in a replay."""
+    return (
+        not (cost_usd is None and model)
+        and needs == ""
+        and output_tokens <= PLAIN_OUTPUT
+        and input_tokens + output_tokens <= PLAIN_CONTEXT
+    )
 
 
 # What a team's totals and its spend charts read of a rollup, besides its team and hour.

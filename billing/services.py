@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from billing.caps.counters import counters_drop, counters_settle, counters_settle_commands
 from billing.caps.reservations import reservations_release
-from billing.models import ApiKey, Team, UsageRecord, tried_several
+from billing.models import ApiKey, Team, UsageRecord, plain_call, tried_several
 from billing.money import usage_cost
 from billing.rollups.maintain import rollups_add
 from fastpath.resp import Command
@@ -120,6 +120,8 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
         )
     if booking.cache_hit:
         cost = booking.extra_cost
+    model = booking.model.public_id if booking.model else ""
+    needs = ",".join(sorted(needed_capabilities(spec.request)))
     return UsageRecord(
         request_id=spec.call_id,
         created_at=spec.created_at,
@@ -129,7 +131,7 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
         api_key_id=spec.api_key_id,
         requested=spec.requested,
         route=spec.route,
-        model=booking.model.public_id if booking.model else "",
+        model=model,
         provider=booking.model.provider_name if booking.model else "",
         attempts=booking.attempts,
         fell_back=tried_several(booking.attempts),
@@ -140,7 +142,14 @@ def usage_record_new(booking: UsageBooking) -> UsageRecord:
         cache_write_tokens=booking.cache_write_tokens,
         reasoning_tokens=booking.reasoning_tokens,
         tokens_estimated=booking.tokens_estimated,
-        needs=",".join(sorted(needed_capabilities(spec.request))),
+        needs=needs,
+        plain=plain_call(
+            model=model,
+            cost_usd=cost,
+            needs=needs,
+            input_tokens=booking.input_tokens,
+            output_tokens=booking.output_tokens,
+        ),
         input_price_per_million=price.input_per_million if price else None,
         output_price_per_million=price.output_per_million if price else None,
         cached_input_price_per_million=price.cached_input_price if price else None,

@@ -7,7 +7,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from billing.models import UsageRecord
+from billing.models import UsageRecord, plain_call
 from billing.money import usage_cost
 from billing.services import usage_records_insert
 
@@ -37,6 +37,14 @@ def usage_record(*, at: dt.datetime, model: str = "sim/quick", **fields: Any) ->
             output_tokens=record.output_tokens,
             input_per_million=record.input_price_per_million,
             output_per_million=record.output_price_per_million,
+        )
+    if "plain" not in fields:
+        record.plain = plain_call(
+            model=record.model,
+            cost_usd=record.cost_usd,
+            needs=record.needs,
+            input_tokens=record.input_tokens,
+            output_tokens=record.output_tokens,
         )
     return record
 

@@ -15,6 +15,7 @@ own page across teams) the hour rollups alone.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q
@@ -37,13 +38,19 @@ GRAIN_OF = {
 
 
 def card_rollups(
-    access: UsageScope, filters: Filters, *, grouped_by: str | None = None, bucketed: bool = False
+    access: UsageScope,
+    filters: Filters,
+    *,
+    grouped_by: str | None = None,
+    bucketed: bool = False,
+    hourly_days: Collection[dt.datetime] = (),
 ) -> list[QuerySet[Any]]:
     """The rollups a card sums, in parts that add up (hour rollups, day rollups), narrowed by the filters.
 
     `grouped_by` is the dimension the card breaks its figures down by
     (None for totals); `bucketed` says it draws them over time, in
-    filters.bucket's buckets.
+    filters.bucket's buckets. `hourly_days` (midnights UTC) are read from
+    the hour rollups even when whole: a card that needs their hours apart.
     """
     hours = access.rollups()
     days = access.day_rollups()
@@ -61,11 +68,20 @@ def card_rollups(
         return [hours.filter(filters.rollup_q())]
     narrowing = filters.narrowing()
     grain = next(iter(grains), None) or UsageDayRollup.Grain.MODEL_ROUTE.value
-    parts: list[QuerySet[Any]] = [days.filter(Q(grain=grain, day__gte=first_day, day__lt=last_day) & narrowing)]
+    split = sorted(day for day in hourly_days if first_day <= day < last_day)
+    parts: list[QuerySet[Any]] = [
+        days.filter(Q(grain=grain, day__gte=first_day, day__lt=last_day) & narrowing).exclude(day__in=split)
+    ]
+    edges = [(day, day + dt.timedelta(days=1)) for day in split]
     if filters.since < first_day:
-        parts.append(hours.filter(Q(hour__gte=filters.since, hour__lt=first_day) & narrowing))
+        edges.append((filters.since, first_day))
     if last_day < filters.until:
-        parts.append(hours.filter(Q(hour__gte=last_day, hour__lt=filters.until) & narrowing))
+        edges.append((last_day, filters.until))
+    if edges:
+        spans = Q()
+        for start, end in edges:
+            spans |= Q(hour__gte=start, hour__lt=end)
+        parts.append(hours.filter(spans & narrowing))
     return parts
 
 

@@ -5,7 +5,8 @@ output with its reasoning) and is re-priced as the chain would have
 served it: by the first model of the chain that could (its capabilities
 and its context and output limits), at that model's price in force at
 the start of the call's UTC hour (billing.services.price_of, the
-booking's own). Calls that no model of the chain could serve, calls
+booking's own; a day's calls are priced at once at its midnight's price
+when no price starts within the day). Calls that no model of the chain could serve, calls
 booked with no price, calls whose needs were never recorded and calls
 the serving model had no price for are counted apart, never re-priced.
 """
@@ -25,9 +26,10 @@ from billing.money.selectors import (
     NEEDS_UNKNOWN,
     NO_MODEL,
     REAL_UNPRICED,
+    PeriodSums,
     TokenSums,
     apart_sums,
-    hourly_sums,
+    period_sums,
 )
 from billing.services import price_of, tokens_cost
 
@@ -124,33 +126,32 @@ def replay(
     chain: Sequence[CatalogModel],
     *,
     under: str,
-    everything: dict[dt.datetime, TokenSums] | None = None,
+    everything: PeriodSums,
 ) -> Replay:
     """The calls of `filters` re-priced as `chain` would have served them, beside what they cost.
 
-    `everything`: the filters' hourly_sums, when the caller read them already (for another replay of the page).
+    `everything`: the filters' period_sums.
     """
-    if everything is None:
-        everything = hourly_sums(access.rollups().filter(filters.rollup_q()))
     apart = apart_sums(access.summed_records().filter(filters.record_q()), chain)
-    # Every call chain[0] could not take is among `apart`; the rest of each hour, it serves.
-    groups: dict[tuple[dt.datetime, int], TokenSums] = {(hour, 0): sums for hour, sums in everything.items()}
+    # Every call chain[0] could not take is among `apart`; the rest of each slot, it serves.
+    groups: dict[tuple[dt.datetime, int], TokenSums] = {(slot, 0): sums for slot, sums in everything.slots.items()}
     for (hour, goes_to), sums in apart.items():
-        # A record with no rollup (one inserted around the booking; check_rollups finds it) leaves its hour short.
-        groups[(hour, 0)] = groups.get((hour, 0), TokenSums()) - sums
-        groups[(hour, goes_to)] = sums
-    # Summed per day, serving model and price before pricing: a cost per price, not per hour and model.
+        slot = everything.slot_of(hour)
+        # A record with no rollup (one inserted around the booking; check_rollups finds it) leaves its slot short.
+        groups[(slot, 0)] = groups.get((slot, 0), TokenSums()) - sums
+        groups[(slot, goes_to)] = groups.get((slot, goes_to), TokenSums()) + sums
+    # Summed per day, serving model and price before pricing: a cost per price, not per slot and model.
     priced: dict[tuple[dt.datetime, int, PriceRow], TokenSums] = {}
     set_apart = {reason: TokenSums() for reason in APART_REASONS}
-    for (hour, goes_to), sums in groups.items():
+    for (slot, goes_to), sums in groups.items():
         if sums.calls <= 0:
             continue
-        price = price_of(chain[goes_to], hour) if goes_to >= 0 else None
+        price = price_of(chain[goes_to], slot) if goes_to >= 0 else None
         if price is None:
             reason = goes_to if goes_to < 0 else NO_PRICE
             set_apart[reason] += sums
             continue
-        key = (hour.replace(hour=0), goes_to, price)
+        key = (slot.replace(hour=0), goes_to, price)
         priced[key] = priced.get(key, TokenSums()) + sums
     none_could = (
         f"{chain[0].public_id} could not have served" if len(chain) == 1 else "no model of the chain could have served"
@@ -190,9 +191,11 @@ def replay_under(
     catalog: Catalog,
     under: str,
     *,
-    everything: dict[dt.datetime, TokenSums] | None = None,
+    everything: PeriodSums | None = None,
 ) -> Replay:
     """The period replayed under `under`: "route:<name>" (its chain) or "model:<public id>" (that model alone)."""
+    if everything is None:
+        everything = period_sums(access, filters, catalog)
     kind, _, name = under.partition(":")
     if kind == "route":
         route = catalog.routes[name]

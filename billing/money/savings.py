@@ -18,7 +18,7 @@ from django import forms
 
 from billing.dashboards.charts import compared_chart
 from billing.money.replay import NotReplayable, Replay, chain_of, replay, replay_under
-from billing.money.selectors import TokenSums, answering_models, hourly_sums
+from billing.money.selectors import PeriodSums, answering_models, period_sums
 from billing.services import price_of
 
 if TYPE_CHECKING:
@@ -95,27 +95,29 @@ def savings(
     catalog: Catalog,
     compare: str = "",
     *,
-    everything: dict[dt.datetime, TokenSums] | None = None,
+    everything: PeriodSums | None = None,
 ) -> Savings:
     """The filters' calls against `compare` (a model's public id), or against the dearest model that answered.
 
-    `everything`: the filters' hourly_sums, when the caller read them already.
+    `everything`: the filters' period_sums, when the caller read them already.
     """
     if compare:
         model: CatalogModel | None = catalog.models[compare]
     else:
-        answered = answering_models(access.rollups().filter(filters.rollup_q()))
+        answered = answering_models(access, filters)
         models = [catalog.models[name] for name in answered if name in catalog.models]
         model = dearest(models, filters.until - dt.timedelta(microseconds=1))
     if model is None:
         return Savings(compared=None)
+    if everything is None:
+        everything = period_sums(access, filters, catalog)
     return Savings(compared=replay(access, filters, [model], under=f"model {model.public_id}", everything=everything))
 
 
 def money_figures(access: TeamAccess, filters: Filters, catalog: Catalog, choices: dict[str, str]) -> dict[str, Any]:
     """What the savings page shows for valid filters and choices (MoneyForm.cleaned_data), charts included."""
     # One read of the rollups for both parts of the page.
-    everything = hourly_sums(access.rollups().filter(filters.rollup_q()))
+    everything = period_sums(access, filters, catalog)
     figures: dict[str, Any] = {
         "savings": savings(access, filters, catalog, choices.get("compare") or "", everything=everything)
     }

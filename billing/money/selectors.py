@@ -1,13 +1,15 @@
-"""What the savings and replay pages read: a period's tokens per hour and model, and the calls that need a look.
+"""What the savings and replay pages read: a period's tokens per pricing slot, and the calls that need a look.
 
 Re-pricing is linear in tokens, so the calls that any model could serve
-are re-priced from the rollups' token sums per hour (720 rows for a
-month, whatever the number of calls). Only
-the calls that the first model of a chain could not serve, too long for
-its context, needing a capability it lacks, booked with no price or with
-needs never recorded, are read from the records: counted in SQL, per hour
-and the chain's model that would serve them instead, with
-the period's other calls passed over by the database, not by Python.
+are re-priced from the rollups' token sums per slot: a UTC day (the day
+rollups, 30 rows for a month, whatever the number of calls), or an hour
+on a day when a price changed. Only the calls that the first model of a
+chain could not serve, too long for its context, needing a capability it
+lacks, booked with no price or with needs never recorded, are read from
+the records: counted in SQL, per hour and the chain's model that would
+serve them instead. When that model is at least as large as a plain call
+(UsageRecord.plain), only the calls that are not plain are read, through
+a partial index: a small part of the period's calls.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncHour
 
 from billing.caps.counters import COST_UNITS
-from billing.models import UNPRICED
+from billing.dashboards.sources import card_rollups
+from billing.models import PLAIN_CONTEXT, PLAIN_OUTPUT, UNPRICED, UsageDayRollup
 from routing.strategies.capabilities import NEEDED_TAGS
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
-    from billing.models import UsageRecord, UsageRollup
-    from routing.catalog import CatalogModel
+    from billing.dashboards.access import TeamAccess
+    from billing.dashboards.filters import Filters
+    from billing.models import UsageRecord
+    from routing.catalog import Catalog, CatalogModel
 
 # Where a call goes in a replay when no model of the chain serves it; 0 and up: the chain's model at that index.
 NO_MODEL = -1
@@ -70,24 +75,65 @@ TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_w
 SUMMED = ("requests", *TOKEN_FIELDS, "cost_units")
 
 
-def hourly_sums(rollups: QuerySet[UsageRollup]) -> dict[dt.datetime, TokenSums]:
-    """Every call of `rollups`, summed per UTC hour.
+@dataclass(frozen=True)
+class PeriodSums:
+    """A period's calls summed per pricing slot: a whole UTC day, or an hour of a day read hour by hour."""
 
-    Whichever model answered, a replay prices the hour's calls at one
-    model's price: the hour is all it needs (a month is 720 rows).
+    slots: dict[dt.datetime, TokenSums]
+    # The slots that are whole days.
+    days: frozenset[dt.datetime]
+
+    def slot_of(self, hour: dt.datetime) -> dt.datetime:
+        """The slot a call of `hour` is summed in."""
+        midnight = hour.replace(hour=0)
+        return midnight if midnight in self.days else hour
+
+
+def price_change_days(catalog: Catalog) -> frozenset[dt.datetime]:
+    """The UTC days (midnights) in which a model's price starts after midnight: their hours are priced apart."""
+    days = set()
+    for model in catalog.models.values():
+        for row in model.prices:
+            start = row.valid_from.astimezone(dt.UTC)
+            midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
+            if start != midnight:
+                days.add(midnight)
+    return frozenset(days)
+
+
+def period_sums(access: TeamAccess, filters: Filters, catalog: Catalog) -> PeriodSums:
+    """Every call of the filters, summed per pricing slot.
+
+    Whichever model answered, a replay prices a slot's calls at one
+    model's price in force at the slot's start. A whole day is one slot,
+    read from the day rollups, unless some price starts within it: every
+    hour of such a day, and of the period's partial first and last days,
+    is a slot of its own, read from the hour rollups.
     """
-    # Tuples, not dicts: each row's dict would cost more than its sums.
-    rows = (
-        rollups.values_list("hour")
-        .order_by()
-        .annotate(**{f"s_{name}": Coalesce(Sum(name), Value(0)) for name in SUMMED})
-    )
-    return {hour.astimezone(dt.UTC): TokenSums(*sums) for hour, *sums in rows}
+    slots: dict[dt.datetime, TokenSums] = {}
+    days: set[dt.datetime] = set()
+    for part in card_rollups(access, filters, hourly_days=price_change_days(catalog)):
+        column = "day" if part.model is UsageDayRollup else "hour"
+        # Tuples, not dicts: each row's dict would cost more than its sums.
+        rows = (
+            part.values_list(column)
+            .order_by()
+            .annotate(**{f"s_{name}": Coalesce(Sum(name), Value(0)) for name in SUMMED})
+        )
+        for start, *sums in rows:
+            slot = start.astimezone(dt.UTC)
+            slots[slot] = slots.get(slot, TokenSums()) + TokenSums(*sums)
+            if column == "day":
+                days.add(slot)
+    return PeriodSums(slots=slots, days=frozenset(days))
 
 
-def answering_models(rollups: QuerySet[UsageRollup]) -> list[str]:
-    """The models that answered any call of `rollups`, by name."""
-    return sorted(rollups.exclude(model="").values_list("model", flat=True).order_by().distinct())
+def answering_models(access: TeamAccess, filters: Filters) -> list[str]:
+    """The models that answered any call of the filters, by name."""
+    answered: set[str] = set()
+    for part in card_rollups(access, filters, grouped_by="model"):
+        answered.update(part.exclude(model="").values_list("model", flat=True).order_by().distinct())
+    return sorted(answered)
 
 
 def fits(model: CatalogModel) -> Q:
@@ -116,6 +162,9 @@ def apart_sums(
     Every other call of `records` is one `chain[0]` serves.
     """
     first = chain[0]
+    if first.context_window >= PLAIN_CONTEXT and first.max_output_tokens >= PLAIN_OUTPUT:
+        # A plain call is one such a model serves: only the others are read (a partial index holds them).
+        records = records.filter(plain=False)
     goes_to = Case(
         When(UNPRICED, then=Value(REAL_UNPRICED)),
         When(needs__isnull=True, then=Value(NEEDS_UNKNOWN)),

@@ -5,22 +5,27 @@ Every expected figure is worked out below from the ledger's prices and tokens, n
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.http import QueryDict
 from django.test import Client
 from django.urls import reverse
 
 from billing.dashboards.access import team_access
 from billing.dashboards.filters import FiltersForm
-from billing.models import UsageRecord
+from billing.models import PLAIN_CONTEXT, PLAIN_OUTPUT, UsageRecord
 from billing.money.replay import replay_under
 from billing.money.savings import savings
+from billing.money.selectors import period_sums
 from routing.catalog import get_catalog
 from routing.models import LanguageModel, ModelPrice, Route, RouteStep
 from tests.money_ledger import DAY_A, DAY_B, PRICE_CHANGE, Ledger, ledger_create
+from tests.usage_ledger import book, usage_record
 
 pytestmark = pytest.mark.django_db
 
@@ -121,6 +126,65 @@ def test_the_filters_narrow_the_calls_compared(ledger: Ledger) -> None:
     smalls = figures(ledger.olivia, "model=up/small", compare="up/big").compared
     assert smalls.total.replayed == CALL_1_ON_BIG + CALL_2_ON_BIG
     assert smalls.total.real == BOOKED[1] + BOOKED[2]
+
+
+def test_a_price_changed_within_a_day_prices_the_calls_before_and_after_it_at_their_own(ledger: Ledger) -> None:
+    small = {"model": "up/small", "route": "cheap", "team": ledger.acme, "user": ledger.olivia}
+    before = PRICE_CHANGE - dt.timedelta(hours=1)
+    book(usage_record(at=before, **small), usage_record(at=PRICE_CHANGE, **small))
+    # Days are whole in a custom period: the one, or two, holding those calls and nothing of the ledger's.
+    query = f"period=custom&since={before.date()}&until={PRICE_CHANGE.date()}"
+
+    result = figures(ledger.olivia, query, compare="up/big").compared
+
+    assert result.total.calls == 2
+    assert result.total.replayed == priced(1_000, 500, 5, 20) + priced(1_000, 500, 10, 40)
+    # The day the price changed is summed hour by hour; the others are read whole, from the day rollups.
+    access = team_access(ledger.olivia, "acme")
+    form = FiltersForm(QueryDict(""), access=access)
+    assert form.is_valid()
+    sums = period_sums(access, form.filters(), get_catalog())
+    assert midnight(DAY_A) in sums.days
+    assert (midnight(PRICE_CHANGE) in sums.days) == (midnight(PRICE_CHANGE) == PRICE_CHANGE)
+
+
+def midnight(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(hour=0)
+
+
+def test_a_replay_on_a_model_larger_than_a_plain_call_reads_only_the_other_calls(ledger: Ledger) -> None:
+    # Calls 1 and 2, and Acme's call of 40 days ago: priced, needing nothing, short.
+    assert UsageRecord.objects.filter(team=ledger.acme, plain=True).count() == 3
+    as_booked = figures(ledger.olivia, compare="up/big").compared
+
+    UsageRecord.objects.update(plain=False)
+    assert figures(ledger.olivia, compare="up/big").compared == as_booked
+
+    # The flag is what narrows the read: call 5, too long for big, marked plain, would be taken to fit it.
+    UsageRecord.objects.filter(model="up/long").update(plain=True)
+    assert figures(ledger.olivia, compare="up/big").compared.total.calls == 5
+    # A model smaller than a plain call reads every call: small still sets call 5 apart.
+    assert figures(ledger.olivia, compare="up/small").compared.total.calls == 2
+
+
+def test_the_migration_marks_the_calls_booked_before_as_booking_marks_them(ledger: Ledger) -> None:
+    edges = [
+        {"output_tokens": PLAIN_OUTPUT, "input_tokens": PLAIN_CONTEXT - PLAIN_OUTPUT},
+        {"output_tokens": PLAIN_OUTPUT + 1, "input_tokens": 10},
+        {"output_tokens": 10, "input_tokens": PLAIN_CONTEXT - 9},
+        {"model": "", "cost_usd": None, "input_price_per_million": None, "status": UsageRecord.Status.ERROR},
+        {"model": "local/free", "cost_usd": Decimal(0)},
+        {"needs": "json"},
+    ]
+    book(*(usage_record(at=DAY_A, team=ledger.acme, user=ledger.olivia, **edge) for edge in edges))
+    booked = dict(UsageRecord.objects.values_list("request_id", "plain"))
+    # The ledger's four (Globex's too), the first edge, the failed call and the free one.
+    assert list(booked.values()).count(True) == 7
+
+    UsageRecord.objects.update(plain=False)
+    importlib.import_module("billing.migrations.0011_usagerecord_plain").mark_plain(apps, None)
+
+    assert dict(UsageRecord.objects.values_list("request_id", "plain")) == booked
 
 
 def page(viewer: Any, query: str = "", slug: str = "acme") -> Any:

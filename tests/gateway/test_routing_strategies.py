@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -15,6 +14,7 @@ from playground.votes import vote_cast
 from routing.arena_standings import KEY as STANDINGS_KEY
 from routing.model_health import KEY, model_health_store
 from routing.models import Route, RouteStep
+from tests.billing.test_reservations import wait_for
 from tests.fakes.openai import FakeOpenAI
 from tests.usage_records import booked
 
@@ -197,9 +197,7 @@ def test_a_quality_route_follows_the_callers_own_votes_once_they_are_enough(
                     call_id=uuid.uuid4().hex,
                 )
             vote_cast(run=run, user=alice, outcome="best", winner_panel=run.panels.get(position=0))
-        deadline = time.monotonic() + 30
-        while b'"votes":3' not in (redis_client.hget(STANDINGS_KEY, scope) or b"") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: b'"votes":3' in (redis_client.hget(STANDINGS_KEY, scope) or b""), "3 votes published")
 
         raw = client.chat.completions.with_raw_response.create(model="auto", messages=coding)
         assert raw.headers["x-switchyard-model"] == "up2/gpt-4o"
