@@ -183,7 +183,7 @@ def calculator_page(*, access: TeamAccess, query: QueryDict, now: dt.datetime) -
         data = data.copy()
         data["compare"] = compare
     if action == "fill":
-        usage = recent_usage(access.rollups(), now=now)
+        usage = recent_usage(access, now=now)
         fill = loads_from(usage, limit=MAX_ROWS)
         if fill.loads:
             data = form_data([load_fields(load) for load in fill.loads], compare)
@@ -201,7 +201,7 @@ def calculator_page(*, access: TeamAccess, query: QueryDict, now: dt.datetime) -
         loads = [form.load() for form in formset.forms if form.has_changed()]
         if loads:
             if usage is None and any(load.target not in catalog.models for load in loads):
-                usage = recent_usage(access.rollups(), now=now)
+                usage = recent_usage(access, now=now)
             mixes = usage.mixes() if usage is not None else {}
             compared = compare_form.cleaned_data["compare"]
             estimate = calculator_estimate(catalog=catalog, loads=loads, compare=compared, mixes=mixes, at=now)

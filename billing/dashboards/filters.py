@@ -51,6 +51,21 @@ class Filters:
     user_id: int | None
     key_id: int | None
 
+    @classmethod
+    def unfiltered(cls, since: dt.datetime, until: dt.datetime) -> Filters:
+        """Every call from `since` to `until` (whole UTC hours), narrowed by nothing."""
+        return cls(
+            since=since,
+            until=until,
+            period="custom",
+            bucket="",
+            stack="model",
+            model="",
+            route="",
+            user_id=None,
+            key_id=None,
+        )
+
     def rollup_q(self) -> Q:
         """The rollups these filters select (the period, then each filter set)."""
         return Q(hour__gte=self.since, hour__lt=self.until) & self.narrowing()

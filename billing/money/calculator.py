@@ -11,7 +11,8 @@ such calls, as its first model that has a price. A model with no price
 leaves its load's cost unknown (None): flagged, never $0.
 
 The last 30 days are read from the rollups, never the raw records, so
-filling the calculator costs one grouped query at any number of calls.
+filling the calculator costs two grouped queries (day rollups for the
+whole days, hour rollups for the first and last) at any number of calls.
 """
 
 from __future__ import annotations
@@ -24,15 +25,15 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Sum
 
+from billing.dashboards.filters import Filters
+from billing.dashboards.sources import card_rollups
 from billing.money import COST_PLACES, from_units
 from billing.periods import hour_of
 from billing.services import price_of, tokens_cost
 from playground.selectors import route_models
 
 if TYPE_CHECKING:
-    from django.db.models import QuerySet
-
-    from billing.models import UsageRollup
+    from billing.dashboards.access import TeamAccess
     from routing.catalog import Catalog
 
 MONTHS_PER_YEAR = 12
@@ -161,38 +162,47 @@ class RecentUsage:
         return mixes
 
 
-def recent_usage(rollups: QuerySet[UsageRollup], *, now: dt.datetime) -> RecentUsage:
-    """The calls of `rollups` (a team's) that a model answered in the 30 days up to `now`, by route and model.
+def recent_usage(access: TeamAccess, *, now: dt.datetime) -> RecentUsage:
+    """The team's calls that a model answered in the 30 days up to `now`, by route and model.
 
     Calls that no model answered (refused before any was tried) carry no
     tokens and are left out. Rollups are hourly: the period starts at the
-    hour 30 days before `now`'s.
+    hour 30 days before `now`'s, and its whole days are read from the day
+    rollups (billing/dashboards/sources.py).
     """
     since = hour_of(now) - HISTORY
-    rows = (
-        rollups.filter(hour__gte=since, hour__lte=now)
-        .exclude(model="")
-        .values("route", "model")
-        .order_by()
-        .annotate(
-            calls=Sum("requests"),
-            tokens_in=Sum("input_tokens"),
-            tokens_out=Sum("output_tokens"),
-            cost=Sum("cost_units"),
+    sums: dict[tuple[str, str], list[int]] = {}
+    for part in card_rollups(
+        access, Filters.unfiltered(since, hour_of(now) + dt.timedelta(hours=1)), grouped_by="route"
+    ):
+        rows = (
+            part.exclude(model="")
+            .values_list("route", "model")
+            .order_by()
+            .annotate(
+                calls=Sum("requests"),
+                tokens_in=Sum("input_tokens"),
+                tokens_out=Sum("output_tokens"),
+                cost=Sum("cost_units"),
+            )
         )
-    )
+        for route, model, *figures in rows:
+            group = sums.setdefault((route, model), [0, 0, 0, 0])
+            for index, figure in enumerate(figures):
+                group[index] += int(figure or 0)
     answered = [
         Answered(
-            route=row["route"],
-            model=row["model"],
-            requests=int(row["calls"] or 0),
-            input_tokens=int(row["tokens_in"] or 0),
-            output_tokens=int(row["tokens_out"] or 0),
-            cost=from_units(int(row["cost"] or 0)),
+            route=route,
+            model=model,
+            requests=calls,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+            cost=from_units(cost),
         )
-        for row in rows
+        for (route, model), (calls, tokens_in, tokens_out, cost) in sums.items()
+        if calls
     ]
-    return RecentUsage(since=since, answered=[group for group in answered if group.requests])
+    return RecentUsage(since=since, answered=answered)
 
 
 @dataclass(frozen=True)
