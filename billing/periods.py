@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
+
+from django.db.models.functions import TruncHour
 
 from billing.models import SpendCap
 
@@ -10,6 +13,21 @@ from billing.models import SpendCap
 def hour_of(moment: dt.datetime) -> dt.datetime:
     """The UTC hour holding `moment`: the grain of the rollups and of the dashboards' periods."""
     return moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+class UtcHour(TruncHour):
+    """hour_of in SQL: a datetime column's UTC hour.
+
+    Django's TruncHour on SQLite calls a Python function per row; strftime
+    is SQLite's own, and gives the same text (the column holds UTC).
+    """
+
+    def __init__(self, expression: str) -> None:
+        super().__init__(expression, tzinfo=dt.UTC)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> tuple[str, tuple[str | int, ...]]:
+        sql, params = compiler.compile(self.lhs)
+        return f"strftime('%%Y-%%m-%%d %%H:00:00', {sql})", tuple(params)
 
 
 def period_bounds(period: str, when: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

@@ -34,7 +34,23 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="usagerecord",
             index=models.Index(
-                condition=models.Q(plain=False), fields=["team", "created_at"], name="record_team_unplain"
+                condition=models.Q(plain=False),
+                fields=[
+                    "team",
+                    "created_at",
+                    "plain",
+                    "model",
+                    "route",
+                    "user",
+                    "api_key",
+                    "needs",
+                    "cost_usd",
+                    "input_tokens",
+                    "output_tokens",
+                    "cached_input_tokens",
+                    "cache_write_tokens",
+                ],
+                name="record_team_unplain",
             ),
         ),
     ]

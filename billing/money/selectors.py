@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
-from django.db.models.functions import Coalesce, TruncHour
+from django.db.models.functions import Coalesce
 
 from billing.caps.counters import COST_UNITS
 from billing.dashboards.sources import card_rollups
 from billing.models import PLAIN_CONTEXT, PLAIN_OUTPUT, UNPRICED, UsageDayRollup
+from billing.periods import UtcHour
 from routing.strategies.capabilities import NEEDED_TAGS
 
 if TYPE_CHECKING:
@@ -175,10 +176,10 @@ def apart_sums(
     rows = (
         records.annotate(total_tokens=F("input_tokens") + F("output_tokens"))
         .filter(UNPRICED | ~fits(first))
-        .values_list(TruncHour("created_at", tzinfo=dt.UTC), goes_to)
+        .values_list(UtcHour("created_at"), goes_to)
         .order_by()
         .annotate(
-            s_calls=Count("pk"),
+            s_calls=Count("*"),
             **{f"s_{name}": Coalesce(Sum(name), Value(0)) for name in TOKEN_FIELDS},
             s_cost=Coalesce(Sum(COST_UNITS), Value(0)),
         )

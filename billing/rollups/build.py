@@ -15,12 +15,12 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Count, F, IntegerField, Max, Min, Model, Q, QuerySet, Sum, Value
-from django.db.models.functions import Cast, Coalesce, Round, TruncDay, TruncHour
+from django.db.models.functions import Cast, Coalesce, Round, TruncDay
 
 from billing.caps.counters import COST_UNITS
 from billing.models import UNPRICED, UsageDayRollup, UsageRecord, UsageRollup
 from billing.money import UNITS_PER_USD
-from billing.periods import hour_of
+from billing.periods import UtcHour, hour_of
 from billing.rollups.buckets import BOUNDS_MS, LATENCY_COLUMNS, TTFT_COLUMNS
 from billing.rollups.maintain import DAY_SLICE, SLICE, SUMS, DaySlice, Slice, day_slices
 
@@ -75,7 +75,7 @@ def raw_sums(records: QuerySet[Any]) -> QuerySet[Any, dict[str, Any]]:
     assert sums.keys() == set(SUMS)
     grouped: QuerySet[Any, dict[str, Any]] = (
         records.values(
-            s_hour=TruncHour("created_at", tzinfo=dt.UTC),
+            s_hour=UtcHour("created_at"),
             s_team_id=_zero(F("team_id")),
             s_user_id=_zero(F("user_id")),
             s_api_key_id=_zero(F("api_key_id")),
