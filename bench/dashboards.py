@@ -140,7 +140,7 @@ def measure(runs: int, only: list[str]) -> None:
     filters = filter_sets(model, user_id, today.isoformat(), (today - dt.timedelta(days=89)).isoformat())
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(owner)
-    header = f"{'page':<22}{'filters':<18}{'p50 ms':>9}{'p95 ms':>9}{'bytes':>10}"
+    header = f"{'page':<22}{'filters':<18}{'p50 ms':>9}{'p95 ms':>9}{'bytes':>12}"
     print(header)
     print("-" * len(header))
     for page in pages():
@@ -168,7 +168,7 @@ def measure(runs: int, only: list[str]) -> None:
                 if run:
                     times.append(elapsed)
             print(
-                f"{page.label:<22}{name:<18}{statistics.median(times):>9.1f}{percentile(times, 0.95):>9.1f}{size:>10,}"
+                f"{page.label:<22}{name:<18}{statistics.median(times):>9.1f}{percentile(times, 0.95):>9.1f}{size:>12,}"
             )
             if page.streamed:
                 tracemalloc.start()
