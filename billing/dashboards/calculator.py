@@ -184,7 +184,8 @@ def calculator_page(*, access: TeamAccess, query: QueryDict, now: dt.datetime) -
         data["compare"] = compare
     if action == "fill":
         usage = recent_usage(access, now=now)
-        fill = loads_from(usage, limit=MAX_ROWS)
+        offered = {value for _, group in targets[1:] for value, _ in group}
+        fill = loads_from(usage, limit=MAX_ROWS, offered=offered)
         if fill.loads:
             data = form_data([load_fields(load) for load in fill.loads], compare)
     elif action == "add":

@@ -18,7 +18,7 @@ whole days, hour rollups for the first and last) at any number of calls.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -216,19 +216,27 @@ class Fill:
     booked: Decimal
     # Calls of the groups beyond the calculator's rows.
     left_out: int
+    # Routes and models called then that a row can no longer name (disabled, deleted), and their calls.
+    gone: list[str] = field(default_factory=list)
+    gone_calls: int = 0
 
 
-def loads_from(usage: RecentUsage, *, limit: int) -> Fill:
+def loads_from(usage: RecentUsage, *, limit: int, offered: Collection[str]) -> Fill:
     """The last 30 days as a month's loads, each with its calls' average tokens (rounded to a whole token).
 
     No task type is stored per call, so each route is one row, and each
-    model asked directly another, named after it.
+    model asked directly another, named after it. Only the routes and
+    models in `offered` (those a row can name) become rows: a row for one
+    since disabled could only be refused.
     """
     groups: dict[str, list[Answered]] = {}
     for group in usage.answered:
         groups.setdefault(group.route or group.model, []).append(group)
+    gone = sorted(target for target in groups if target not in offered)
     loads = []
     for target, answered in groups.items():
+        if target not in offered:
+            continue
         calls = sum(group.requests for group in answered)
         tokens_in = sum(group.input_tokens for group in answered)
         tokens_out = sum(group.output_tokens for group in answered)
@@ -241,6 +249,8 @@ def loads_from(usage: RecentUsage, *, limit: int) -> Fill:
         calls=sum(group.requests for group in usage.answered),
         booked=sum((group.cost for group in usage.answered), Decimal(0)),
         left_out=sum(load.requests for load in loads[limit:]),
+        gone=gone,
+        gone_calls=sum(group.requests for target in gone for group in groups[target]),
     )
 
 

@@ -234,6 +234,34 @@ def test_filling_from_the_last_30_days_makes_a_row_per_route_and_per_model_asked
     assert "action" not in page.query and "rows-1-target=sim%2Fdear" in page.query
 
 
+def test_filling_leaves_out_and_names_the_routes_and_models_no_longer_offered(cast: Cast) -> None:
+    acme = {"team": cast.acme, "user": cast.mike}
+    book(
+        usage_record(at=NOW - dt.timedelta(days=2), model="sim/cheap", route="coding", **acme),
+        usage_record(at=NOW - dt.timedelta(days=2), model="sim/cheap", route="retired", **acme),
+        usage_record(at=NOW - dt.timedelta(days=3), model="sim/gone", **acme),
+        usage_record(at=NOW - dt.timedelta(days=3), model="sim/gone", **acme),
+    )
+    coding = Route.objects.get(name="coding")
+    coding.enabled = False
+    coding.save()
+
+    response = calculator(cast.mike, [row("sim/cheap", 7, 1, 1)], action="fill")
+    page = response.context["page"]
+    # Nothing left to fill from: the rows stay as they were, and the note says where the calls went.
+    assert (page.fill.calls, page.fill.gone, page.fill.gone_calls) == (4, ["coding", "retired", "sim/gone"], 4)
+    assert [form.cleaned_data["requests"] for form in page.formset.forms] == [7]
+    assert "went to coding, retired, sim/gone, none of them offered here now" in response.content.decode()
+
+    coding.enabled = True
+    coding.save()
+    response = calculator(cast.mike, [row("sim/cheap", 7, 1, 1)], action="fill")
+    page = response.context["page"]
+    assert [form.cleaned_data["target"] for form in page.formset.forms] == ["coding"]
+    assert page.estimate is not None and page.fill.left_out == 0
+    assert "The 3 calls of retired, sim/gone, no longer offered here, are left out." in response.content.decode()
+
+
 def test_filling_with_no_calls_keeps_the_rows_and_says_why(cast: Cast) -> None:
     page = calculator(cast.mike, [row("sim/cheap", 7, 1, 1)], action="fill").context["page"]
     assert page.fill.loads == []
