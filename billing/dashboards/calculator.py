@@ -158,8 +158,8 @@ class CalculatorPage:
     max_rows: int = MAX_ROWS
 
 
-def _targets(catalog: Catalog, at: dt.datetime) -> tuple[Choices, Choices]:
-    """The choices of a row (enabled routes, then usable models) and of the compared model."""
+def _targets(catalog: Catalog, at: dt.datetime) -> tuple[Choices, Choices, frozenset[str]]:
+    """The choices of a row (enabled routes, then usable models), of the compared model, and a row's valid values."""
     options = picker_options(catalog=catalog, at=at)
     routes = [(option.value, option.value) for option in options if option.is_route]
     models = [
@@ -167,13 +167,13 @@ def _targets(catalog: Catalog, at: dt.datetime) -> tuple[Choices, Choices]:
         for option in options
         if not option.is_route
     ]
-    return [("", "Choose…"), ("Routes", routes), ("Models", models)], models
+    return [("", "Choose…"), ("Routes", routes), ("Models", models)], models, frozenset(o.value for o in options)
 
 
 def calculator_page(*, access: TeamAccess, query: QueryDict, now: dt.datetime) -> CalculatorPage:
     """The calculator for the URL's rows, after its button's action (`action`: add, remove-<row>, fill)."""
     catalog = get_catalog()
-    targets, models = _targets(catalog, now)
+    targets, models, offered = _targets(catalog, now)
     compare = query.get("compare") or default_compare(catalog, now)
     action = query.get("action", "")
     usage: RecentUsage | None = None
@@ -184,7 +184,6 @@ def calculator_page(*, access: TeamAccess, query: QueryDict, now: dt.datetime) -
         data["compare"] = compare
     if action == "fill":
         usage = recent_usage(access, now=now)
-        offered = {value for _, group in targets[1:] for value, _ in group}
         fill = loads_from(usage, limit=MAX_ROWS, offered=offered)
         if fill.loads:
             data = form_data([load_fields(load) for load in fill.loads], compare)

@@ -217,8 +217,8 @@ class Fill:
     # Calls of the groups beyond the calculator's rows.
     left_out: int
     # Routes and models called then that a row can no longer name (disabled, deleted), and their calls.
-    gone: list[str] = field(default_factory=list)
-    gone_calls: int = 0
+    gone: list[str]
+    gone_calls: int
 
 
 def loads_from(usage: RecentUsage, *, limit: int, offered: Collection[str]) -> Fill:
@@ -232,12 +232,13 @@ def loads_from(usage: RecentUsage, *, limit: int, offered: Collection[str]) -> F
     groups: dict[str, list[Answered]] = {}
     for group in usage.answered:
         groups.setdefault(group.route or group.model, []).append(group)
-    gone = sorted(target for target in groups if target not in offered)
-    loads = []
+    loads, gone, gone_calls = [], [], 0
     for target, answered in groups.items():
-        if target not in offered:
-            continue
         calls = sum(group.requests for group in answered)
+        if target not in offered:
+            gone.append(target)
+            gone_calls += calls
+            continue
         tokens_in = sum(group.input_tokens for group in answered)
         tokens_out = sum(group.output_tokens for group in answered)
         loads.append(Load(target, target, calls, round(tokens_in / calls), round(tokens_out / calls)))
@@ -249,8 +250,8 @@ def loads_from(usage: RecentUsage, *, limit: int, offered: Collection[str]) -> F
         calls=sum(group.requests for group in usage.answered),
         booked=sum((group.cost for group in usage.answered), Decimal(0)),
         left_out=sum(load.requests for load in loads[limit:]),
-        gone=gone,
-        gone_calls=sum(group.requests for target in gone for group in groups[target]),
+        gone=sorted(gone),
+        gone_calls=gone_calls,
     )
 
 
